@@ -1,0 +1,126 @@
+"""The one small Protocol every system implements, and the types it speaks.
+
+A backend serves one system (``here``, a cluster, a store, or a virtual view)
+under paths relative to that system's root: ``""`` is the root, components are
+joined by ``/``, never with a leading slash. For a store the first component is
+the bucket.
+
+Required abilities: stat, list, open a ranged reader, upload a whole local file
+atomically, remove, mkdir, rmdir, rename, url. Optional abilities are separate
+small protocols (:class:`CopyWithin`, :class:`Runner`, :class:`Symlinks`,
+:class:`Metadata`); a backend that has one implements it, and a caller checks
+with ``isinstance``. A route that cannot serve a request raises
+:class:`rhfs.errors.CantCopy` so that the caller falls back.
+
+Backends raise :mod:`rhfs.errors` exceptions, or ``OSError``s with an errno.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from rhfs.errors import InvalidArgument, NameTooLong
+
+MAX_NAME_BYTES = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What a backend knows of one file or directory."""
+
+    name: str
+    is_dir: bool
+    size: int = 0
+    mtime: float = 0.0
+    etag: str | None = None
+    mode: int | None = None  # permission bits, where the system has them
+    link_target: str | None = None  # set for a symbolic link
+    direct_io: bool = False  # content is generated; the kernel must not trust size or cache it
+
+    @property
+    def version(self) -> tuple[object, ...]:
+        """Changes whenever the content may have changed."""
+        return (self.etag, self.size, self.mtime)
+
+
+class Reader(Protocol):
+    def read(self, offset: int, size: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    system: str  # the name shown in stats and status: "here", "s3", "cluster-a", ...
+    kind: str  # "here", "cluster", "store", "view", "control"
+
+    def stat(self, path: str) -> Entry: ...
+
+    def list(self, path: str) -> list[Entry]: ...
+
+    def open_reader(self, path: str, entry: Entry) -> Reader: ...
+
+    def upload(self, local_path: str, path: str) -> None:
+        """Replace ``path`` with the bytes of ``local_path``, atomically: readers see old or new."""
+        ...
+
+    def remove(self, path: str) -> None: ...
+
+    def mkdir(self, path: str) -> None: ...
+
+    def rmdir(self, path: str) -> None: ...
+
+    def rename(self, src: str, dst: str) -> None: ...
+
+    def url(self, path: str) -> str: ...
+
+
+@runtime_checkable
+class CopyWithin(Protocol):
+    def copy_within(self, src: str, dst: str) -> None:
+        """Copy a file inside this system without its bytes leaving it; CantCopy if impossible."""
+        ...
+
+
+@runtime_checkable
+class Runner(Protocol):
+    def run(
+        self, command: str, *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> tuple[int, str, str]:
+        """Run a shell command on the system; secrets go through ``stdin``, never ``command``."""
+        ...
+
+
+@runtime_checkable
+class Symlinks(Protocol):
+    def symlink(self, target: str, path: str) -> None: ...
+
+
+@runtime_checkable
+class Metadata(Protocol):
+    def set_mode(self, path: str, mode: int) -> None: ...
+
+    def set_times(self, path: str, atime: float, mtime: float) -> None: ...
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+def parent(path: str) -> str:
+    return posixpath.dirname(path)
+
+
+def basename(path: str) -> str:
+    return posixpath.basename(path)
+
+
+def check_name(path: str) -> None:
+    """Refuse names rhfs never creates: too long, ".", "..", or holding NUL or a newline."""
+    for part in path.split("/"):
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise NameTooLong(f"name longer than {MAX_NAME_BYTES} bytes")
+        if part in (".", "..") or "\x00" in part or "\n" in part:
+            raise InvalidArgument(f"invalid name {part!r}")

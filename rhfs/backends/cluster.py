@@ -1,0 +1,395 @@
+"""An SSH cluster as a backend: SFTP for files, a remote shell for commands.
+
+The connection is made on first use and made again after it breaks, so a
+cluster that is down when the mount starts, or restarts later, only costs its
+own subtree EIO until it answers again.
+
+Invariants:
+- host keys are checked against ``known_hosts`` unless it is ``""`` on purpose;
+- no path resolves outside the cluster's root (``..`` is refused);
+- uploads go to a temporary sibling and are renamed over the target, so a
+  reader or a crash never sees half a file;
+- secrets reach a remote command only through its stdin.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import shlex
+import stat as stat_mod
+import threading
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from rhfs.backends.base import Entry, check_name
+from rhfs.errors import (
+    AlreadyExists,
+    DirectoryNotEmpty,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    PermissionDenied,
+    RhfsError,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+TMP_MARK = ".rhfs-tmp-"
+CONNECT_TIMEOUT = 10.0
+
+
+def _sftp_error(exc: BaseException, path: str) -> BaseException:
+    import asyncssh
+
+    table: dict[int, type[RhfsError]] = {
+        asyncssh.sftp.FX_NO_SUCH_FILE: NotFound,
+        asyncssh.sftp.FX_PERMISSION_DENIED: PermissionDenied,
+        asyncssh.sftp.FX_FILE_ALREADY_EXISTS: AlreadyExists,
+        asyncssh.sftp.FX_DIR_NOT_EMPTY: DirectoryNotEmpty,
+        asyncssh.sftp.FX_NOT_A_DIRECTORY: NotADirectory,
+        asyncssh.sftp.FX_FILE_IS_A_DIRECTORY: IsADirectory,
+    }
+    if isinstance(exc, asyncssh.SFTPError):
+        cls = table.get(exc.code)
+        if cls is not None:
+            return cls(path)
+        return RhfsError(f"{path}: {exc.reason}")
+    if isinstance(exc, asyncssh.Error | ConnectionError | EOFError | BrokenPipeError):
+        return Unavailable(f"connection lost: {exc}")
+    return exc
+
+
+def entry_from_attrs(name: str, attrs: Any, link_target: str | None = None) -> Entry:
+    mode = attrs.permissions or 0
+    is_dir = stat_mod.S_ISDIR(mode)
+    return Entry(
+        name=name,
+        is_dir=is_dir,
+        size=0 if is_dir else int(attrs.size or 0),
+        mtime=float(attrs.mtime or 0),
+        etag=f"{attrs.mtime}-{attrs.size}" + (f"-{attrs.mtime_ns}" if attrs.mtime_ns else ""),
+        mode=stat_mod.S_IMODE(mode),
+        link_target=link_target,
+    )
+
+
+class ClusterReader:
+    def __init__(self, backend: ClusterBackend, path: str) -> None:
+        self.backend, self.path = backend, path
+        self._file: Any = None
+        self._lock = threading.Lock()
+
+    def read(self, offset: int, size: int) -> bytes:
+        async def go(sftp: Any) -> bytes:
+            if self._file is None:
+                self._file = await sftp.open(self.path, "rb")
+            data: bytes = await self._file.read(size, offset)
+            return data
+
+        try:
+            return self.backend._call(go, self.path)
+        except Unavailable:
+            self._file = None
+            raise
+
+    def close(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+
+            async def go(_: Any) -> None:
+                await f.close()
+
+            try:
+                self.backend._call(go, self.path)
+            except Exception:  # closing a file on a dead connection is not an error
+                pass
+
+
+class ClusterBackend:
+    kind = "cluster"
+
+    def __init__(
+        self,
+        system: str,
+        host: str,
+        port: int = 22,
+        user: str | None = None,
+        identity_file: str | None = None,
+        known_hosts: str = "~/.ssh/known_hosts",
+        root: str = "~",
+        op_timeout: float = 30.0,
+    ) -> None:
+        self.system = system
+        self.host, self.port, self.user = host, port, user
+        self.identity_file = os.path.expanduser(identity_file) if identity_file else None
+        self.known_hosts = os.path.expanduser(known_hosts) if known_hosts else ""
+        self.root_setting = root
+        self.op_timeout = op_timeout
+        self._fs: Any = None
+        self._root: str | None = None
+        self._lock = threading.Lock()
+        if not self.known_hosts:
+            log.warning("%s: known_hosts is empty: host keys are NOT checked", system)
+
+    # -- connection -----------------------------------------------------------------
+    def _connect(self) -> Any:
+        import sshfs
+
+        kwargs: dict[str, Any] = {
+            "port": self.port,
+            "known_hosts": self.known_hosts or None,
+            "timeout": CONNECT_TIMEOUT,
+            "connect_timeout": CONNECT_TIMEOUT,
+            "skip_instance_cache": True,
+            "keepalive_interval": 15,
+            "keepalive_count_max": 2,
+        }
+        if self.user:
+            kwargs["username"] = self.user
+        if self.identity_file:
+            kwargs["client_keys"] = [self.identity_file]
+        fs = sshfs.SSHFileSystem(self.host, **kwargs)
+        return fs
+
+    def _filesystem(self) -> Any:
+        with self._lock:
+            if self._fs is None:
+                self._fs = self._connect()
+                self._root = None
+            return self._fs
+
+    def _drop(self, fs: Any) -> None:
+        with self._lock:
+            if self._fs is fs:
+                self._fs = None
+        try:
+            fs.client.close()
+        except Exception:
+            pass
+
+    def _call(self, fn: Callable[[Any], Awaitable[T]], path: str = "") -> T:
+        """Run ``fn(sftp)`` on the connection's loop; reconnect next time if the link broke."""
+        from fsspec.asyn import sync
+
+        try:
+            fs = self._filesystem()
+        except Exception as e:
+            raise Unavailable(f"{self.system}: cannot connect to {self.host}:{self.port}: {e}") from e
+
+        async def with_channel() -> T:
+            async with fs._pool.get() as sftp:
+                return await fn(sftp)
+
+        try:
+            return sync(fs.loop, with_channel, timeout=self.op_timeout)
+        except Exception as e:
+            mapped = _sftp_error(e, path)
+            if isinstance(mapped, Unavailable) or isinstance(e, TimeoutError):
+                self._drop(fs)
+            if mapped is e:
+                raise
+            raise mapped from e
+
+    @property
+    def root(self) -> str:
+        if self._root is None:
+
+            async def home(sftp: Any) -> str:
+                resolved: str = await sftp.realpath(".")
+                return resolved
+
+            setting = self.root_setting or "~"
+            if setting == "~" or setting.startswith("~/"):
+                base = self._call(home)
+                self._root = posixpath.normpath(base + setting[1:])
+            else:
+                self._root = posixpath.normpath(setting)
+        return self._root
+
+    def _abs(self, path: str) -> str:
+        if not path:
+            return self.root
+        check_name(path)
+        return posixpath.join(self.root, path)
+
+    # -- the Backend protocol -------------------------------------------------------
+    def stat(self, path: str) -> Entry:
+        full = self._abs(path)
+
+        async def go(sftp: Any) -> Entry:
+            attrs = await sftp.lstat(full)
+            target = await sftp.readlink(full) if stat_mod.S_ISLNK(attrs.permissions or 0) else None
+            return entry_from_attrs(posixpath.basename(path), attrs, target)
+
+        return self._call(go, path)
+
+    def list(self, path: str) -> list[Entry]:
+        full = self._abs(path)
+
+        async def go(sftp: Any) -> list[Entry]:
+            names = await sftp.readdir(full)
+            out = []
+            for n in names:
+                if n.filename in (".", "..") or n.filename.startswith(TMP_MARK):
+                    continue
+                target = None
+                if stat_mod.S_ISLNK(n.attrs.permissions or 0):
+                    target = await sftp.readlink(posixpath.join(full, n.filename))
+                out.append(entry_from_attrs(n.filename, n.attrs, target))
+            return out
+
+        try:
+            return self._call(go, path)
+        except RhfsError as e:
+            if type(e) is RhfsError and not self.stat(path).is_dir:
+                raise NotADirectory(path) from None
+            raise
+
+    def open_reader(self, path: str, entry: Entry) -> ClusterReader:
+        return ClusterReader(self, self._abs(path))
+
+    def upload(self, local_path: str, path: str) -> None:
+        full = self._abs(path)
+        tmp = posixpath.join(posixpath.dirname(full), f"{TMP_MARK}{uuid.uuid4().hex}")
+
+        async def go(sftp: Any) -> None:
+            try:
+                await sftp.put(local_path, tmp, block_size=1 << 20, max_requests=16)
+                try:
+                    old = await sftp.stat(full)
+                    await sftp.chmod(tmp, stat_mod.S_IMODE(old.permissions or 0o644))
+                except Exception:
+                    pass
+                await sftp.posix_rename(tmp, full)
+            except BaseException:
+                try:
+                    await sftp.remove(tmp)
+                except Exception:
+                    pass
+                raise
+
+        self._call(go, path)
+
+    def remove(self, path: str) -> None:
+        full = self._abs(path)
+
+        async def go(sftp: Any) -> None:
+            attrs = await sftp.lstat(full)
+            if stat_mod.S_ISDIR(attrs.permissions or 0):
+                raise IsADirectory(path)
+            await sftp.remove(full)
+
+        self._call(go, path)
+
+    def mkdir(self, path: str) -> None:
+        full = self._abs(path)
+
+        async def go(sftp: Any) -> None:
+            if await sftp.exists(full) or await sftp.islink(full):
+                raise AlreadyExists(path)
+            await sftp.mkdir(full)
+
+        self._call(go, path)
+
+    def rmdir(self, path: str) -> None:
+        full = self._abs(path)
+
+        async def go(sftp: Any) -> None:
+            attrs = await sftp.lstat(full)
+            if not stat_mod.S_ISDIR(attrs.permissions or 0):
+                raise NotADirectory(path)
+            if [n for n in await sftp.listdir(full) if n not in (".", "..")]:
+                raise DirectoryNotEmpty(path)
+            await sftp.rmdir(full)
+
+        self._call(go, path)
+
+    def rename(self, src: str, dst: str) -> None:
+        full_src, full_dst = self._abs(src), self._abs(dst)
+
+        async def go(sftp: Any) -> None:
+            src_attrs = await sftp.lstat(full_src)
+            if await sftp.exists(full_dst):
+                dst_attrs = await sftp.lstat(full_dst)
+                src_dir = stat_mod.S_ISDIR(src_attrs.permissions or 0)
+                dst_dir = stat_mod.S_ISDIR(dst_attrs.permissions or 0)
+                if dst_dir and not src_dir:
+                    raise IsADirectory(dst)
+                if src_dir and not dst_dir:
+                    raise NotADirectory(dst)
+                if dst_dir and [n for n in await sftp.listdir(full_dst) if n not in (".", "..")]:
+                    raise DirectoryNotEmpty(dst)
+            await sftp.posix_rename(full_src, full_dst)
+
+        self._call(go, src)
+
+    def url(self, path: str) -> str:
+        user = f"{self.user}@" if self.user else ""
+        return f"ssh://{user}{self.host}:{self.port}{self._abs(path)}"
+
+    # -- optional abilities ---------------------------------------------------------
+    def copy_within(self, src: str, dst: str) -> None:
+        full_src, full_dst = self._abs(src), self._abs(dst)
+        tmp = posixpath.join(posixpath.dirname(full_dst), f"{TMP_MARK}{uuid.uuid4().hex}")
+        q = shlex.quote
+        command = (
+            f"cp -- {q(full_src)} {q(tmp)} && mv -f -- {q(tmp)} {q(full_dst)}"
+            f" || {{ rm -f -- {q(tmp)}; exit 1; }}"
+        )
+        code, _, err = self.run(command)
+        if code != 0:
+            raise RhfsError(f"{self.system}: remote cp failed: {err.strip()[:200]}")
+
+    def run(
+        self, command: str, *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> tuple[int, str, str]:
+        from fsspec.asyn import sync
+
+        try:
+            fs = self._filesystem()
+        except Exception as e:
+            raise Unavailable(f"{self.system}: cannot connect to {self.host}:{self.port}: {e}") from e
+
+        async def go() -> Any:
+            return await fs.client.run(command, input=stdin, encoding=None, check=False)
+
+        try:
+            result = sync(fs.loop, go, timeout=timeout or self.op_timeout)
+        except Exception as e:
+            mapped = _sftp_error(e, command)
+            if isinstance(mapped, Unavailable) or isinstance(e, TimeoutError):
+                self._drop(fs)
+            raise mapped from e
+        out = (result.stdout or b"").decode("utf-8", "replace")
+        err = (result.stderr or b"").decode("utf-8", "replace")
+        return (result.exit_status if result.exit_status is not None else 255), out, err
+
+    def symlink(self, target: str, path: str) -> None:
+        full = self._abs(path)
+
+        async def go(sftp: Any) -> None:
+            if await sftp.exists(full) or await sftp.islink(full):
+                raise AlreadyExists(path)
+            await sftp.symlink(target, full)
+
+        self._call(go, path)
+
+    def set_mode(self, path: str, mode: int) -> None:
+        full = self._abs(path)
+
+        async def go(sftp: Any) -> None:
+            await sftp.chmod(full, stat_mod.S_IMODE(mode))
+
+        self._call(go, path)
+
+    def set_times(self, path: str, atime: float, mtime: float) -> None:
+        full = self._abs(path)
+
+        async def go(sftp: Any) -> None:
+            await sftp.utime(full, (atime, mtime))
+
+        self._call(go, path)

@@ -1,0 +1,166 @@
+"""Fault isolation for one system: time limits, fail-fast while down, health and traffic counts.
+
+Every backend in the tree is wrapped in a :class:`Guarded`. Each call runs on the
+system's own small thread pool and is bounded by ``op_timeout``; a call that
+times out, or fails at the connection level, marks the system down. While it is
+down, calls fail at once with EIO for ``retry_interval`` seconds, then one call
+is let through as a probe. A hung system therefore costs only its own subtree,
+and never more than ``op_timeout`` per call.
+
+Errors that are answers (ENOENT, EEXIST, ...) prove the system is up.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+from rhfs.backends.base import Backend, Entry, Reader
+from rhfs.errors import RhfsError, TimedOut, Unavailable, to_errno, translate
+from rhfs.stats import Stats
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_CONNECTION_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+        errno.ENOTCONN,
+    }
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Does this failure say the system is unreachable, rather than answering no?"""
+    if isinstance(exc, Unavailable | TimedOut | TimeoutError | ConnectionError):
+        return True
+    if isinstance(exc, RhfsError):
+        return False
+    if isinstance(exc, OSError):
+        return exc.errno in _CONNECTION_ERRNOS or exc.errno is None
+    return not isinstance(exc, NotImplementedError | ValueError | KeyError)
+
+
+class Guarded:
+    """A :class:`Backend` that wraps another with time limits and health tracking."""
+
+    def __init__(
+        self,
+        inner: Backend,
+        stats: Stats,
+        op_timeout: float = 30.0,
+        retry_interval: float = 2.0,
+        workers: int = 16,
+    ) -> None:
+        self.inner = inner
+        self.system = inner.system
+        self.kind = inner.kind
+        self.stats = stats
+        self.op_timeout = op_timeout
+        self.retry_interval = retry_interval
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"rhfs-{inner.system}")
+        self._down_until = 0.0
+        self._last_error = ""
+        stats.register_system(inner.system, inner.kind)
+
+    def call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        now = time.monotonic()
+        if now < self._down_until:
+            raise Unavailable(f"{self.system} is unreachable ({self._last_error})")
+        started = time.monotonic()
+        future = self._pool.submit(fn, *args)
+        try:
+            result = future.result(timeout=self.op_timeout)
+        except FutureTimeout:
+            future.cancel()
+            self._mark_down(f"{what} timed out after {self.op_timeout:g}s")
+            raise TimedOut(f"{self.system}: {what} timed out after {self.op_timeout:g}s") from None
+        except BaseException as e:
+            if is_outage(e):
+                self._mark_down(f"{what}: {type(e).__name__}: {e}")
+                if isinstance(e, RhfsError) or to_errno(e) in (errno.ETIMEDOUT,):
+                    raise
+                raise Unavailable(f"{self.system}: {what}: {e}") from e
+            self.stats.record_ok(self.system, time.monotonic() - started)
+            if isinstance(e, Exception) and not isinstance(e, RhfsError):
+                raise translate(e) from e
+            raise
+        self.stats.record_ok(self.system, time.monotonic() - started)
+        self._down_until = 0.0
+        return result
+
+    def _mark_down(self, message: str) -> None:
+        if self._down_until == 0.0:
+            log.warning("%s is unreachable: %s", self.system, message)
+        self._last_error = message
+        self._down_until = time.monotonic() + self.retry_interval
+        self.stats.record_failure(self.system, message)
+
+    # -- the Backend protocol -------------------------------------------------------
+    def stat(self, path: str) -> Entry:
+        return self.call("stat", self.inner.stat, path)
+
+    def list(self, path: str) -> list[Entry]:
+        return self.call("list", self.inner.list, path)
+
+    def open_reader(self, path: str, entry: Entry) -> Reader:
+        reader = self.call("open", self.inner.open_reader, path, entry)
+        return GuardedReader(self, reader)
+
+    def upload(self, local_path: str, path: str) -> None:
+        size = os.path.getsize(local_path)
+        self.call("upload", self.inner.upload, local_path, path)
+        self.stats.add_written(self.system, size)
+
+    def remove(self, path: str) -> None:
+        self.call("remove", self.inner.remove, path)
+
+    def mkdir(self, path: str) -> None:
+        self.call("mkdir", self.inner.mkdir, path)
+
+    def rmdir(self, path: str) -> None:
+        self.call("rmdir", self.inner.rmdir, path)
+
+    def rename(self, src: str, dst: str) -> None:
+        self.call("rename", self.inner.rename, src, dst)
+
+    def url(self, path: str) -> str:
+        return self.inner.url(path)
+
+    def has(self, ability: str) -> bool:
+        return callable(getattr(self.inner, ability, None))
+
+    def ability(self, name: str, *args: Any) -> Any:
+        """Call an optional ability of the inner backend under the same guard."""
+        return self.call(name, getattr(self.inner, name), *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class GuardedReader:
+    def __init__(self, guard: Guarded, inner: Reader) -> None:
+        self.guard, self.inner = guard, inner
+
+    def read(self, offset: int, size: int) -> bytes:
+        data = self.guard.call("read", self.inner.read, offset, size)
+        self.guard.stats.add_read(self.guard.system, len(data))
+        return data
+
+    def close(self) -> None:
+        try:
+            self.guard.call("close", self.inner.close)
+        except Exception as e:  # a reader that cannot close has nothing left to lose
+            log.debug("%s: closing a reader failed: %s", self.guard.system, e)

@@ -1,0 +1,141 @@
+"""The ``here`` system: a directory on the daemon host, served with plain OS calls.
+
+Invariants:
+- no path resolves outside ``root`` (``..`` is refused, and a symlink that points
+  out is served as a link, never followed by rhfs itself);
+- ``hidden`` paths (the mount point, when it lies under ``root``) are never listed
+  and never entered: entering them would make the daemon call into itself;
+- uploads write a temporary sibling and rename it over the target, so a reader or
+  a crash never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat as stat_mod
+import threading
+import uuid
+
+from rhfs.backends.base import Entry, check_name
+from rhfs.errors import NotFound
+
+TMP_MARK = ".rhfs-tmp-"
+
+
+class LocalReader:
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._lock = threading.Lock()
+
+    def read(self, offset: int, size: int) -> bytes:
+        return os.pread(self._fd, size, offset)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def entry_from_stat(name: str, st: os.stat_result, link_target: str | None = None) -> Entry:
+    return Entry(
+        name=name,
+        is_dir=stat_mod.S_ISDIR(st.st_mode),
+        size=st.st_size if not stat_mod.S_ISDIR(st.st_mode) else 0,
+        mtime=st.st_mtime,
+        etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
+        mode=stat_mod.S_IMODE(st.st_mode),
+        link_target=link_target,
+    )
+
+
+class LocalBackend:
+    kind = "here"
+
+    def __init__(self, root: str, system: str = "here", hidden: tuple[str, ...] = ()) -> None:
+        self.system = system
+        self.root = os.path.realpath(os.path.expanduser(root))
+        self.hidden = frozenset(os.path.realpath(h) for h in hidden)
+
+    def _abs(self, path: str) -> str:
+        if path:
+            check_name(path)
+        full = os.path.join(self.root, path) if path else self.root
+        if full in self.hidden:
+            raise NotFound(path)
+        return full
+
+    def stat(self, path: str) -> Entry:
+        full = self._abs(path)
+        st = os.lstat(full)
+        target = os.readlink(full) if stat_mod.S_ISLNK(st.st_mode) else None
+        return entry_from_stat(os.path.basename(path), st, target)
+
+    def list(self, path: str) -> list[Entry]:
+        full = self._abs(path)
+        entries = []
+        with os.scandir(full) as it:
+            for d in it:
+                if d.path in self.hidden or d.name.startswith(TMP_MARK):
+                    continue
+                try:
+                    st = d.stat(follow_symlinks=False)
+                    target = os.readlink(d.path) if d.is_symlink() else None
+                except FileNotFoundError:
+                    continue
+                entries.append(entry_from_stat(d.name, st, target))
+        return entries
+
+    def open_reader(self, path: str, entry: Entry) -> LocalReader:
+        return LocalReader(self._abs(path))
+
+    def upload(self, local_path: str, path: str) -> None:
+        full = self._abs(path)
+        tmp = os.path.join(os.path.dirname(full), f"{TMP_MARK}{uuid.uuid4().hex}")
+        try:
+            shutil.copyfile(local_path, tmp)
+            try:
+                shutil.copymode(full, tmp)
+            except FileNotFoundError:
+                pass
+            os.replace(tmp, full)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def remove(self, path: str) -> None:
+        os.unlink(self._abs(path))
+
+    def mkdir(self, path: str) -> None:
+        os.mkdir(self._abs(path))
+
+    def rmdir(self, path: str) -> None:
+        os.rmdir(self._abs(path))
+
+    def rename(self, src: str, dst: str) -> None:
+        os.rename(self._abs(src), self._abs(dst))
+
+    def url(self, path: str) -> str:
+        return "file://" + self._abs(path)
+
+    def local_path(self, path: str) -> str:
+        """The real path on the daemon host; used by routes that read or write locally."""
+        return self._abs(path)
+
+    def copy_within(self, src: str, dst: str) -> None:
+        shutil.copyfile(self._abs(src), self._abs(dst))
+
+    def symlink(self, target: str, path: str) -> None:
+        os.symlink(target, self._abs(path))
+
+    def set_mode(self, path: str, mode: int) -> None:
+        full = self._abs(path)
+        if not os.path.islink(full):  # Linux cannot chmod a link itself; never follow one out
+            os.chmod(full, stat_mod.S_IMODE(mode))
+
+    def set_times(self, path: str, atime: float, mtime: float) -> None:
+        os.utime(self._abs(path), (atime, mtime), follow_symlinks=False)

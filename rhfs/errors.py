@@ -1,0 +1,170 @@
+"""The one exception hierarchy of rhfs and the one table from exceptions to errno.
+
+Every layer raises these (or lets an ``OSError`` with an errno through); the faces
+(FUSE adapter, fsspec face, Python API, CLI) turn them into an errno, an exception
+or an exit code in exactly one place each, by calling :func:`to_errno`.
+
+Invariant: nothing maps to EINVAL by accident. An exception that is not known to
+mean something specific becomes EIO, the errno of "the system behind this path
+failed".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+
+
+class RhfsError(Exception):
+    """Base class. ``errno`` is what the kernel will be told."""
+
+    errno: int = errno.EIO
+
+    def __init__(self, message: str = "", *, errno_: int | None = None) -> None:
+        super().__init__(message)
+        if errno_ is not None:
+            self.errno = errno_
+
+
+class NotFound(RhfsError):
+    errno = errno.ENOENT
+
+
+class AlreadyExists(RhfsError):
+    errno = errno.EEXIST
+
+
+class NotADirectory(RhfsError):
+    errno = errno.ENOTDIR
+
+
+class IsADirectory(RhfsError):
+    errno = errno.EISDIR
+
+
+class DirectoryNotEmpty(RhfsError):
+    errno = errno.ENOTEMPTY
+
+
+class ReadOnly(RhfsError):
+    errno = errno.EROFS
+
+
+class NotSupported(RhfsError):
+    errno = errno.EOPNOTSUPP
+
+
+class CrossDevice(RhfsError):
+    errno = errno.EXDEV
+
+
+class InvalidArgument(RhfsError):
+    """Used only where the input itself is wrong (a bad name, a non-parquet part)."""
+
+    errno = errno.EINVAL
+
+
+class PermissionDenied(RhfsError):
+    errno = errno.EACCES
+
+
+class NameTooLong(RhfsError):
+    errno = errno.ENAMETOOLONG
+
+
+class NoAttribute(RhfsError):
+    errno = errno.ENODATA
+
+
+class Unavailable(RhfsError):
+    """The system behind a path is down or failing; its subtree answers EIO."""
+
+    errno = errno.EIO
+
+
+class TimedOut(RhfsError):
+    errno = errno.ETIMEDOUT
+
+
+class UploadFailed(RhfsError):
+    """An upload failed; the data is kept under ``cache_dir`` at ``kept_at``."""
+
+    errno = errno.EIO
+
+    def __init__(self, message: str, kept_at: str | None = None) -> None:
+        super().__init__(message)
+        self.kept_at = kept_at
+
+
+class CantCopy(RhfsError):
+    """A copy route cannot serve this request; the caller falls back to the next one."""
+
+    errno = errno.EXDEV
+
+
+class ConfigError(RhfsError):
+    """A configuration problem; the message names the file and the key."""
+
+    errno = errno.EINVAL
+
+
+# Ordered: the first matching class wins. Subclasses before their bases.
+_OS_EXCEPTION_ERRNO: tuple[tuple[type[BaseException], int], ...] = (
+    (FileNotFoundError, errno.ENOENT),
+    (FileExistsError, errno.EEXIST),
+    (IsADirectoryError, errno.EISDIR),
+    (NotADirectoryError, errno.ENOTDIR),
+    (PermissionError, errno.EACCES),
+    (TimeoutError, errno.ETIMEDOUT),
+    (asyncio.TimeoutError, errno.ETIMEDOUT),
+    (socket.timeout, errno.ETIMEDOUT),
+    (ConnectionError, errno.EIO),
+    (NotImplementedError, errno.EOPNOTSUPP),
+)
+
+
+def to_errno(exc: BaseException) -> int:
+    """The errno that ``exc`` means. Unknown exceptions are EIO, never EINVAL."""
+    if isinstance(exc, RhfsError):
+        return exc.errno
+    if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
+        return exc.errno
+    for cls, code in _OS_EXCEPTION_ERRNO:
+        if isinstance(exc, cls):
+            return code
+    return errno.EIO
+
+
+def is_expected(code: int) -> bool:
+    """Errors that are normal answers (a lookup of a missing name), logged at debug."""
+    return code in (errno.ENOENT, errno.ENODATA, errno.EEXIST, errno.ENOTEMPTY, errno.EXDEV)
+
+
+_CLASS_OF_ERRNO: dict[int, type[RhfsError]] = {
+    cls.errno: cls
+    for cls in (
+        NotFound,
+        AlreadyExists,
+        NotADirectory,
+        IsADirectory,
+        DirectoryNotEmpty,
+        ReadOnly,
+        NotSupported,
+        CrossDevice,
+        PermissionDenied,
+        NameTooLong,
+        NoAttribute,
+        TimedOut,
+    )
+}
+
+
+def translate(exc: BaseException) -> RhfsError:
+    """The rhfs exception for any exception, keeping its errno (see :func:`to_errno`)."""
+    if isinstance(exc, RhfsError):
+        return exc
+    code = to_errno(exc)
+    cls = _CLASS_OF_ERRNO.get(code, RhfsError)
+    message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return cls(message or type(exc).__name__, errno_=code)

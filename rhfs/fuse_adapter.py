@@ -1,0 +1,286 @@
+"""The FUSE face: a thin shell that turns kernel requests into VFS calls.
+
+This is the only module that imports mfusepy. Each operation is one VFS call;
+the :func:`_op` decorator turns any exception into an errno and one log line
+(debug for expected answers such as ENOENT, a warning with the cause otherwise).
+
+libfuse3 is pinned before mfusepy loads (mfusepy prefers libfuse2 when both are
+installed) and asserted afterwards: libfuse2 has no ``copy_file_range``, which is
+how ``cp`` reaches us. mfusepy has no wrapper for that callback, so
+:class:`RhfsFUSE` adds it.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import errno
+import functools
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from rhfs.errors import RhfsError, is_expected, to_errno
+from rhfs.vfs.core import Vfs
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class LibfuseMissing(RhfsError):
+    errno = errno.ENOSYS
+
+
+def _pin_libfuse3() -> None:
+    if os.environ.get("FUSE_LIBRARY_PATH"):
+        return
+    path = ctypes.util.find_library("fuse3")
+    if not path:
+        raise LibfuseMissing("libfuse3 is not installed; install it with: sudo apt-get install -y fuse3")
+    os.environ["FUSE_LIBRARY_PATH"] = path
+
+
+_pin_libfuse3()
+import mfusepy  # noqa: E402
+
+if mfusepy.fuse_version_major != 3:
+    raise LibfuseMissing(
+        f"rhfs needs libfuse3, but {os.environ.get('FUSE_LIBRARY_PATH')} is libfuse "
+        f"{mfusepy.fuse_version_major}.{mfusepy.fuse_version_minor}; "
+        "install it with: sudo apt-get install -y fuse3"
+    )
+
+LIBFUSE_VERSION = (mfusepy.fuse_version_major, mfusepy.fuse_version_minor)
+
+
+def _op(fn: F) -> F:
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def wrapper(self: Operations, *args: Any) -> Any:
+        self.vfs.stats.add_op(name)
+        try:
+            return fn(self, *args)
+        except mfusepy.FuseOSError:
+            raise
+        except Exception as e:
+            code = to_errno(e)
+            self.vfs.stats.add_error(code)
+            path = args[0] if args and isinstance(args[0], str) else ""
+            if is_expected(code):
+                log.debug("%s %s: %s", name, path, os.strerror(code))
+            else:
+                log.warning("%s %s: %s: %s", name, path, errno.errorcode.get(code, code), e)
+            raise mfusepy.FuseOSError(code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RhfsFUSE(mfusepy.FUSE):
+    """mfusepy's FUSE plus the ``copy_file_range`` callback of libfuse3."""
+
+    def copy_file_range(
+        self,
+        path_in: bytes | None,
+        fip_in: Any,
+        off_in: int,
+        path_out: bytes | None,
+        fip_out: Any,
+        off_out: int,
+        size: int,
+        flags: int,
+    ) -> int:
+        result: int = self.operations.copy_file_range(
+            None if path_in is None else path_in.decode(self.encoding, self.errors),
+            fip_in.contents.fh,
+            off_in,
+            None if path_out is None else path_out.decode(self.encoding, self.errors),
+            fip_out.contents.fh,
+            off_out,
+            size,
+            flags,
+        )
+        return result
+
+
+class Operations(mfusepy.Operations):
+    """Every callback is one VFS call. ``raw_fi`` gives us fuse_file_info for keep_cache and direct_io."""
+
+    use_ns = True
+
+    def __init__(self, vfs: Vfs, on_init: Callable[[], None] | None = None) -> None:
+        self.vfs = vfs
+        self.on_init = on_init
+        self.on_destroy: Callable[[], None] | None = None
+
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        ttl = self.vfs.cache.ttl
+        if config is not None:
+            config.attr_timeout = ttl
+            config.entry_timeout = ttl
+            config.negative_timeout = ttl
+            config.hard_remove = 1  # no .fuse_hidden renames, which would be copies on a store
+            config.use_ino = 0
+            config.kernel_cache = 0
+            config.auto_cache = 0
+        if conn is not None:
+            conn.max_write = 1 << 20
+            conn.max_readahead = 1 << 20
+        if self.on_init:
+            self.on_init()
+
+    def destroy(self, path: str) -> None:
+        self.vfs.shutdown()
+        if self.on_destroy:
+            self.on_destroy()
+
+    @_op
+    def getattr(self, path: str, fh: Any = None) -> dict[str, int]:
+        return self.vfs.getattr(path, fh.fh if fh is not None else None).as_stat()
+
+    @_op
+    def readdir(self, path: str, fh: int) -> list[tuple[str, dict[str, int], int]]:
+        return [(name, attr.as_stat(), 0) for name, attr in self.vfs.readdir(path)]
+
+    @_op
+    def readlink(self, path: str) -> str:
+        return self.vfs.readlink(path)
+
+    @_op
+    def statfs(self, path: str) -> dict[str, int]:
+        return self.vfs.statfs(path)
+
+    @_op
+    def open(self, path: str, fi: Any) -> int:
+        opened = self.vfs.open(path, fi.flags)
+        fi.fh = opened.fh
+        fi.keep_cache = int(opened.keep_cache)
+        fi.direct_io = int(opened.direct_io)
+        return 0
+
+    @_op
+    def create(self, path: str, mode: int, fi: Any) -> int:
+        opened = self.vfs.create(path, mode, fi.flags)
+        fi.fh = opened.fh
+        return 0
+
+    @_op
+    def read(self, path: str | None, size: int, offset: int, fi: Any) -> bytes:
+        return self.vfs.read(fi.fh, size, offset)
+
+    @_op
+    def write(self, path: str | None, data: bytes, offset: int, fi: Any) -> int:
+        return self.vfs.write(fi.fh, data, offset)
+
+    @_op
+    def truncate(self, path: str | None, length: int, fh: Any = None) -> int:
+        if path is None:
+            raise RhfsError("truncate of an unlinked file", errno_=errno.ENOENT)
+        self.vfs.truncate(path, length, fh.fh if fh is not None else None)
+        return 0
+
+    @_op
+    def flush(self, path: str | None, fi: Any) -> int:
+        self.vfs.flush(fi.fh)
+        return 0
+
+    @_op
+    def fsync(self, path: str | None, datasync: int, fi: Any) -> int:
+        self.vfs.fsync(fi.fh)
+        return 0
+
+    @_op
+    def release(self, path: str | None, fi: Any) -> int:
+        self.vfs.release(fi.fh)
+        return 0
+
+    @_op
+    def mkdir(self, path: str, mode: int) -> int:
+        self.vfs.mkdir(path, mode)
+        return 0
+
+    @_op
+    def rmdir(self, path: str) -> int:
+        self.vfs.rmdir(path)
+        return 0
+
+    @_op
+    def unlink(self, path: str) -> int:
+        self.vfs.unlink(path)
+        return 0
+
+    @_op
+    def rename(self, old: str, new: str) -> int:
+        self.vfs.rename(old, new)
+        return 0
+
+    @_op
+    def symlink(self, path: str, target: str) -> int:
+        self.vfs.symlink(target, path)
+        return 0
+
+    @_op
+    def link(self, path: str, target: str) -> int:
+        self.vfs.link(target, path)
+        return 0
+
+    @_op
+    def chmod(self, path: str | None, mode: int) -> int:
+        if path is not None:
+            self.vfs.chmod(path, mode)
+        return 0
+
+    @_op
+    def chown(self, path: str | None, uid: int, gid: int) -> int:
+        if path is not None:
+            self.vfs.chown(path, uid, gid)
+        return 0
+
+    @_op
+    def utimens(self, path: str | None, times: tuple[int, int] | None = None) -> int:
+        if path is not None:
+            import time
+
+            atime, mtime = (times[0] / 1e9, times[1] / 1e9) if times else (time.time(), time.time())
+            self.vfs.utimens(path, atime, mtime)
+        return 0
+
+    @_op
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        return self.vfs.getxattr(path, name)
+
+    @_op
+    def listxattr(self, path: str) -> list[str]:
+        return self.vfs.listxattr(path)
+
+    @_op
+    def copy_file_range(
+        self,
+        path_in: str | None,
+        fh_in: int,
+        off_in: int,
+        path_out: str | None,
+        fh_out: int,
+        off_out: int,
+        size: int,
+        flags: int,
+    ) -> int:
+        return self.vfs.copy_file_range(fh_in, off_in, fh_out, off_out, size)
+
+
+def serve(
+    operations: Operations,
+    mountpoint: str,
+    *,
+    allow_other: bool = False,
+    read_only: bool = False,
+    debug: bool = False,
+) -> None:
+    """Serve until unmounted or signalled (libfuse handles SIGTERM/SIGINT/SIGHUP)."""
+    options: dict[str, Any] = {"fsname": "rhfs", "subtype": "rhfs"}
+    if allow_other:
+        options["allow_other"] = True
+        options["default_permissions"] = True
+    if read_only:
+        options["ro"] = True
+    RhfsFUSE(operations, mountpoint, raw_fi=True, foreground=True, nothreads=False, debug=debug, **options)

@@ -1,0 +1,129 @@
+"""Traffic and health counters, shown in ``.rhfs/stats.json`` and ``.rhfs/status.json``.
+
+Counters are per system (``s3``, ``cluster-a``, ``here``...): bytes read from it,
+bytes written to it, and bytes relayed through the daemon; plus ops, errors by
+errno, and copies by route. All methods are thread-safe and cheap.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class SystemHealth:
+    kind: str
+    healthy: bool = True
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_ok_at: float | None = None
+    latency_ms: float | None = None  # exponential moving average of call latency
+    down_since: float | None = None
+
+
+@dataclass
+class Stats:
+    started_at: float = field(default_factory=time.time)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    bytes_read: Counter[str] = field(default_factory=Counter)
+    bytes_written: Counter[str] = field(default_factory=Counter)
+    bytes_relayed: Counter[str] = field(default_factory=Counter)
+    requests: Counter[str] = field(default_factory=Counter)
+    ops: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    copies: Counter[str] = field(default_factory=Counter)
+    health: dict[str, SystemHealth] = field(default_factory=dict)
+    _route_bytes: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add_read(self, system: str, n: int) -> None:
+        with self._lock:
+            self.bytes_read[system] += n
+            self.requests[system] += 1
+
+    def add_written(self, system: str, n: int) -> None:
+        with self._lock:
+            self.bytes_written[system] += n
+            self.requests[system] += 1
+
+    def add_relayed(self, system: str, n: int) -> None:
+        with self._lock:
+            self.bytes_relayed[system] += n
+
+    def add_op(self, op: str) -> None:
+        with self._lock:
+            self.ops[op] += 1
+
+    def add_error(self, code: int) -> None:
+        name = errno_mod.errorcode.get(code, str(code))
+        with self._lock:
+            self.errors[name] += 1
+
+    def add_copy(self, route: str, nbytes: int = 0) -> None:
+        with self._lock:
+            self.copies[route] += 1
+            self._route_bytes[route] += nbytes
+
+    def register_system(self, system: str, kind: str) -> None:
+        with self._lock:
+            self.health.setdefault(system, SystemHealth(kind=kind))
+
+    def record_ok(self, system: str, seconds: float) -> None:
+        now = time.time()
+        with self._lock:
+            h = self.health.setdefault(system, SystemHealth(kind="?"))
+            ms = seconds * 1000
+            h.latency_ms = ms if h.latency_ms is None else 0.8 * h.latency_ms + 0.2 * ms
+            h.last_ok_at = now
+            h.healthy = True
+            h.down_since = None
+
+    def record_failure(self, system: str, message: str) -> None:
+        now = time.time()
+        with self._lock:
+            h = self.health.setdefault(system, SystemHealth(kind="?"))
+            h.last_error = message
+            h.last_error_at = now
+            if h.healthy:
+                h.down_since = now
+            h.healthy = False
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            systems = sorted(set(self.bytes_read) | set(self.bytes_written) | set(self.health))
+            return {
+                "uptime_s": round(time.time() - self.started_at, 3),
+                "ops": dict(self.ops),
+                "errors": dict(self.errors),
+                "copies": {
+                    route: {"count": n, "bytes": self._route_bytes[route]} for route, n in self.copies.items()
+                },
+                "systems": {
+                    s: {
+                        "bytes_read": self.bytes_read[s],
+                        "bytes_written": self.bytes_written[s],
+                        "bytes_relayed": self.bytes_relayed[s],
+                        "requests": self.requests[s],
+                    }
+                    for s in systems
+                },
+            }
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                name: {
+                    "kind": h.kind,
+                    "health": "ok" if h.healthy else "down",
+                    "last_error": h.last_error,
+                    "last_error_at": h.last_error_at,
+                    "last_ok_at": h.last_ok_at,
+                    "latency_ms": None if h.latency_ms is None else round(h.latency_ms, 2),
+                    "down_since": h.down_since,
+                }
+                for name, h in sorted(self.health.items())
+            }

@@ -1,0 +1,528 @@
+"""The VFS core: FUSE-shaped operations over the mount table, in rhfs's own types.
+
+This is the whole filesystem, testable without the kernel: the FUSE adapter and
+the ``rhfs://`` fsspec face are thin shells over it. It never imports mfusepy.
+
+Responsibilities:
+- path resolution through the :class:`MountTable`, with synthetic directories;
+- attribute and listing caches (:class:`MetadataCache`), invalidated by our own changes;
+- file handles: read-ahead for remote reads, shared write spools uploaded at
+  flush/fsync (close-to-open), failed uploads kept under ``cache_dir/failed``;
+- POSIX answers (EEXIST, ENOTEMPTY, EISDIR, ENOTDIR, EXDEV) where backends differ;
+- ``copy_file_range``: whole-file copies go to the copier (the route planner).
+
+Lock order: ``Vfs._lock`` (the handle and open-file tables) is never held during
+a backend call; ``OpenFile.lock`` may be held during one.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import posixpath
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from rhfs.backends.base import Entry, Reader, basename
+from rhfs.errors import (
+    AlreadyExists,
+    CantCopy,
+    CrossDevice,
+    DirectoryNotEmpty,
+    InvalidArgument,
+    IsADirectory,
+    NoAttribute,
+    NotADirectory,
+    NotFound,
+    NotSupported,
+    ReadOnly,
+    RhfsError,
+    UploadFailed,
+)
+from rhfs.stats import Stats
+from rhfs.vfs.attrs import Attr, attr_of, dir_attr
+from rhfs.vfs.cache import MetadataCache
+from rhfs.vfs.files import OpenFile, ReadAhead
+from rhfs.vfs.tree import Location, MountTable, normalize
+
+log = logging.getLogger(__name__)
+
+XATTR_URL = "user.rhfs.url"
+XATTR_ETAG = "user.rhfs.etag"
+REMOTE_KINDS = ("store", "cluster")
+WRITABLE_KINDS = ("here", "cluster", "store", "view")
+
+
+class Copier(Protocol):
+    def copy(self, src: Location, dst: Location, entry: Entry) -> str:
+        """Copy a whole file; return the route's name, or raise CantCopy."""
+        ...
+
+
+class SameSystemCopier:
+    """The simplest planner: a server-side copy when both ends are on one system."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+
+    def copy(self, src: Location, dst: Location, entry: Entry) -> str:
+        if src.backend is None or src.backend is not dst.backend or not src.backend.has("copy_within"):
+            raise CantCopy("no server-side route between these systems")
+        src.backend.ability("copy_within", src.rel, dst.rel)
+        route = f"{src.backend.kind}-copy"
+        self.stats.add_copy(route, entry.size)
+        return route
+
+
+@dataclass
+class Opened:
+    fh: int
+    keep_cache: bool = False
+    direct_io: bool = False
+
+
+@dataclass
+class Handle:
+    location: Location
+    flags: int
+    entry: Entry | None
+    open_file: OpenFile | None = None
+    reader: Reader | None = None
+
+
+class Vfs:
+    def __init__(
+        self,
+        table: MountTable,
+        *,
+        cache_dir: str,
+        attr_ttl: float = 5.0,
+        read_only: bool = False,
+        stats: Stats | None = None,
+        copier: Copier | None = None,
+    ) -> None:
+        self.table = table
+        self.read_only = read_only
+        self.stats = stats or Stats()
+        self.cache = MetadataCache(attr_ttl)
+        self.copier: Copier = copier or SameSystemCopier(self.stats)
+        self.spool_dir = os.path.join(cache_dir, "spool")
+        self.failed_dir = os.path.join(cache_dir, "failed")
+        os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
+        self._lock = threading.Lock()
+        self._handles: dict[int, Handle] = {}
+        self._open_files: dict[str, OpenFile] = {}
+        self._versions: dict[str, tuple[object, ...]] = {}
+        self._fh_counter = itertools.count(1)
+
+    # -- helpers ----------------------------------------------------------------------
+    def resolve(self, path: str) -> Location:
+        return self.table.resolve(path)
+
+    def entry(self, loc: Location, *, fresh: bool = False) -> Entry:
+        """The backend's entry for a location, from the cache unless ``fresh``."""
+        if loc.backend is None or loc.is_system_root:
+            return Entry(name=basename(loc.path), is_dir=True)
+        if not fresh:
+            cached = self.cache.get_entry(loc.path)
+            if cached is not None:
+                return cached
+        entry = loc.backend.stat(loc.rel)
+        self.cache.put_entry(loc.path, entry)
+        return entry
+
+    def _exists(self, loc: Location) -> Entry | None:
+        try:
+            return self.entry(loc)
+        except NotFound:
+            return None
+
+    def _writable(self, loc: Location) -> None:
+        if self.read_only or loc.backend is None or loc.backend.kind not in WRITABLE_KINDS:
+            raise ReadOnly(loc.path)
+
+    def _handle(self, fh: int) -> Handle:
+        handle = self._handles.get(fh)
+        if handle is None:
+            raise RhfsError(f"bad file handle {fh}", errno_=errno.EBADF)
+        return handle
+
+    def _changed(self, path: str) -> None:
+        self.cache.invalidate(path)
+        self._versions.pop(path, None)
+
+    # -- metadata -----------------------------------------------------------------------
+    def getattr(self, path: str, fh: int | None = None) -> Attr:
+        path = normalize(path)
+        open_file = self._handles[fh].open_file if fh in self._handles else self._open_files.get(path)
+        if open_file is not None and not open_file.unlinked:
+            return attr_of(
+                Entry(
+                    name="",
+                    is_dir=False,
+                    size=open_file.size,
+                    mtime=open_file.mtime,
+                    mode=open_file.entry.mode if open_file.entry else None,
+                ),
+                self.read_only,
+            )
+        loc = self.resolve(path)
+        if loc.synthetic or loc.is_system_root:
+            return dir_attr(mode=0o555 if loc.synthetic else 0o755)
+        return attr_of(self.entry(loc), self.read_only or loc.backend.kind == "control")  # type: ignore[union-attr]
+
+    def readdir(self, path: str) -> list[tuple[str, Attr]]:
+        path = normalize(path)
+        loc = self.resolve(path)
+        here = dir_attr()
+        if loc.backend is None:
+            return [(".", here), ("..", here)] + [(name, dir_attr()) for name in loc.children]
+        entries = self.cache.get_listing(path)
+        if entries is None:
+            entries = loc.backend.list(loc.rel)
+            self.cache.put_listing(path, entries)
+        read_only = self.read_only or loc.backend.kind == "control"
+        out = [(".", here), ("..", here)] + [(e.name, attr_of(e, read_only)) for e in entries]
+        names = {e.name for e in entries}
+        prefix = path.rstrip("/") + "/"
+        with self._lock:
+            pending = [of for p, of in self._open_files.items() if posixpath.dirname(p) == path]
+        for of in pending:
+            name = of.path[len(prefix) :]
+            if name not in names and not of.unlinked:
+                out.append((name, self.getattr(of.path)))
+        return out
+
+    def readlink(self, path: str) -> str:
+        entry = self.entry(self.resolve(path))
+        if entry.link_target is None:
+            raise InvalidArgument(f"{path} is not a symbolic link")
+        return entry.link_target
+
+    def statfs(self, path: str) -> dict[str, int]:
+        big = 1 << 40
+        return {
+            "f_bsize": 1 << 20,
+            "f_frsize": 4096,
+            "f_blocks": big,
+            "f_bfree": big,
+            "f_bavail": big,
+            "f_files": big,
+            "f_ffree": big,
+            "f_favail": big,
+            "f_namemax": 255,
+        }
+
+    def getxattr(self, path: str, name: str) -> bytes:
+        loc = self.resolve(path)
+        if loc.backend is None:
+            raise NoAttribute(name)
+        if name == XATTR_URL:
+            return loc.backend.url(loc.rel).encode()
+        if name == XATTR_ETAG:
+            etag = self.entry(loc, fresh=True).etag
+            if etag is None:
+                raise NoAttribute(name)
+            return etag.encode()
+        raise NoAttribute(name)
+
+    def listxattr(self, path: str) -> list[str]:
+        loc = self.resolve(path)
+        return [] if loc.backend is None else [XATTR_URL, XATTR_ETAG]
+
+    # -- files --------------------------------------------------------------------------
+    def open(self, path: str, flags: int) -> Opened:
+        path = normalize(path)
+        loc = self.resolve(path)
+        writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
+        if writing:
+            self._writable(loc)
+        with self._lock:
+            open_file = self._open_files.get(path)
+        entry = None if open_file is not None else self.entry(loc, fresh=writing)
+        if entry is not None and entry.is_dir:
+            raise IsADirectory(path)
+        if writing or open_file is not None:
+            open_file = self._open_file(loc, entry)
+            if flags & os.O_TRUNC:
+                open_file.truncate(0)
+            return self._new_handle(Handle(loc, flags, entry, open_file=open_file))
+        assert entry is not None
+        keep = self._versions.get(path) == entry.version
+        self._versions[path] = entry.version
+        opened = self._new_handle(Handle(loc, flags, entry))
+        opened.keep_cache = keep and not entry.direct_io
+        opened.direct_io = entry.direct_io
+        return opened
+
+    def create(self, path: str, mode: int, flags: int) -> Opened:
+        path = normalize(path)
+        loc = self.resolve(path)
+        self._writable(loc)
+        if loc.synthetic or loc.is_system_root:
+            raise AlreadyExists(path)
+        parent = self.resolve(posixpath.dirname(path))
+        if not parent.synthetic and not self.entry(parent).is_dir:
+            raise NotADirectory(path)
+        existing = self._exists(loc)
+        if existing is not None:
+            if flags & os.O_EXCL:
+                raise AlreadyExists(path)
+            if existing.is_dir:
+                raise IsADirectory(path)
+        open_file = self._open_file(loc, existing)
+        if existing is not None:
+            open_file.truncate(0)
+        self.cache.invalidate(posixpath.dirname(path))
+        self._versions.pop(path, None)
+        return self._new_handle(Handle(loc, flags, existing, open_file=open_file))
+
+    def _open_file(self, loc: Location, entry: Entry | None) -> OpenFile:
+        with self._lock:
+            open_file = self._open_files.get(loc.path)
+            if open_file is None:
+                open_file = OpenFile(loc, self.spool_dir, exists=entry is not None, entry=entry)
+                self._open_files[loc.path] = open_file
+            open_file.refs += 1
+            return open_file
+
+    def _new_handle(self, handle: Handle) -> Opened:
+        with self._lock:
+            fh = next(self._fh_counter)
+            self._handles[fh] = handle
+        return Opened(fh)
+
+    def read(self, fh: int, size: int, offset: int) -> bytes:
+        handle = self._handle(fh)
+        if handle.open_file is not None:
+            return handle.open_file.read(offset, size)
+        if handle.reader is None:
+            backend, entry = handle.location.backend, handle.entry
+            assert backend is not None and entry is not None
+            reader = backend.open_reader(handle.location.rel, entry)
+            if backend.kind in REMOTE_KINDS:
+                reader = ReadAhead(reader, entry.size)
+            with self._lock:
+                if handle.reader is None:
+                    handle.reader = reader
+                else:
+                    reader.close()
+        assert handle.reader is not None
+        return handle.reader.read(offset, size)
+
+    def write(self, fh: int, data: bytes, offset: int) -> int:
+        handle = self._handle(fh)
+        if handle.open_file is None:
+            raise RhfsError("file not open for writing", errno_=errno.EBADF)
+        return handle.open_file.write(data, offset)
+
+    def truncate(self, path: str, size: int, fh: int | None = None) -> None:
+        path = normalize(path)
+        handle = self._handles.get(fh) if fh is not None else None
+        open_file = handle.open_file if handle else self._open_files.get(path)
+        if open_file is not None:
+            open_file.truncate(size)
+            return
+        loc = self.resolve(path)
+        self._writable(loc)
+        entry = self.entry(loc, fresh=True)
+        if entry.is_dir:
+            raise IsADirectory(path)
+        temporary = OpenFile(loc, self.spool_dir, exists=True, entry=entry)
+        try:
+            temporary.truncate(size)
+            temporary.upload(self.failed_dir)
+        finally:
+            temporary.discard()
+        self._changed(path)
+
+    def flush(self, fh: int) -> None:
+        handle = self._handle(fh)
+        if handle.open_file is not None and handle.open_file.upload(self.failed_dir):
+            self._changed(handle.open_file.path)
+
+    fsync = flush
+
+    def release(self, fh: int) -> None:
+        with self._lock:
+            handle = self._handles.pop(fh, None)
+        if handle is None:
+            return
+        if handle.reader is not None:
+            handle.reader.close()
+        open_file = handle.open_file
+        if open_file is None:
+            return
+        try:
+            if open_file.refs == 1 and open_file.upload(self.failed_dir):
+                self._changed(open_file.path)
+        except UploadFailed as e:
+            log.error("%s", e)
+        finally:
+            with self._lock:
+                open_file.refs -= 1
+                last = open_file.refs == 0
+                if last and self._open_files.get(open_file.path) is open_file:
+                    del self._open_files[open_file.path]
+            if last:
+                open_file.discard()
+
+    def shutdown(self) -> None:
+        """Upload every pending write (on unmount or SIGTERM)."""
+        with self._lock:
+            pending = list(self._open_files.values())
+        for open_file in pending:
+            try:
+                open_file.upload(self.failed_dir)
+            except UploadFailed as e:
+                log.error("%s", e)
+
+    # -- namespace ----------------------------------------------------------------------
+    def mkdir(self, path: str, mode: int = 0o755) -> None:
+        loc = self.resolve(path)
+        if loc.synthetic or loc.is_system_root:
+            raise AlreadyExists(path)
+        self._writable(loc)
+        assert loc.backend is not None
+        loc.backend.mkdir(loc.rel)
+        self._changed(loc.path)
+
+    def rmdir(self, path: str) -> None:
+        loc = self.resolve(path)
+        if loc.synthetic or loc.is_system_root:
+            raise RhfsError(f"{path} is a system root", errno_=errno.EBUSY)
+        self._writable(loc)
+        assert loc.backend is not None
+        loc.backend.rmdir(loc.rel)
+        self.cache.invalidate_tree(loc.path)
+
+    def unlink(self, path: str) -> None:
+        path = normalize(path)
+        loc = self.resolve(path)
+        if loc.synthetic or loc.is_system_root:
+            raise IsADirectory(path)
+        self._writable(loc)
+        assert loc.backend is not None
+        with self._lock:
+            open_file = self._open_files.pop(path, None)
+        if open_file is not None:
+            open_file.unlinked = True
+            if open_file.entry is None and open_file.dirty:
+                self._changed(path)
+                return  # never uploaded: nothing remote to remove
+        try:
+            loc.backend.remove(loc.rel)
+        except NotFound:
+            if open_file is None:
+                raise
+        self._changed(path)
+
+    def rename(self, old: str, new: str) -> None:
+        src, dst = self.resolve(old), self.resolve(new)
+        for loc in (src, dst):
+            if loc.synthetic or loc.is_system_root:
+                raise RhfsError(f"{loc.path} is a system root", errno_=errno.EBUSY)
+        self._writable(src)
+        self._writable(dst)
+        if src.backend is not dst.backend:
+            raise CrossDevice(f"{old} -> {new} crosses systems")
+        assert src.backend is not None
+        with self._lock:
+            open_file = self._open_files.get(src.path)
+        if open_file is not None:
+            with open_file.lock:
+                open_file.upload(self.failed_dir)
+        src_entry = self.entry(src, fresh=True)
+        dst_entry = self._exists(dst)
+        if src_entry.is_dir and (dst.path + "/").startswith(src.path + "/"):
+            raise InvalidArgument(f"cannot move {old} into itself")
+        if dst_entry is not None:
+            if dst_entry.is_dir and not src_entry.is_dir:
+                raise IsADirectory(new)
+            if src_entry.is_dir and not dst_entry.is_dir:
+                raise NotADirectory(new)
+            if dst_entry.is_dir:
+                if src.backend.list(dst.rel):
+                    raise DirectoryNotEmpty(new)
+                if src.backend.kind == "store":
+                    src.backend.rmdir(dst.rel)
+        src.backend.rename(src.rel, dst.rel)
+        with self._lock:
+            moved = self._open_files.pop(src.path, None)
+            if moved is not None:
+                moved.location = dst
+                self._open_files[dst.path] = moved
+        self.cache.invalidate_tree(src.path)
+        self.cache.invalidate_tree(dst.path)
+        self._versions.pop(src.path, None)
+        self._versions.pop(dst.path, None)
+
+    def symlink(self, target: str, path: str) -> None:
+        loc = self.resolve(path)
+        self._writable(loc)
+        assert loc.backend is not None
+        if not loc.backend.has("symlink"):
+            raise NotSupported(f"{loc.backend.system} has no symbolic links")
+        loc.backend.ability("symlink", target, loc.rel)
+        self._changed(loc.path)
+
+    def link(self, target: str, path: str) -> None:
+        raise NotSupported("hard links are not supported")
+
+    def chmod(self, path: str, mode: int) -> None:
+        self._set_metadata(path, "set_mode", mode)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        self._set_metadata(path, None)
+
+    def utimens(self, path: str, atime: float, mtime: float) -> None:
+        self._set_metadata(path, "set_times", atime, mtime)
+
+    def _set_metadata(self, path: str, ability: str | None, *args: float) -> None:
+        """Accepted everywhere so that cp -a and rsync -a work; applied where the system has it."""
+        path = normalize(path)
+        loc = self.resolve(path)
+        if loc.synthetic or loc.is_system_root:
+            return
+        self._writable(loc)
+        if path in self._open_files and self._open_files[path].entry is None:
+            return  # not uploaded yet: nothing to apply it to
+        self.entry(loc)  # ENOENT for a missing file
+        assert loc.backend is not None
+        if ability is not None and loc.backend.has(ability):
+            loc.backend.ability(ability, loc.rel, *args)
+            self._changed(path)
+
+    # -- copies -------------------------------------------------------------------------
+    def copy_file_range(self, fh_in: int, off_in: int, fh_out: int, off_out: int, length: int) -> int:
+        src_handle, dst_handle = self._handle(fh_in), self._handle(fh_out)
+        dst_file = dst_handle.open_file
+        if dst_file is None:
+            raise RhfsError("destination not open for writing", errno_=errno.EBADF)
+        src_file = src_handle.open_file
+        if src_file is not None:
+            with src_file.lock:
+                src_file.upload(self.failed_dir)  # the route reads the source where it lives
+            src_entry = self.entry(src_handle.location, fresh=True)
+        else:
+            assert src_handle.entry is not None
+            src_entry = src_handle.entry
+        if off_in >= src_entry.size:
+            return 0
+        whole = off_in == 0 and off_out == 0 and length >= src_entry.size
+        fresh = dst_file.size == 0 and not dst_file.needs_fill
+        if not (whole and fresh):
+            raise CrossDevice("only whole-file copies are routed; the kernel falls back to read/write")
+        try:
+            route = self.copier.copy(src_handle.location, dst_handle.location, src_entry)
+        except CantCopy as e:
+            log.debug("copy %s -> %s: %s", src_handle.location.path, dst_handle.location.path, e)
+            raise
+        new_entry = self.entry(dst_handle.location, fresh=True)
+        dst_file.adopt_remote(new_entry)
+        self._changed(dst_handle.location.path)
+        log.info("copied %s -> %s by %s", src_handle.location.path, dst_handle.location.path, route)
+        return src_entry.size

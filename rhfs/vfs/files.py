@@ -1,0 +1,217 @@
+"""Open files: write spools and read-ahead.
+
+An :class:`OpenFile` is shared by every handle open for writing on one path, as
+in rclone's VFS. Its bytes live in a spool file under ``cache_dir/spool``; they
+are uploaded whole at ``flush``/``fsync`` (close-to-open). If the file existed
+and was not truncated, its old content is fetched into the spool on the first
+access that needs it.
+
+A :class:`ReadAhead` serves reads of a remote file. Sequential reads fetch
+aligned chunks ahead of the reader, in parallel; random reads fetch exactly the
+bytes asked for.
+
+Lock order: ``OpenFile.lock`` is taken before any backend call on that file and
+never while the VFS's table lock is held.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from rhfs.backends.base import Entry, Reader
+from rhfs.errors import UploadFailed
+from rhfs.vfs.tree import Location
+
+log = logging.getLogger(__name__)
+
+FILL_CHUNK = 8 << 20
+
+
+class OpenFile:
+    def __init__(self, location: Location, spool_dir: str, *, exists: bool, entry: Entry | None) -> None:
+        self.location = location
+        self.spool_dir = spool_dir
+        self.spool_path = os.path.join(spool_dir, uuid.uuid4().hex)
+        self.fd = os.open(self.spool_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self.lock = threading.RLock()
+        self.refs = 0
+        self.size = entry.size if (exists and entry) else 0
+        self.needs_fill = exists and self.size > 0
+        self.dirty = not exists  # a new file is created at flush even if nothing is written
+        self.unlinked = False
+        self.entry = entry
+        self.mtime = time.time()
+
+    @property
+    def path(self) -> str:
+        return self.location.path
+
+    def fill(self) -> None:
+        """Fetch the current remote content into the spool, once."""
+        if not self.needs_fill:
+            return
+        backend, entry = self.location.backend, self.entry
+        assert backend is not None and entry is not None
+        reader = backend.open_reader(self.location.rel, entry)
+        try:
+            offset = 0
+            while offset < entry.size:
+                data = reader.read(offset, min(FILL_CHUNK, entry.size - offset))
+                if not data:
+                    break
+                os.pwrite(self.fd, data, offset)
+                offset += len(data)
+        finally:
+            reader.close()
+        self.needs_fill = False
+
+    def read(self, offset: int, size: int) -> bytes:
+        with self.lock:
+            self.fill()
+            return os.pread(self.fd, min(size, max(0, self.size - offset)), offset)
+
+    def write(self, data: bytes, offset: int) -> int:
+        with self.lock:
+            self.fill()
+            written = os.pwrite(self.fd, data, offset)
+            self.size = max(self.size, offset + written)
+            self.dirty = True
+            self.mtime = time.time()
+            return written
+
+    def truncate(self, size: int) -> None:
+        with self.lock:
+            if size == 0:
+                self.needs_fill = False
+            else:
+                self.fill()
+            os.ftruncate(self.fd, size)
+            self.size = size
+            self.dirty = True
+            self.mtime = time.time()
+
+    def adopt_remote(self, entry: Entry) -> None:
+        """The remote object now holds this file's content (a server-side copy wrote it)."""
+        with self.lock:
+            os.ftruncate(self.fd, 0)
+            self.entry = entry
+            self.size = entry.size
+            self.needs_fill = entry.size > 0
+            self.dirty = False
+
+    def upload(self, failed_dir: str) -> bool:
+        """Upload if dirty. On failure keep a copy under ``failed_dir`` and raise UploadFailed."""
+        with self.lock:
+            if not self.dirty or self.unlinked:
+                return False
+            self.fill()
+            backend = self.location.backend
+            assert backend is not None
+            try:
+                backend.upload(self.spool_path, self.location.rel)
+            except Exception as e:
+                kept = self._keep(failed_dir)
+                raise UploadFailed(f"upload of {self.path} failed: {e}; data kept at {kept}", kept) from e
+            self.dirty = False
+            return True
+
+    def _keep(self, failed_dir: str) -> str:
+        safe = self.path.strip("/").replace("/", "__")
+        kept = os.path.join(failed_dir, f"{time.strftime('%Y%m%dT%H%M%S')}-{safe}")
+        os.makedirs(failed_dir, exist_ok=True)
+        try:
+            os.link(self.spool_path, kept)
+        except OSError:
+            shutil.copyfile(self.spool_path, kept)
+        return kept
+
+    def discard(self) -> None:
+        with self.lock:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+            try:
+                os.unlink(self.spool_path)
+            except FileNotFoundError:
+                pass
+
+
+_prefetch_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="rhfs-readahead")
+
+
+class ReadAhead:
+    """Chunked, adaptive read-ahead over a ranged :class:`Reader`."""
+
+    CHUNK = 4 << 20
+    MAX_AHEAD = 4  # chunks fetched ahead of a sequential reader
+    MAX_CACHED = 8
+
+    def __init__(self, reader: Reader, size: int) -> None:
+        self.reader = reader
+        self.size = size
+        self._chunks: OrderedDict[int, Future[bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._next_offset = 0
+        self._streak = 0
+
+    def _fetch(self, index: int) -> Future[bytes]:
+        future = self._chunks.get(index)
+        if future is None:
+            start = index * self.CHUNK
+            length = min(self.CHUNK, self.size - start)
+            future = _prefetch_pool.submit(self.reader.read, start, length)
+            self._chunks[index] = future
+            while len(self._chunks) > self.MAX_CACHED:
+                old_index, _old = next(iter(self._chunks.items()))
+                if old_index >= index:
+                    break
+                self._chunks.pop(old_index)
+        else:
+            self._chunks.move_to_end(index)
+        return future
+
+    def read(self, offset: int, size: int) -> bytes:
+        size = min(size, self.size - offset)
+        if size <= 0:
+            return b""
+        with self._lock:
+            sequential = offset == self._next_offset or (offset // self.CHUNK) in self._chunks
+            self._streak = self._streak + 1 if sequential else 0
+            self._next_offset = offset + size
+            if not sequential and self._streak == 0 and offset != 0:
+                direct = True
+            else:
+                direct = False
+                first, last = offset // self.CHUNK, (offset + size - 1) // self.CHUNK
+                ahead = min(self.MAX_AHEAD, 1 + self._streak // 4)
+                futures = [self._fetch(i) for i in range(first, last + 1)]
+                for i in range(last + 1, min(last + 1 + ahead, (self.size - 1) // self.CHUNK + 1)):
+                    self._fetch(i)
+        if direct:
+            return self.reader.read(offset, size)
+        parts = []
+        for i, future in zip(range(first, last + 1), futures, strict=True):
+            try:
+                chunk = future.result()
+            except BaseException:
+                with self._lock:
+                    self._chunks.pop(i, None)
+                raise
+            lo = max(offset - i * self.CHUNK, 0)
+            hi = min(offset + size - i * self.CHUNK, len(chunk))
+            parts.append(chunk[lo:hi])
+        return b"".join(parts)
+
+    def close(self) -> None:
+        with self._lock:
+            for future in self._chunks.values():
+                future.cancel()
+            self._chunks.clear()
+        self.reader.close()

@@ -1,0 +1,73 @@
+"""The mount table: which system serves each top-level directory of the tree.
+
+Mount keys are tree paths without a leading slash: ``here``, ``s3``,
+``clusters/cluster-a``, ``tables``, ``.rhfs``. Every strict prefix of a key is a
+synthetic, read-only directory (``/`` and ``/clusters``) whose children are the
+next components. Resolution is pure string work and never calls a backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rhfs.backends.guard import Guarded
+from rhfs.errors import NotFound
+
+ALWAYS_SHOWN = ("clusters",)
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    path: str  # the tree path, "/s3/bucket/key"
+    backend: Guarded | None  # None: a synthetic directory
+    rel: str = ""  # the path inside the backend
+    mount: str = ""  # the mount key that serves it
+    children: tuple[str, ...] = ()  # for synthetic directories
+
+    @property
+    def synthetic(self) -> bool:
+        return self.backend is None
+
+    @property
+    def is_system_root(self) -> bool:
+        return self.backend is not None and self.rel == ""
+
+
+def normalize(path: str) -> str:
+    """'/a//b/' -> '/a/b'; the root is '/'."""
+    parts = [p for p in path.split("/") if p]
+    return "/" + "/".join(parts)
+
+
+class MountTable:
+    def __init__(self, mounts: dict[str, Guarded]) -> None:
+        self.mounts = dict(mounts)
+        self._synthetic: dict[str, set[str]] = {"": set(ALWAYS_SHOWN)}
+        for name in ALWAYS_SHOWN:
+            self._synthetic.setdefault(name, set())
+        for key in self.mounts:
+            parts = key.split("/")
+            for i in range(len(parts)):
+                prefix = "/".join(parts[:i])
+                self._synthetic.setdefault(prefix, set()).add(parts[i])
+
+    def resolve(self, path: str) -> Location:
+        key = normalize(path)[1:]
+        if key in self._synthetic and key not in self.mounts:
+            return Location(path=normalize(path), backend=None, children=tuple(sorted(self._synthetic[key])))
+        parts = key.split("/")
+        for i in range(len(parts), 0, -1):
+            mount = "/".join(parts[:i])
+            backend = self.mounts.get(mount)
+            if backend is not None:
+                return Location(path=normalize(path), backend=backend, rel="/".join(parts[i:]), mount=mount)
+        raise NotFound(path)
+
+    def backends(self) -> list[Guarded]:
+        return list(self.mounts.values())
+
+    def mount_of_system(self, system: str) -> str | None:
+        for key, backend in self.mounts.items():
+            if backend.system == system:
+                return key
+        return None
