@@ -25,7 +25,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from testbed import Testbed, start_testbed, stop_testbed  # noqa: E402
+from testbed import Testbed, start_testbed, stop_testbed
 
 SYSTEMS = ("here", "s3", "gs", "azure", "cluster-a")
 RHFS = shutil.which("rhfs") or "rhfs"
