@@ -746,7 +746,8 @@ def start_servers(d: Path, timeout: float, clean: bool) -> dict:
                 "-external-url",
                 f"http://127.0.0.1:{p}",
                 "-backend",
-                "filesystem",
+                # The filesystem backend drops objects whose names end in "/" (directory markers).
+                "memory",
                 "-filesystem-root",
                 str(gcs_root),
                 "-log-level",
