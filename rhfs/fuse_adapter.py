@@ -51,6 +51,7 @@ if mfusepy.fuse_version_major != 3:
     )
 
 LIBFUSE_VERSION = (mfusepy.fuse_version_major, mfusepy.fuse_version_minor)
+MAX_THREADS = 16  # libfuse worker threads: requests served at once
 
 
 def _op(fn: F) -> F:
@@ -277,7 +278,14 @@ def serve(
     debug: bool = False,
 ) -> None:
     """Serve until unmounted or signalled (libfuse handles SIGTERM/SIGINT/SIGHUP)."""
-    options: dict[str, Any] = {"fsname": "rhfs", "subtype": "rhfs"}
+    # libfuse 3.14's fuse_main_real hands its UINT_MAX default for max_idle_threads to a setter
+    # that rejects it with a warning on every mount (libfuse issue 1003); naming both values avoids it.
+    options: dict[str, Any] = {
+        "fsname": "rhfs",
+        "subtype": "rhfs",
+        "max_idle_threads": MAX_THREADS,
+        "max_threads": MAX_THREADS,
+    }
     if allow_other:
         options["allow_other"] = True
         options["default_permissions"] = True

@@ -1,8 +1,9 @@
 """Traffic and health counters, shown in ``.rhfs/stats.json`` and ``.rhfs/status.json``.
 
 Counters are per system (``s3``, ``cluster-a``, ``here``...): bytes read from it,
-bytes written to it, and bytes relayed through the daemon; plus ops, errors by
-errno, and copies by route. All methods are thread-safe and cheap.
+bytes written to it, bytes relayed through the daemon, and the metadata calls
+(``list``, ``stat``) the VFS made to it; plus ops, errors by errno, and copies
+by route. All methods are thread-safe and cheap.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Stats:
     bytes_written: Counter[str] = field(default_factory=Counter)
     bytes_relayed: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
+    metadata_calls: Counter[tuple[str, str]] = field(default_factory=Counter)  # (system, "list"/"stat")
     ops: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     copies: Counter[str] = field(default_factory=Counter)
@@ -49,6 +51,10 @@ class Stats:
         with self._lock:
             self.bytes_written[system] += n
             self.requests[system] += 1
+
+    def add_metadata_call(self, system: str, what: str) -> None:
+        with self._lock:
+            self.metadata_calls[(system, what)] += 1
 
     def add_relayed(self, system: str, n: int) -> None:
         with self._lock:
@@ -108,6 +114,11 @@ class Stats:
                         "bytes_written": self.bytes_written[s],
                         "bytes_relayed": self.bytes_relayed[s],
                         "requests": self.requests[s],
+                        "metadata_calls": {
+                            what: n
+                            for (system, what), n in sorted(self.metadata_calls.items())
+                            if system == s
+                        },
                     }
                     for s in systems
                 },

@@ -128,6 +128,7 @@ class MemoryBackend:
             prefix = src + "/"
             for p in [p for p in self.files if p.startswith(prefix)]:
                 self.files[dst + p[len(src) :]] = self.files.pop(p)
+                self.mtimes[dst + p[len(src) :]] = self.mtimes.pop(p, 0.0)
             for d in [d for d in self.dirs if d == src or d.startswith(prefix)]:
                 self.dirs.discard(d)
                 self.dirs.add(dst + d[len(src) :])

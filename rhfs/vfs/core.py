@@ -22,6 +22,7 @@ import itertools
 import logging
 import os
 import posixpath
+import stat
 import threading
 from dataclasses import dataclass
 from typing import Protocol
@@ -54,6 +55,8 @@ XATTR_URL = "user.rhfs.url"
 XATTR_ETAG = "user.rhfs.etag"
 REMOTE_KINDS = ("store", "cluster")
 WRITABLE_KINDS = ("here", "cluster", "store", "view")
+DEFAULT_FILE_MODE = 0o644  # what a new file gets on every system without a chmod
+DEFAULT_DIR_MODE = 0o755
 
 
 class Copier(Protocol):
@@ -130,9 +133,16 @@ class Vfs:
             cached = self.cache.get_entry(loc.path)
             if cached is not None:
                 return cached
+        self.stats.add_metadata_call(loc.backend.system, "stat")
         entry = loc.backend.stat(loc.rel)
         self.cache.put_entry(loc.path, entry)
         return entry
+
+    def _list(self, loc: Location) -> list[Entry]:
+        """The backend's listing of a directory, uncached (counted in stats)."""
+        assert loc.backend is not None
+        self.stats.add_metadata_call(loc.backend.system, "list")
+        return loc.backend.list(loc.rel)
 
     def _exists(self, loc: Location) -> Entry | None:
         try:
@@ -157,7 +167,8 @@ class Vfs:
     # -- metadata -----------------------------------------------------------------------
     def getattr(self, path: str, fh: int | None = None) -> Attr:
         path = normalize(path)
-        open_file = self._handles[fh].open_file if fh in self._handles else self._open_files.get(path)
+        handle = self._handles.get(fh) if fh is not None else None
+        open_file = (handle.open_file if handle else None) or self._open_files.get(path)
         if open_file is not None and not open_file.unlinked:
             return attr_of(
                 Entry(
@@ -182,7 +193,7 @@ class Vfs:
             return [(".", here), ("..", here)] + [(name, dir_attr()) for name in loc.children]
         entries = self.cache.get_listing(path)
         if entries is None:
-            entries = loc.backend.list(loc.rel)
+            entries = self._list(loc)
             self.cache.put_listing(path, entries)
         read_only = self.read_only or loc.backend.kind == "control"
         out = [(".", here), ("..", here)] + [(e.name, attr_of(e, read_only)) for e in entries]
@@ -276,6 +287,8 @@ class Vfs:
         open_file = self._open_file(loc, existing)
         if existing is not None:
             open_file.truncate(0)
+        elif stat.S_IMODE(mode) != DEFAULT_FILE_MODE:
+            open_file.pending_metadata["set_mode"] = (stat.S_IMODE(mode),)
         self.cache.invalidate(posixpath.dirname(path))
         self._versions.pop(path, None)
         return self._new_handle(Handle(loc, flags, existing, open_file=open_file))
@@ -389,6 +402,8 @@ class Vfs:
         assert loc.backend is not None
         loc.backend.mkdir(loc.rel)
         self._changed(loc.path)
+        if stat.S_IMODE(mode) != DEFAULT_DIR_MODE and loc.backend.has("set_mode"):
+            loc.backend.ability("set_mode", loc.rel, stat.S_IMODE(mode))
 
     def rmdir(self, path: str) -> None:
         loc = self.resolve(path)
@@ -410,7 +425,7 @@ class Vfs:
             open_file = self._open_files.pop(path, None)
         if open_file is not None:
             open_file.unlinked = True
-            if open_file.entry is None and open_file.dirty:
+            if not open_file.remote_exists:
                 self._changed(path)
                 return  # never uploaded: nothing remote to remove
         try:
@@ -430,11 +445,7 @@ class Vfs:
         if src.backend is not dst.backend:
             raise CrossDevice(f"{old} -> {new} crosses systems")
         assert src.backend is not None
-        with self._lock:
-            open_file = self._open_files.get(src.path)
-        if open_file is not None:
-            with open_file.lock:
-                open_file.upload(self.failed_dir)
+        self._upload_open_files_under(src.path)  # the rename moves what the system holds
         src_entry = self.entry(src, fresh=True)
         dst_entry = self._exists(dst)
         if src_entry.is_dir and (dst.path + "/").startswith(src.path + "/"):
@@ -445,20 +456,48 @@ class Vfs:
             if src_entry.is_dir and not dst_entry.is_dir:
                 raise NotADirectory(new)
             if dst_entry.is_dir:
-                if src.backend.list(dst.rel):
+                if self._list(dst):
                     raise DirectoryNotEmpty(new)
                 if src.backend.kind == "store":
                     src.backend.rmdir(dst.rel)
         src.backend.rename(src.rel, dst.rel)
+        self._moved(src.path, dst.path)
+
+    def _upload_open_files_under(self, path: str) -> None:
+        """Upload pending writes at ``path`` or below it (before a rename moves them)."""
+        prefix = path + "/"
         with self._lock:
-            moved = self._open_files.pop(src.path, None)
-            if moved is not None:
-                moved.location = dst
-                self._open_files[dst.path] = moved
-        self.cache.invalidate_tree(src.path)
-        self.cache.invalidate_tree(dst.path)
-        self._versions.pop(src.path, None)
-        self._versions.pop(dst.path, None)
+            pending = [of for p, of in self._open_files.items() if p == path or p.startswith(prefix)]
+        for open_file in pending:
+            with open_file.lock:
+                if open_file.upload(self.failed_dir):
+                    self._changed(open_file.path)
+
+    def _moved(self, old: str, new: str) -> None:
+        """After a rename: re-key open files and handles, drop what was replaced, forget caches."""
+        old_prefix, new_prefix = old + "/", new + "/"
+
+        def moved_path(p: str) -> str | None:
+            if p == old:
+                return new
+            return new + p[len(old) :] if p.startswith(old_prefix) else None
+
+        with self._lock:
+            replaced = [p for p in self._open_files if p == new or p.startswith(new_prefix)]
+            for p in replaced:
+                self._open_files.pop(p).unlinked = True  # its writers now write to nothing visible
+            for p in [p for p in self._open_files if moved_path(p) is not None]:
+                open_file = self._open_files.pop(p)
+                open_file.location = self.resolve(moved_path(p) or p)
+                self._open_files[open_file.path] = open_file
+            for handle in self._handles.values():
+                target = moved_path(handle.location.path)
+                if target is not None:
+                    handle.location = self.resolve(target)
+            for p in [p for p in self._versions if moved_path(p) is not None or p == new]:
+                del self._versions[p]
+        self.cache.invalidate_tree(old)
+        self.cache.invalidate_tree(new)
 
     def symlink(self, target: str, path: str) -> None:
         loc = self.resolve(path)
@@ -488,8 +527,15 @@ class Vfs:
         if loc.synthetic or loc.is_system_root:
             return
         self._writable(loc)
-        if path in self._open_files and self._open_files[path].entry is None:
-            return  # not uploaded yet: nothing to apply it to
+        with self._lock:
+            open_file = self._open_files.get(path)
+        if open_file is not None:
+            with open_file.lock:
+                if open_file.dirty or not open_file.remote_exists:
+                    # the upload at close would undo it: apply it after that upload
+                    if ability is not None:
+                        open_file.pending_metadata[ability] = args
+                    return
         self.entry(loc)  # ENOENT for a missing file
         assert loc.backend is not None
         if ability is not None and loc.backend.has(ability):

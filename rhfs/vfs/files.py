@@ -45,9 +45,13 @@ class OpenFile:
         self.size = entry.size if (exists and entry) else 0
         self.needs_fill = exists and self.size > 0
         self.dirty = not exists  # a new file is created at flush even if nothing is written
+        self.remote_exists = exists  # the system holds some version of this file
+        # chmod/utimens asked for while the spool holds newer bytes: applied after the upload
+        self.pending_metadata: dict[str, tuple[float, ...]] = {}
         self.unlinked = False
         self.entry = entry
         self.mtime = time.time()
+        self.kept: str | None = None  # this file's one copy under failed_dir, after a failed upload
 
     @property
     def path(self) -> str:
@@ -105,9 +109,14 @@ class OpenFile:
             self.size = entry.size
             self.needs_fill = entry.size > 0
             self.dirty = False
+            self.remote_exists = True
 
     def upload(self, failed_dir: str) -> bool:
-        """Upload if dirty. On failure keep a copy under ``failed_dir`` and raise UploadFailed."""
+        """Upload if dirty. On failure keep a copy under ``failed_dir`` and raise UploadFailed.
+
+        A retry (``release`` after a failed ``flush``) reuses the same kept copy; once an
+        upload succeeds, the kept copy is removed, since the data is where it belongs.
+        """
         with self.lock:
             if not self.dirty or self.unlinked:
                 return False
@@ -120,17 +129,52 @@ class OpenFile:
                 kept = self._keep(failed_dir)
                 raise UploadFailed(f"upload of {self.path} failed: {e}; data kept at {kept}", kept) from e
             self.dirty = False
+            self.remote_exists = True
+            self._forget_kept()
+            self._apply_pending_metadata()
             return True
 
+    def _apply_pending_metadata(self) -> None:
+        backend = self.location.backend
+        assert backend is not None
+        for ability, args in self.pending_metadata.items():
+            if not backend.has(ability):
+                continue
+            try:
+                backend.ability(ability, self.location.rel, *args)
+            except Exception as e:  # the bytes are safe; a lost mode or time is only logged
+                log.warning("%s: %s after upload failed: %s", self.path, ability, e)
+        self.pending_metadata.clear()
+
     def _keep(self, failed_dir: str) -> str:
-        safe = self.path.strip("/").replace("/", "__")
-        kept = os.path.join(failed_dir, f"{time.strftime('%Y%m%dT%H%M%S')}-{safe}")
+        """Keep the spool's bytes under ``failed_dir``: a hard link when possible, else a copy.
+
+        Idempotent: one kept file per open file. A hard link follows the spool's later
+        writes by itself; a copy is refreshed.
+        """
+        if self.kept is not None and os.path.exists(self.kept):
+            if not os.path.samefile(self.kept, self.spool_path):
+                shutil.copyfile(self.spool_path, self.kept)
+            return self.kept
+        safe = self.path.strip("/").replace("/", "__").encode()[-180:].decode(errors="ignore")
         os.makedirs(failed_dir, exist_ok=True)
+        kept = os.path.join(failed_dir, f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}-{safe}")
         try:
             os.link(self.spool_path, kept)
         except OSError:
             shutil.copyfile(self.spool_path, kept)
+        self.kept = kept
         return kept
+
+    def _forget_kept(self) -> None:
+        if self.kept is None:
+            return
+        log.info("%s: uploaded on retry; removing its kept copy %s", self.path, self.kept)
+        try:
+            os.unlink(self.kept)
+        except FileNotFoundError:
+            pass
+        self.kept = None
 
     def discard(self) -> None:
         with self.lock:

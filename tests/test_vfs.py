@@ -1,0 +1,424 @@
+"""The VFS core on in-memory backends: no FUSE, no servers, no sockets.
+
+Each test builds a :class:`Vfs` over two :class:`MemoryBackend` systems (``/mem``
+with local-disk behaviour and ``/box`` as a store) and drives it through the
+same FUSE-shaped calls the adapter makes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rhfs.backends.guard import Guarded
+from rhfs.backends.memory import MemoryBackend
+from rhfs.errors import UploadFailed, to_errno
+from rhfs.stats import Stats
+from rhfs.vfs.core import Vfs
+from rhfs.vfs.tree import MountTable
+
+WRITE = os.O_WRONLY
+CREATE = os.O_WRONLY | os.O_CREAT
+
+
+class ModeMemoryBackend(MemoryBackend):
+    """A memory backend that, like ``here`` and clusters, keeps modes and times."""
+
+    def __init__(self, system: str, kind: str) -> None:
+        super().__init__(system, kind)
+        self.modes: dict[str, int] = {}
+
+    def set_mode(self, path: str, mode: int) -> None:
+        self.calls.append(f"set_mode {path} {mode:o}")
+        self.modes[path] = mode
+
+    def set_times(self, path: str, atime: float, mtime: float) -> None:
+        self.calls.append(f"set_times {path}")
+        self.mtimes[path] = mtime
+
+
+class FlakyBackend(MemoryBackend):
+    """Uploads fail while ``failing`` is set (an answer, not an outage: the guard keeps it up)."""
+
+    failing = False
+
+    def upload(self, local_path: str, path: str) -> None:
+        if self.failing:
+            raise OSError(errno.ENOSPC, "the store is full")
+        super().upload(local_path, path)
+
+
+class World:
+    def __init__(self, tmp: Path, ttl: float = 3600.0) -> None:
+        self.stats = Stats()
+        self.mem = ModeMemoryBackend("mem", "here")
+        self.box = FlakyBackend("box", "store")
+        table = MountTable(
+            {
+                "mem": Guarded(self.mem, self.stats, op_timeout=10),  # type: ignore[arg-type]
+                "box": Guarded(self.box, self.stats, op_timeout=10),  # type: ignore[arg-type]
+            }
+        )
+        self.cache_dir = tmp / "cache"
+        self.vfs = Vfs(table, cache_dir=str(self.cache_dir), attr_ttl=ttl, stats=self.stats)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        fh = self.vfs.create(path, 0o644, CREATE).fh
+        self.vfs.write(fh, data, 0)
+        self.vfs.flush(fh)
+        self.vfs.release(fh)
+
+    def read_file(self, path: str) -> bytes:
+        fh = self.vfs.open(path, os.O_RDONLY).fh
+        try:
+            return self.vfs.read(fh, 1 << 30, 0)
+        finally:
+            self.vfs.release(fh)
+
+    def names(self, path: str) -> list[str]:
+        return sorted(name for name, _ in self.vfs.readdir(path) if name not in (".", ".."))
+
+    def calls(self, system: str, what: str) -> int:
+        snapshot = self.stats.snapshot()["systems"][system]["metadata_calls"]
+        return int(snapshot.get(what, 0))
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    for guarded in w.vfs.table.backends():
+        guarded.close()
+
+
+def errno_of(fn: Callable[..., Any], *args: Any) -> int:
+    with pytest.raises(Exception) as caught:
+        fn(*args)
+    return to_errno(caught.value)
+
+
+# -- files ---------------------------------------------------------------------------------
+def test_create_write_flush_read(world: World) -> None:
+    fh = world.vfs.create("/mem/a.txt", 0o644, CREATE).fh
+    assert world.vfs.write(fh, b"hello ", 0) == 6
+    assert world.vfs.write(fh, b"world", 6) == 5
+    assert "a.txt" not in world.mem.files  # spooled, not uploaded yet
+    world.vfs.flush(fh)
+    assert world.mem.files["a.txt"] == b"hello world"
+    world.vfs.release(fh)
+    assert world.read_file("/mem/a.txt") == b"hello world"
+    assert world.vfs.getattr("/mem/a.txt").size == 11
+    assert os.listdir(world.cache_dir / "spool") == []
+
+
+def test_ranged_read_and_write_in_the_middle(world: World) -> None:
+    data = bytes(range(256)) * 100
+    world.vfs.mkdir("/box/b")
+    world.write_file("/box/b/f", data)
+    fh = world.vfs.open("/box/b/f", os.O_RDONLY).fh
+    assert world.vfs.read(fh, 100, 5000) == data[5000:5100]
+    assert world.vfs.read(fh, 100, len(data) - 10) == data[-10:]
+    assert world.vfs.read(fh, 100, len(data) + 10) == b""
+    world.vfs.release(fh)
+    fh = world.vfs.open("/box/b/f", os.O_RDWR).fh
+    world.vfs.write(fh, b"XYZ", 1000)
+    world.vfs.release(fh)
+    assert world.box.files["b/f"] == data[:1000] + b"XYZ" + data[1003:]
+
+
+def test_pending_file_is_visible_before_upload(world: World) -> None:
+    fh = world.vfs.create("/mem/pending", 0o644, CREATE).fh
+    world.vfs.write(fh, b"12345", 0)
+    assert "pending" not in world.mem.files
+    listing = dict(world.vfs.readdir("/mem"))
+    assert listing["pending"].size == 5
+    assert world.vfs.getattr("/mem/pending").size == 5
+    reader = world.vfs.open("/mem/pending", os.O_RDONLY).fh  # shares the writer's spool
+    assert world.vfs.read(reader, 10, 0) == b"12345"
+    assert world.vfs.getattr("/mem/pending", reader).size == 5
+    world.vfs.write(fh, b"678", 5)
+    assert world.vfs.getattr("/mem/pending", reader).size == 8
+    world.vfs.release(reader)
+    world.vfs.release(fh)
+    assert world.mem.files["pending"] == b"12345678"
+
+
+def test_empty_new_file_is_created_at_close(world: World) -> None:
+    fh = world.vfs.create("/box/empty", 0o644, CREATE).fh
+    world.vfs.release(fh)
+    assert world.box.files["empty"] == b""
+
+
+def test_unlink_of_a_never_uploaded_file(world: World) -> None:
+    fh = world.vfs.create("/mem/ghost", 0o644, CREATE).fh
+    world.vfs.write(fh, b"boo", 0)
+    world.vfs.unlink("/mem/ghost")
+    assert "ghost" not in world.names("/mem")
+    assert errno_of(world.vfs.getattr, "/mem/ghost") == errno.ENOENT
+    world.vfs.write(fh, b"more", 3)  # writes to an unlinked file go nowhere
+    world.vfs.release(fh)
+    assert "ghost" not in world.mem.files
+    assert os.listdir(world.cache_dir / "spool") == []
+
+
+def test_unlink_of_a_flushed_then_rewritten_open_file_removes_it(world: World) -> None:
+    fh = world.vfs.create("/mem/twice", 0o644, CREATE).fh
+    world.vfs.write(fh, b"one", 0)
+    world.vfs.flush(fh)
+    world.vfs.write(fh, b"two", 3)
+    world.vfs.unlink("/mem/twice")
+    world.vfs.release(fh)
+    assert "twice" not in world.mem.files
+    assert errno_of(world.vfs.getattr, "/mem/twice") == errno.ENOENT
+
+
+def test_truncate_by_path_and_by_handle(world: World) -> None:
+    world.write_file("/box/t", b"0123456789")
+    world.vfs.truncate("/box/t", 4)
+    assert world.box.files["t"] == b"0123"
+    assert world.vfs.getattr("/box/t").size == 4
+    world.vfs.truncate("/box/t", 6)
+    assert world.read_file("/box/t") == b"0123\0\0"
+    fh = world.vfs.open("/box/t", os.O_RDWR).fh
+    world.vfs.truncate("/box/t", 2, fh)
+    assert world.vfs.getattr("/box/t").size == 2
+    world.vfs.write(fh, b"!", 2)
+    world.vfs.release(fh)
+    assert world.box.files["t"] == b"01!"
+    fh = world.vfs.open("/box/t", os.O_WRONLY | os.O_TRUNC).fh
+    world.vfs.release(fh)
+    assert world.box.files["t"] == b""
+    assert errno_of(world.vfs.truncate, "/box/missing", 0) == errno.ENOENT
+
+
+# -- renames -------------------------------------------------------------------------------
+def test_rename_rekeys_an_open_file(world: World) -> None:
+    fh = world.vfs.create("/mem/old", 0o644, CREATE).fh
+    world.vfs.write(fh, b"abc", 0)
+    world.vfs.rename("/mem/old", "/mem/new")
+    assert world.names("/mem") == ["new"]
+    world.vfs.write(fh, b"def", 3)
+    assert world.vfs.getattr("/mem/new").size == 6
+    world.vfs.release(fh)
+    assert world.mem.files == {"new": b"abcdef"}
+
+
+def test_rename_of_a_directory_carries_pending_files(world: World) -> None:
+    world.vfs.mkdir("/box/d")
+    fh = world.vfs.create("/box/d/f", 0o644, CREATE).fh
+    world.vfs.write(fh, b"inside", 0)
+    world.vfs.rename("/box/d", "/box/e")
+    world.vfs.write(fh, b"!", 6)
+    world.vfs.release(fh)
+    assert world.box.files == {"e/f": b"inside!"}
+    assert "d" not in world.box.dirs
+    assert world.names("/box") == ["e"]
+    assert world.names("/box/e") == ["f"]
+
+
+def test_rename_over_an_open_file_drops_its_writes(world: World) -> None:
+    world.write_file("/mem/src", b"source")
+    fh = world.vfs.create("/mem/dst", 0o644, CREATE).fh
+    world.vfs.write(fh, b"doomed", 0)
+    world.vfs.rename("/mem/src", "/mem/dst")
+    world.vfs.release(fh)
+    assert world.mem.files == {"dst": b"source"}
+
+
+def test_rename_errors(world: World) -> None:
+    world.vfs.mkdir("/mem/dir")
+    world.vfs.mkdir("/mem/full")
+    world.write_file("/mem/full/x", b"x")
+    world.write_file("/mem/file", b"f")
+    assert errno_of(world.vfs.rename, "/mem/file", "/mem/dir") == errno.EISDIR
+    assert errno_of(world.vfs.rename, "/mem/dir", "/mem/file") == errno.ENOTDIR
+    assert errno_of(world.vfs.rename, "/mem/dir", "/mem/full") == errno.ENOTEMPTY
+    assert errno_of(world.vfs.rename, "/mem/file", "/box/file") == errno.EXDEV
+    assert errno_of(world.vfs.rename, "/mem/nope", "/mem/other") == errno.ENOENT
+    world.vfs.mkdir("/mem/empty")
+    world.vfs.rename("/mem/full", "/mem/empty")  # a directory may replace an empty one
+    assert world.names("/mem/empty") == ["x"]
+
+
+# -- errors where POSIX has them -----------------------------------------------------------
+def test_posix_errnos(world: World) -> None:
+    world.write_file("/mem/f", b"f")
+    world.vfs.mkdir("/mem/d")
+    world.write_file("/mem/d/inner", b"i")
+    assert errno_of(world.vfs.create, "/mem/f", 0o644, CREATE | os.O_EXCL) == errno.EEXIST
+    assert errno_of(world.vfs.create, "/mem/d", 0o644, CREATE) == errno.EISDIR
+    assert errno_of(world.vfs.create, "/mem/f/x", 0o644, CREATE) == errno.ENOTDIR
+    assert errno_of(world.vfs.create, "/mem/nodir/x", 0o644, CREATE) == errno.ENOENT
+    assert errno_of(world.vfs.open, "/mem/d", os.O_RDONLY) == errno.EISDIR
+    assert errno_of(world.vfs.open, "/mem/missing", os.O_RDONLY) == errno.ENOENT
+    assert errno_of(world.vfs.mkdir, "/mem/d") == errno.EEXIST
+    assert errno_of(world.vfs.mkdir, "/mem/f") == errno.EEXIST
+    assert errno_of(world.vfs.mkdir, "/mem") == errno.EEXIST
+    assert errno_of(world.vfs.rmdir, "/mem/d") == errno.ENOTEMPTY
+    assert errno_of(world.vfs.rmdir, "/mem/f") == errno.ENOTDIR
+    assert errno_of(world.vfs.rmdir, "/mem/missing") == errno.ENOENT
+    assert errno_of(world.vfs.unlink, "/mem/d") == errno.EISDIR
+    assert errno_of(world.vfs.unlink, "/mem/missing") == errno.ENOENT
+    assert errno_of(world.vfs.readdir, "/mem/f") == errno.ENOTDIR
+    assert errno_of(world.vfs.readdir, "/mem/missing") == errno.ENOENT
+    assert errno_of(world.vfs.getattr, "/nowhere") == errno.ENOENT
+
+
+def test_symlinks_answer_eopnotsupp_where_the_system_has_none(world: World) -> None:
+    assert errno_of(world.vfs.symlink, "target", "/box/link") == errno.EOPNOTSUPP
+    assert errno_of(world.vfs.link, "/box/a", "/box/b") == errno.EOPNOTSUPP
+
+
+# -- copies --------------------------------------------------------------------------------
+def _copy(world: World, src: str, dst: str, off_in: int, off_out: int, length: int) -> int:
+    fin = world.vfs.open(src, os.O_RDONLY).fh
+    fout = world.vfs.create(dst, 0o644, CREATE).fh
+    try:
+        return world.vfs.copy_file_range(fin, off_in, fout, off_out, length)
+    finally:
+        world.vfs.release(fin)
+        world.vfs.release(fout)
+
+
+def test_copy_file_range_whole_file_is_server_side(world: World) -> None:
+    world.write_file("/box/src", b"x" * 1000)
+    assert _copy(world, "/box/src", "/box/dst", 0, 0, 1 << 30) == 1000
+    assert "copy src dst" in world.box.calls
+    assert world.box.files["dst"] == b"x" * 1000
+    assert world.read_file("/box/dst") == b"x" * 1000
+    assert world.stats.snapshot()["copies"]["store-copy"] == {"count": 1, "bytes": 1000}
+
+
+def test_copy_file_range_partial_or_across_systems_is_exdev(world: World) -> None:
+    world.write_file("/box/src", b"y" * 1000)
+    assert errno_of(_copy, world, "/box/src", "/box/part", 10, 0, 100) == errno.EXDEV
+    assert errno_of(_copy, world, "/box/src", "/box/part", 0, 0, 100) == errno.EXDEV
+    assert errno_of(_copy, world, "/box/src", "/box/part", 0, 5, 1000) == errno.EXDEV
+    assert errno_of(_copy, world, "/box/src", "/mem/other", 0, 0, 1000) == errno.EXDEV
+    assert not any(c.startswith("copy") for c in world.box.calls)
+    assert _copy(world, "/box/src", "/box/past-end", 2000, 0, 10) == 0
+
+
+def test_copy_of_a_pending_source_uploads_it_first(world: World) -> None:
+    fh = world.vfs.create("/box/fresh", 0o644, CREATE).fh
+    world.vfs.write(fh, b"new bytes", 0)
+    fout = world.vfs.create("/box/copy", 0o644, CREATE).fh
+    assert world.vfs.copy_file_range(fh, 0, fout, 0, 1 << 20) == 9
+    world.vfs.release(fout)
+    world.vfs.release(fh)
+    assert world.box.files["copy"] == b"new bytes"
+
+
+# -- caches --------------------------------------------------------------------------------
+def test_one_listing_serves_every_child_attribute(world: World) -> None:
+    world.vfs.mkdir("/box/many")
+    for i in range(20):
+        world.box.files[f"many/f{i}"] = b"z" * i
+        world.box.mtimes[f"many/f{i}"] = 1.0
+    lists, stats = world.calls("box", "list"), world.calls("box", "stat")
+    names = world.names("/box/many")
+    sizes = [world.vfs.getattr(f"/box/many/{n}").size for n in names]
+    assert sorted(sizes) == list(range(20))
+    assert world.calls("box", "list") == lists + 1
+    assert world.calls("box", "stat") == stats
+
+
+def test_own_changes_invalidate_caches(world: World) -> None:
+    assert world.names("/mem") == []
+    world.write_file("/mem/a", b"1")
+    assert world.names("/mem") == ["a"]
+    world.vfs.mkdir("/mem/d")
+    assert world.names("/mem") == ["a", "d"]
+    world.write_file("/mem/d/x", b"22")
+    assert world.names("/mem/d") == ["x"]
+    world.vfs.rename("/mem/d", "/mem/e")
+    assert world.names("/mem") == ["a", "e"]
+    assert world.names("/mem/e") == ["x"]
+    assert errno_of(world.vfs.readdir, "/mem/d") == errno.ENOENT
+    world.write_file("/mem/a", b"longer")
+    assert world.vfs.getattr("/mem/a").size == 6
+    assert world.read_file("/mem/a") == b"longer"
+    world.vfs.truncate("/mem/a", 1)
+    assert world.vfs.getattr("/mem/a").size == 1
+    world.vfs.unlink("/mem/e/x")
+    world.vfs.rmdir("/mem/e")
+    world.vfs.unlink("/mem/a")
+    assert world.names("/mem") == []
+    assert errno_of(world.vfs.getattr, "/mem/a") == errno.ENOENT
+
+
+def test_outside_changes_wait_for_the_ttl(tmp_path: Path) -> None:
+    cached = World(tmp_path / "cached", ttl=3600.0)
+    assert cached.names("/mem") == []
+    cached.mem.files["outside"] = b"o"
+    cached.mem.mtimes["outside"] = 1.0
+    assert cached.names("/mem") == []  # within the ttl, the listing is served from the cache
+    uncached = World(tmp_path / "uncached", ttl=0.0)
+    assert uncached.names("/mem") == []
+    uncached.mem.files["outside"] = b"o"
+    uncached.mem.mtimes["outside"] = 1.0
+    assert uncached.names("/mem") == ["outside"]
+
+
+# -- metadata ------------------------------------------------------------------------------
+def test_mode_of_a_new_file_and_directory_is_applied(world: World) -> None:
+    fh = world.vfs.create("/mem/script", 0o755, CREATE).fh
+    world.vfs.write(fh, b"#!/bin/sh\n", 0)
+    world.vfs.release(fh)
+    assert world.mem.modes["script"] == 0o755
+    world.write_file("/mem/plain", b"")
+    assert "plain" not in world.mem.modes  # the default needs no call
+    world.vfs.mkdir("/mem/private", 0o700)
+    assert world.mem.modes["private"] == 0o700
+
+
+def test_chmod_and_utimens_while_writing_survive_the_upload(world: World) -> None:
+    fh = world.vfs.create("/mem/p", 0o644, CREATE).fh
+    world.vfs.write(fh, b"data", 0)
+    world.vfs.chmod("/mem/p", 0o600)
+    world.vfs.utimens("/mem/p", 1000.0, 2000.0)
+    assert "p" not in world.mem.files
+    world.vfs.release(fh)
+    assert world.mem.files["p"] == b"data"
+    assert world.mem.modes["p"] == 0o600
+    assert world.mem.mtimes["p"] == 2000.0
+    world.vfs.chmod("/mem/p", 0o640)  # not open: applied at once
+    assert world.mem.modes["p"] == 0o640
+    assert errno_of(world.vfs.chmod, "/mem/missing", 0o600) == errno.ENOENT
+
+
+# -- failed uploads ------------------------------------------------------------------------
+def test_failed_upload_keeps_one_copy_and_retries_cleanly(world: World) -> None:
+    world.box.failing = True
+    fh = world.vfs.create("/box/fragile", 0o644, CREATE).fh
+    world.vfs.write(fh, b"precious", 0)
+    assert errno_of(world.vfs.flush, fh) == errno.EIO
+    failed = world.cache_dir / "failed"
+    kept = list(failed.iterdir())
+    assert len(kept) == 1 and kept[0].read_bytes() == b"precious"
+    world.vfs.write(fh, b"!", 8)
+    assert errno_of(world.vfs.flush, fh) == errno.EIO  # the same kept copy, now current
+    assert list(failed.iterdir()) == kept
+    assert kept[0].read_bytes() == b"precious!"
+    world.box.failing = False
+    world.vfs.release(fh)  # the retry at release succeeds
+    assert world.box.files["fragile"] == b"precious!"
+    assert list(failed.iterdir()) == []
+
+
+def test_failed_upload_at_release_is_kept_and_logged(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    world.box.failing = True
+    fh = world.vfs.create("/box/lost", 0o644, CREATE).fh
+    world.vfs.write(fh, b"keep me", 0)
+    with pytest.raises(UploadFailed):
+        world.vfs.flush(fh)
+    world.vfs.release(fh)  # retries, fails again, must not raise
+    kept = list((world.cache_dir / "failed").iterdir())
+    assert [p.read_bytes() for p in kept] == [b"keep me"]
+    assert any(str(kept[0]) in r.getMessage() for r in caplog.records)
+    assert os.listdir(world.cache_dir / "spool") == []
