@@ -1,19 +1,24 @@
 """Configuration: the TOML file of PRODUCT.md §6, its search order and its defaults.
 
 Every option and its default is declared once, in the dataclasses below; the
-loader checks each table and key against those declarations, so an unknown key
-is an error that names the key and the file.
+loader checks each table and key against those declarations. It collects every
+problem it finds (unknown keys, wrong types, bad values), each as one line that
+names the file, the table and the key; :class:`ConfigProblems` carries them all,
+and its message is the first one.
 
 Invariants:
-- paths are returned with ``~`` expanded;
+- local paths (fields marked ``path``) are returned with ``~`` and ``$VARS``
+  expanded; a cluster's ``root`` is a remote path and is left alone;
 - a file that holds a secret must not be readable by group or others
   (:class:`ConfigError` otherwise, as ssh does);
-- :func:`redacted` never returns a secret.
+- :func:`redacted` never returns a secret, and :meth:`Config.secrets` lists
+  every secret so that the log can redact it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import stat
@@ -27,24 +32,34 @@ from rhfs.errors import ConfigError
 SEARCH_PATH_ENV = "RHFS_CONFIG"
 USER_CONFIG = "~/.config/rhfs/config.toml"
 SYSTEM_CONFIG = "/etc/rhfs/config.toml"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # Option names whose values are secrets, wherever they appear in a store's options.
 SECRET_KEY_PATTERN = re.compile(
     r"(secret|password|passphrase|token|credential|connection_string|account_key|sas|private_key|session)",
     re.IGNORECASE,
 )
+PLAIN_SECRET_KEYS = frozenset({"key", "access_key", "aws_access_key_id", "client_secret"})
 # Values that look like a secret key name but are not secret.
 NON_SECRET_VALUES = frozenset({"anon", "google_default", "cloud", "cache", "browser", ""})
+# Parts of an Azure connection string that are secrets on their own.
+_CONNECTION_STRING_SECRETS = re.compile(r"(?:AccountKey|SharedAccessSignature)=([^;]+)", re.IGNORECASE)
+_PATH = {"path": True}  # field metadata: a local path, expanded at load
 
 
 def expand(path: str) -> str:
     return os.path.expanduser(os.path.expandvars(path)) if path else path
 
 
+def _expand_url(url: str) -> str:
+    """A local path or an fsspec URL: only a local path is expanded."""
+    return url if "://" in url else expand(url)
+
+
 @dataclass(frozen=True)
 class MountConfig:
     attr_ttl: float = 5.0
-    cache_dir: str = "~/.cache/rhfs"
+    cache_dir: str = field(default="~/.cache/rhfs", metadata=_PATH)
     read_only: bool = False
     allow_other: bool = False
     op_timeout: float = 30.0
@@ -53,17 +68,17 @@ class MountConfig:
 
 @dataclass(frozen=True)
 class HereConfig:
-    root: str = "~"
+    root: str = field(default="~", metadata=_PATH)
 
 
 @dataclass(frozen=True)
 class CatalogConfig:
-    url: str = "~/.local/share/rhfs/catalog"
+    url: str = field(default="~/.local/share/rhfs/catalog", metadata={"url": True})
 
 
 @dataclass(frozen=True)
 class TablesConfig:
-    default_url: str = "~/.local/share/rhfs/tables"
+    default_url: str = field(default="~/.local/share/rhfs/tables", metadata={"url": True})
 
 
 @dataclass(frozen=True)
@@ -81,9 +96,9 @@ class ClusterConfig:
     host: str
     port: int = 22
     user: str | None = None
-    identity_file: str | None = None
-    known_hosts: str = "~/.ssh/known_hosts"
-    root: str = "~"
+    identity_file: str | None = field(default=None, metadata=_PATH)
+    known_hosts: str = field(default="~/.ssh/known_hosts", metadata=_PATH)
+    root: str = "~"  # on the cluster: never expanded here
     internal_host: str | None = None
 
 
@@ -101,8 +116,19 @@ class Config:
         """Every secret value in this config, for log redaction."""
         found: list[str] = []
         for store in self.stores.values():
-            found.extend(_secret_values(store.options))
+            for value in _secret_values(store.options):
+                found.append(value)
+                found.extend(_CONNECTION_STRING_SECRETS.findall(value))
         return [s for s in found if len(s) >= 4]
+
+
+class ConfigProblems(ConfigError):
+    """Every problem found in one config file; the message is the first, on one line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        more = f" (and {len(problems) - 1} more; run: rhfs config check)" if len(problems) > 1 else ""
+        super().__init__(problems[0] + more)
+        self.problems = problems
 
 
 _SECTIONS: dict[str, type] = {
@@ -111,6 +137,7 @@ _SECTIONS: dict[str, type] = {
     "catalog": CatalogConfig,
     "tables": TablesConfig,
 }
+_TOP_LEVEL = (*_SECTIONS, "stores", "clusters")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _RESERVED_TOP_NAMES = frozenset({"here", "clusters", "tables", "blobs", ".rhfs"})
 
@@ -147,6 +174,8 @@ def load_file(path: str) -> Config:
             raw = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     config = parse(raw, path)
@@ -156,26 +185,36 @@ def load_file(path: str) -> Config:
 
 
 def parse(raw: dict[str, Any], source: str = "<config>") -> Config:
-    unknown = set(raw) - set(_SECTIONS) - {"stores", "clusters"}
-    if unknown:
-        raise ConfigError(f"{source}: unknown section [{sorted(unknown)[0]}]")
-    sections = {name: _build(cls, raw.get(name, {}), source, f"[{name}]") for name, cls in _SECTIONS.items()}
+    """Build a Config from parsed TOML; raise :class:`ConfigProblems` naming every problem."""
+    problems = _Problems(source)
+    for name in raw:
+        if name not in _TOP_LEVEL:
+            problems.add(f"[{name}]", "unknown section" + _did_you_mean(name, _TOP_LEVEL))
+    sections = {
+        name: _build(cls, raw.get(name, {}), problems, f"[{name}]") for name, cls in _SECTIONS.items()
+    }
     stores = {
-        name: _build(StoreConfig, {**table, "name": name}, source, f"[stores.{name}]")
-        for name, table in _subtables(raw, "stores", source).items()
+        name: _build(StoreConfig, {**table, "name": name}, problems, f"[stores.{name}]")
+        for name, table in _subtables(raw, "stores", problems).items()
     }
     clusters = {
-        name: _build(ClusterConfig, {**table, "name": name}, source, f"[clusters.{name}]")
-        for name, table in _subtables(raw, "clusters", source).items()
+        name: _build(ClusterConfig, {**table, "name": name}, problems, f"[clusters.{name}]")
+        for name, table in _subtables(raw, "clusters", problems).items()
     }
-    config = Config(stores=stores, clusters=clusters, source=source, **sections)
-    _validate(config, source)
+    config = Config(
+        stores={k: v for k, v in stores.items() if v is not None},
+        clusters={k: v for k, v in clusters.items() if v is not None},
+        source=source,
+        **{k: v if v is not None else _SECTIONS[k]() for k, v in sections.items()},
+    )
+    _validate(config, problems)
+    problems.raise_if_any()
     return config
 
 
 def embedded_default() -> Config:
     """No file at all: here/, the local catalog, and stores whose credentials the standard chain finds."""
-    return Config(stores=_discover_stores(), source=None)
+    return _expanded(Config(stores=_discover_stores(), source=None))
 
 
 def _discover_stores() -> dict[str, StoreConfig]:
@@ -197,94 +236,155 @@ def _discover_stores() -> dict[str, StoreConfig]:
     return stores
 
 
-def _subtables(raw: dict[str, Any], key: str, source: str) -> dict[str, dict[str, Any]]:
+class _Problems:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.lines.append(f"{self.source}: {where}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            raise ConfigProblems(self.lines)
+
+
+def _did_you_mean(name: str, choices: Any) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _subtables(raw: dict[str, Any], key: str, problems: _Problems) -> dict[str, dict[str, Any]]:
     value = raw.get(key, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"{source}: [{key}] must be a table of named tables")
+        problems.add(f"[{key}]", f"must be a table of named tables ([{key}.NAME]), got {value!r}")
+        return {}
+    good: dict[str, dict[str, Any]] = {}
     for name, table in value.items():
         if not isinstance(table, dict):
-            raise ConfigError(f"{source}: [{key}.{name}] must be a table")
-        if not _NAME_RE.match(name):
-            raise ConfigError(f"{source}: [{key}.{name}]: invalid name (letters, digits, '.', '_', '-')")
-    return value
+            problems.add(f"[{key}.{name}]", f"must be a table, got {table!r}")
+        elif not _NAME_RE.match(name):
+            problems.add(f"[{key}.{name}]", "invalid name (letters, digits, '.', '_', '-'; at most 64)")
+        else:
+            good[name] = table
+    return good
 
 
-def _build(cls: type, table: Any, source: str, where: str) -> Any:
+def _build(cls: type, table: Any, problems: _Problems, where: str) -> Any:
+    """One dataclass from one TOML table; bad keys are reported and left at their default."""
     if not isinstance(table, dict):
-        raise ConfigError(f"{source}: {where} must be a table")
+        problems.add(where, f"must be a table, got {table!r}")
+        return None
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(table) - set(fields)
-    if unknown:
-        raise ConfigError(f"{source}: {where}: unknown key '{sorted(unknown)[0]}'")
-    missing = [
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        f = fields.get(key)
+        if f is None:
+            problems.add(f"{where} {key}", "unknown key" + _did_you_mean(key, fields))
+            continue
+        ok, coerced = _coerce(value, str(f.type))
+        if not ok:
+            problems.add(f"{where} {key}", f"expected {coerced}, got {value!r}")
+            continue
+        if isinstance(coerced, str) and f.metadata.get("path"):
+            coerced = expand(coerced)
+        elif isinstance(coerced, str) and f.metadata.get("url"):
+            coerced = _expand_url(coerced)
+        values[key] = coerced
+    required = [
         name
         for name, f in fields.items()
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in table
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
-    if missing:
-        raise ConfigError(f"{source}: {where}: missing required key '{missing[0]}'")
-    values = {}
-    for name, value in table.items():
-        values[name] = _coerce(value, fields[name].type, source, f"{where} {name}")
-    return cls(**values)
+    for name in required:
+        if name not in table:
+            problems.add(f"{where} {name}", "missing required key")
+    if any(name not in values for name in required):
+        return None
+    return _expanded_fields(cls(**values))
 
 
-def _coerce(value: Any, annotation: Any, source: str, where: str) -> Any:
-    kind = str(annotation)
+def _coerce(value: Any, kind: str) -> tuple[bool, Any]:
+    """(True, value as the declared type) or (False, a description of the expected type)."""
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{source}: {where}: expected a number, got {value!r}")
-        return float(value)
+            return False, "a number"
+        return True, float(value)
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: {where}: expected an integer, got {value!r}")
-        return value
+            return False, "an integer"
+        return True, value
     if kind == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: {where}: expected true or false, got {value!r}")
-        return value
+        return (True, value) if isinstance(value, bool) else (False, "true or false")
     if kind.startswith("str"):
-        if value is None and "None" in kind:
-            return None
-        if not isinstance(value, str):
-            raise ConfigError(f"{source}: {where}: expected a string, got {value!r}")
-        return value
+        return (True, value) if isinstance(value, str) else (False, "a string")
     if kind.startswith("tuple"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{source}: {where}: expected a list of strings, got {value!r}")
-        return tuple(value)
+            return False, "a list of strings"
+        return True, tuple(value)
     if kind.startswith("dict"):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {where}: expected a table, got {value!r}")
-        return value
-    return value
+        return (True, value) if isinstance(value, dict) else (False, "a table")
+    return True, value
 
 
-def _validate(config: Config, source: str) -> None:
+def _expanded_fields(obj: Any) -> Any:
+    """Expand the defaults of path fields too (values from the file are expanded already)."""
+    changes = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, str) and f.metadata.get("path"):
+            changes[f.name] = expand(value)
+        elif isinstance(value, str) and f.metadata.get("url"):
+            changes[f.name] = _expand_url(value)
+    return dataclasses.replace(obj, **changes) if changes else obj
+
+
+def _expanded(config: Config) -> Config:
+    return dataclasses.replace(
+        config,
+        **{name: _expanded_fields(getattr(config, name)) for name in _SECTIONS},
+        clusters={k: _expanded_fields(v) for k, v in config.clusters.items()},
+    )
+
+
+def _validate(config: Config, problems: _Problems) -> None:
     m = config.mount
     if m.attr_ttl < 0:
-        raise ConfigError(f"{source}: [mount] attr_ttl: must be >= 0, got {m.attr_ttl}")
+        problems.add("[mount] attr_ttl", f"must be >= 0, got {m.attr_ttl:g}")
     if m.op_timeout <= 0:
-        raise ConfigError(f"{source}: [mount] op_timeout: must be > 0, got {m.op_timeout}")
-    if m.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"{source}: [mount] log_level: expected DEBUG, INFO, WARNING or ERROR")
+        problems.add("[mount] op_timeout", f"must be > 0, got {m.op_timeout:g}")
+    if m.log_level.upper() not in LOG_LEVELS:
+        problems.add("[mount] log_level", f"expected one of {', '.join(LOG_LEVELS)}, got {m.log_level!r}")
+    if not m.cache_dir:
+        problems.add("[mount] cache_dir", "must not be empty")
+    if not os.path.isdir(config.here.root):
+        problems.add("[here] root", f"{config.here.root} is not a directory")
     for name, store in config.stores.items():
+        where = f"[stores.{name}]"
         if name in _RESERVED_TOP_NAMES:
-            raise ConfigError(f"{source}: [stores.{name}]: '{name}' is reserved for the tree itself")
+            problems.add(where, f"the name '{name}' is reserved for the tree itself")
         if not store.protocol:
-            raise ConfigError(f"{source}: [stores.{name}] protocol: must not be empty")
+            problems.add(f"{where} protocol", "must not be empty")
+        for bucket in store.buckets or ():
+            if not bucket or "/" in bucket:
+                problems.add(f"{where} buckets", f"{bucket!r} is not a bucket name")
         if store.transfer_cluster and store.transfer_cluster not in config.clusters:
-            raise ConfigError(
-                f"{source}: [stores.{name}] transfer_cluster: no cluster named '{store.transfer_cluster}'"
-            )
+            hint = _did_you_mean(store.transfer_cluster, config.clusters)
+            problems.add(f"{where} transfer_cluster", f"no cluster named '{store.transfer_cluster}'{hint}")
     for name, cluster in config.clusters.items():
+        where = f"[clusters.{name}]"
         if not cluster.host:
-            raise ConfigError(f"{source}: [clusters.{name}] host: must not be empty")
+            problems.add(f"{where} host", "must not be empty")
         if not 0 < cluster.port < 65536:
-            raise ConfigError(f"{source}: [clusters.{name}] port: must be 1-65535, got {cluster.port}")
-
-
-PLAIN_SECRET_KEYS = frozenset({"key", "access_key", "aws_access_key_id", "client_secret"})
+            problems.add(f"{where} port", f"must be 1-65535, got {cluster.port}")
+        if cluster.identity_file and not os.path.isfile(cluster.identity_file):
+            problems.add(f"{where} identity_file", f"{cluster.identity_file}: no such file")
+        if cluster.known_hosts and not os.path.isfile(cluster.known_hosts):
+            problems.add(
+                f"{where} known_hosts",
+                f"{cluster.known_hosts}: no such file (host keys are always checked; "
+                'set known_hosts = "" to turn that off on purpose)',
+            )
 
 
 def _is_secret(key: str, value: object) -> bool:
