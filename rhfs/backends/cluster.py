@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TMP_MARK = ".rhfs-tmp-"
 CONNECT_TIMEOUT = 10.0
+UPLOAD_REQUESTS = 64  # writes in flight during an upload, each of the server's maximum size
+
+
+def asyncssh_error() -> type[Exception]:
+    import asyncssh
+
+    return asyncssh.SFTPError
 
 
 def _sftp_error(exc: BaseException, path: str) -> BaseException:
@@ -244,10 +251,28 @@ class ClusterBackend:
 
         try:
             return self._call(go, path)
+        except NotFound:
+            self._raise_not_a_directory(path)
+            raise
         except RhfsError as e:
             if type(e) is RhfsError and not self.stat(path).is_dir:
                 raise NotADirectory(path) from None
             raise
+
+    def _raise_not_a_directory(self, path: str) -> None:
+        """sftp-server answers "no such file" for ENOTDIR; tell the two apart for ``path``."""
+        try:
+            entry = self.stat(path)
+        except NotFound:
+            return
+        if not entry.is_dir:
+            raise NotADirectory(path) from None
+
+    def _check_parent(self, path: str) -> None:
+        """After a "no such file": ENOTDIR if the parent of ``path`` is a file."""
+        parent = posixpath.dirname(path)
+        if parent:
+            self._raise_not_a_directory(parent)
 
     def open_reader(self, path: str, entry: Entry) -> ClusterReader:
         return ClusterReader(self, self._abs(path))
@@ -258,7 +283,8 @@ class ClusterBackend:
 
         async def go(sftp: Any) -> None:
             try:
-                await sftp.put(local_path, tmp, block_size=1 << 20, max_requests=16)
+                # block_size -1: the server's own limit (OpenSSH takes at most 256 KiB per write).
+                await sftp.put(local_path, tmp, block_size=-1, max_requests=UPLOAD_REQUESTS)
                 try:
                     old = await sftp.stat(full)
                     await sftp.chmod(tmp, stat_mod.S_IMODE(old.permissions or 0o644))
@@ -272,7 +298,11 @@ class ClusterBackend:
                     pass
                 raise
 
-        self._call(go, path)
+        try:
+            self._call(go, path)
+        except NotFound:
+            self._check_parent(path)
+            raise
 
     def remove(self, path: str) -> None:
         full = self._abs(path)
@@ -289,11 +319,20 @@ class ClusterBackend:
         full = self._abs(path)
 
         async def go(sftp: Any) -> None:
-            if await sftp.exists(full) or await sftp.islink(full):
-                raise AlreadyExists(path)
-            await sftp.mkdir(full)
+            try:
+                await sftp.mkdir(full)
+            except asyncssh_error() as e:
+                try:
+                    await sftp.lstat(full)
+                except asyncssh_error():
+                    raise e from None
+                raise AlreadyExists(path) from None
 
-        self._call(go, path)
+        try:
+            self._call(go, path)
+        except NotFound:
+            self._check_parent(path)
+            raise
 
     def rmdir(self, path: str) -> None:
         full = self._abs(path)
@@ -325,7 +364,11 @@ class ClusterBackend:
                     raise DirectoryNotEmpty(dst)
             await sftp.posix_rename(full_src, full_dst)
 
-        self._call(go, src)
+        try:
+            self._call(go, src)
+        except NotFound:
+            self._check_parent(dst)
+            raise
 
     def url(self, path: str) -> str:
         user = f"{self.user}@" if self.user else ""

@@ -12,6 +12,7 @@ Errors that are answers (ENOENT, EEXIST, ...) prove the system is up.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -43,14 +44,36 @@ _CONNECTION_ERRNOS = frozenset(
 
 
 def is_outage(exc: BaseException) -> bool:
-    """Does this failure say the system is unreachable, rather than answering no?"""
-    if isinstance(exc, Unavailable | TimedOut | TimeoutError | ConnectionError):
+    """Does this failure say the system is unreachable, rather than answering no?
+
+    Answers (ENOENT, EEXIST, EACCES, an HTTP 4xx, a bad argument) prove the system is
+    up, whatever their errno attribute holds: s3fs and gcsfs raise ``FileNotFoundError``
+    with ``errno`` None. Connection failures, time-outs and HTTP 5xx are outages, and
+    so is any other failure of a client library that carries no answer.
+    """
+    if isinstance(exc, Unavailable | TimedOut):
         return True
     if isinstance(exc, RhfsError):
         return False
+    if isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError):
+        return True
     if isinstance(exc, OSError):
-        return exc.errno in _CONNECTION_ERRNOS or exc.errno is None
-    return not isinstance(exc, NotImplementedError | ValueError | KeyError)
+        return exc.errno in _CONNECTION_ERRNOS
+    if isinstance(exc, NotImplementedError | ValueError | KeyError | TypeError | AttributeError):
+        return False
+    status = _http_status(exc)
+    if status is not None:
+        return status >= 500
+    return True
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a client library's error (azure ``status_code``, gcsfs ``code``)."""
+    for attr in ("status_code", "status", "code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) and 100 <= value < 600:
+            return value
+    return None
 
 
 class Guarded:

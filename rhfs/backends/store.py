@@ -1,99 +1,90 @@
-"""Object stores (S3, GCS, Azure Blob, or any fsspec protocol) as one backend.
+"""Object stores (S3, GCS, Azure Blob) as one backend with POSIX-like directories.
 
-Paths are ``bucket/key``. Directories are prefixes; ``mkdir`` writes a zero-byte
-marker object ``prefix/`` so that an empty directory persists, as rclone and
-s3fs-fuse do. Renames are a server-side copy followed by a delete (not atomic).
-Uploads are single PUTs or multipart uploads that complete at the end, so a
-reader (or a crash) never sees half an object.
+Paths are ``bucket/key``. The requests themselves are made by a provider adapter
+(:mod:`rhfs.backends.objects`); this module gives them directory semantics:
 
-Invariants:
-- this module and its siblings are the only importers of fsspec and its backends;
-- entry metadata is normalised here (mtime as epoch seconds, a string etag);
-- listings come from one LIST call per directory; attributes never need a HEAD per file.
+- a directory is a prefix: it exists if a marker object ``key/`` exists (``mkdir``
+  writes one, as rclone, s3fs-fuse and the cloud consoles do) or any key lies under
+  ``key/`` (an implicit directory). A marker is never shown as a file;
+- an object ``key`` and a prefix ``key/`` may both exist; the file then shadows the
+  directory, in ``stat`` and in listings alike;
+- removing the last entry of a directory leaves a marker behind, so the directory
+  stays until ``rmdir``, as on a POSIX filesystem;
+- renaming copies every key server-side, then deletes the sources: a failure
+  leaves the source whole, but the rename is not atomic.
+
+Cost invariants: ``list`` is one LIST per page of one level; ``stat`` of a file is
+one HEAD, of a directory one HEAD plus one LIST of at most one key; nothing lists a
+whole subtree except renaming a directory.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 import posixpath
 import threading
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 from rhfs.backends.base import Entry, check_name
+from rhfs.backends.objects import Listing, ObjectApi, ObjectInfo, bounded, open_object_api
 from rhfs.errors import (
     AlreadyExists,
-    CantCopy,
     DirectoryNotEmpty,
+    InvalidArgument,
+    IsADirectory,
+    NameTooLong,
     NotADirectory,
     NotFound,
     PermissionDenied,
 )
 
-os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-
-_PROVIDER_OF = {"s3": "s3", "s3a": "s3", "gcs": "gs", "gs": "gs", "az": "az", "abfs": "az", "adl": "az"}
-MARKER_SUFFIX = "/"
+T = TypeVar("T")
+MARKER = "/"
 
 
-def _to_epoch(value: Any) -> float:
-    if value is None:
-        return 0.0
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return value.timestamp()
-    if isinstance(value, str):
-        try:
-            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return 0.0
-    return 0.0
+def _valid_name(name: str) -> bool:
+    try:
+        check_name(name)
+    except (InvalidArgument, NameTooLong):
+        return False
+    return bool(name)
 
 
-def entry_from_info(info: dict[str, Any]) -> Entry:
-    name = posixpath.basename(info["name"].rstrip("/"))
-    is_dir = info.get("type") == "directory"
-    mtime = (
-        info.get("LastModified")
-        or info.get("last_modified")
-        or info.get("updated")
-        or info.get("mtime")
-        or info.get("timeCreated")
-    )
-    etag = info.get("ETag") or info.get("etag") or info.get("generation") or info.get("md5Hash")
-    if isinstance(etag, str):
-        etag = etag.strip('"')
+def _file_entry(info: ObjectInfo) -> Entry:
     return Entry(
-        name=name,
-        is_dir=is_dir,
-        size=0 if is_dir else int(info.get("size") or 0),
-        mtime=_to_epoch(mtime),
-        etag=None if etag is None else str(etag),
+        name=posixpath.basename(info.key), is_dir=False, size=info.size, mtime=info.mtime, etag=info.etag
     )
 
 
-def make_filesystem(protocol: str, options: dict[str, Any]) -> Any:
-    import fsspec
+def _dir_entry(name: str, mtime: float = 0.0) -> Entry:
+    return Entry(name=name, is_dir=True, mtime=mtime)
 
-    opts = dict(options)
-    opts.setdefault("skip_instance_cache", True)
-    opts.setdefault("use_listings_cache", False)
-    return fsspec.filesystem(protocol, **opts)
+
+def entries_of(listing: Listing, prefix: str) -> list[Entry]:
+    """The directory entries of one level's listing; markers and unusable names are left out."""
+    entries: dict[str, Entry] = {}
+    for info in listing.objects:
+        name = info.key[len(prefix) :]
+        if not _valid_name(name) or "/" in name:
+            continue  # the directory's own marker, or a key no path can name
+        entries[name] = _dir_entry(name, info.mtime) if info.is_folder else _file_entry(info)
+    for sub in listing.prefixes:
+        name = sub[len(prefix) :].rstrip("/")
+        if _valid_name(name) and "/" not in name and name not in entries:
+            entries[name] = _dir_entry(name)
+    return sorted(entries.values(), key=lambda e: e.name)
 
 
 class StoreReader:
-    def __init__(self, fs: Any, path: str, size: int) -> None:
-        self.fs, self.path, self.size = fs, path, size
+    def __init__(self, store: StoreBackend, bucket: str, key: str, size: int) -> None:
+        self.store, self.bucket, self.key, self.size = store, bucket, key, size
 
     def read(self, offset: int, size: int) -> bytes:
         end = min(offset + size, self.size)
         if offset >= end:
             return b""
-        data: bytes = self.fs.cat_file(self.path, start=offset, end=end)
-        return data
+        return self.store._run(self.store.api.read, self.bucket, self.key, offset, end)
 
     def close(self) -> None:
         pass
@@ -107,143 +98,193 @@ class StoreBackend:
         system: str,
         protocol: str,
         options: dict[str, Any],
-        buckets: tuple[str, ...] | None = None,
-        fs: Any = None,
+        buckets: tuple[str, ...] | list[str] | None = None,
+        api: ObjectApi | None = None,
     ) -> None:
         self.system = system
         self.protocol = protocol
-        self.provider = _PROVIDER_OF.get(protocol, protocol)
         self.options = options
-        self.configured_buckets = buckets
-        self._fs = fs
-        self._fs_lock = threading.Lock()
+        self.configured_buckets = tuple(buckets) if buckets is not None else None
+        self._api = api
+        self._api_lock = threading.Lock()
 
-    # The filesystem is made on first use, so that a store that is down does not stop the mount.
+    # The client is made on first use, so that a store that is down does not stop the mount.
     @property
-    def fs(self) -> Any:
-        if self._fs is None:
-            with self._fs_lock:
-                if self._fs is None:
-                    self._fs = make_filesystem(self.protocol, self.options)
-        return self._fs
+    def api(self) -> ObjectApi:
+        if self._api is None:
+            with self._api_lock:
+                if self._api is None:
+                    self._api = open_object_api(self.protocol, self.options)
+        return self._api
+
+    def _run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        from fsspec.asyn import sync
+
+        result: T = sync(self.api.loop, fn, *args, **kwargs)
+        return result
+
+    # -- paths and lookups ----------------------------------------------------------------
+    @staticmethod
+    def _split(path: str) -> tuple[str, str]:
+        if path:
+            check_name(path)
+        bucket, _, key = path.partition("/")
+        return bucket, key
 
     def buckets(self) -> list[str]:
         if self.configured_buckets is not None:
             return list(self.configured_buckets)
-        return sorted(posixpath.basename(p.rstrip("/")) for p in self.fs.ls("", detail=False))
+        return self._run(self.api.buckets)
 
-    def _check(self, path: str) -> str:
-        if path:
-            check_name(path)
-        return path
+    def _lookup(self, bucket: str, key: str) -> Entry | None:
+        """The entry at ``key``: one HEAD, then (for a directory) one LIST of at most one key."""
+        if not key:
+            return _dir_entry(bucket) if bucket in self.buckets() else None
+        info = self._run(self.api.head, bucket, key)
+        if info is not None and not key.endswith("/"):
+            return _dir_entry(posixpath.basename(key), info.mtime) if info.is_folder else _file_entry(info)
+        listing = self._run(self.api.list_prefix, bucket, key + MARKER, limit=1)
+        if listing.empty:
+            return None
+        marker = next((o for o in listing.objects if o.key == key + MARKER), None)
+        return _dir_entry(posixpath.basename(key), marker.mtime if marker else 0.0)
 
+    def _require_dir(self, bucket: str, key: str) -> None:
+        entry = self._lookup(bucket, key)
+        if entry is None:
+            raise NotFound(f"{bucket}/{key}")
+        if not entry.is_dir:
+            raise NotADirectory(f"{bucket}/{key}")
+
+    def _keep_dir(self, bucket: str, key: str) -> None:
+        """Leave a marker in ``key`` if nothing else is left there, so the directory stays."""
+        if key and self._run(self.api.list_prefix, bucket, key + MARKER, limit=1).empty:
+            self._run(self.api.put_empty, bucket, key + MARKER)
+
+    # -- the Backend protocol -------------------------------------------------------------
     def stat(self, path: str) -> Entry:
-        path = self._check(path)
         if not path:
-            return Entry(name="", is_dir=True)
-        if "/" not in path:
-            if path in self.buckets():
-                return Entry(name=path, is_dir=True)
+            return _dir_entry("")
+        entry = self._lookup(*self._split(path))
+        if entry is None:
             raise NotFound(path)
-        try:
-            info = self.fs.info(path)
-        except FileNotFoundError:
-            raise NotFound(path) from None
-        return entry_from_info(info)
+        return entry
 
     def list(self, path: str) -> list[Entry]:
-        path = self._check(path)
         if not path:
-            return [Entry(name=b, is_dir=True) for b in self.buckets()]
-        try:
-            infos = self.fs.ls(path, detail=True)
-        except FileNotFoundError:
-            if "/" not in path and path in self.buckets():
-                return []
-            raise NotFound(path) from None
-        except NotADirectoryError:
-            raise NotADirectory(path) from None
-        own = path.rstrip("/")
-        entries = []
-        for info in infos:
-            name = info["name"].rstrip("/")
-            if name == own or not name:
-                continue  # the directory's own marker
-            entries.append(entry_from_info(info))
-        if not entries and "/" in path:
-            # An empty listing is either an empty directory (marker only) or a file.
-            entry = self.stat(path)
-            if not entry.is_dir:
+            return [_dir_entry(b) for b in self.buckets()]
+        bucket, key = self._split(path)
+        prefix = key + MARKER if key else ""
+        listing = self._run(self.api.list_prefix, bucket, prefix)
+        if key and listing.empty:
+            info = self._run(self.api.head, bucket, key)
+            if info is None:
+                raise NotFound(path)
+            if not info.is_folder:
                 raise NotADirectory(path)
-        return entries
+        return entries_of(listing, prefix)
 
     def open_reader(self, path: str, entry: Entry) -> StoreReader:
-        return StoreReader(self.fs, self._check(path), entry.size)
+        bucket, key = self._split(path)
+        if not key:
+            raise IsADirectory(path)
+        return StoreReader(self, bucket, key, entry.size)
 
     def upload(self, local_path: str, path: str) -> None:
-        self._check(path)
-        self.fs.put_file(local_path, path)
+        bucket, key = self._split(path)
+        if not key:
+            raise IsADirectory(path)
+        self._run(self.api.put_file, bucket, key, local_path)
 
     def remove(self, path: str) -> None:
-        entry = self.stat(path)
-        if entry.is_dir:
-            from rhfs.errors import IsADirectory
-
+        bucket, key = self._split(path)
+        if not key:
             raise IsADirectory(path)
-        self.fs.rm_file(path)
+        info = self._run(self.api.head, bucket, key)
+        if info is None or info.is_folder:
+            if info is not None or self._lookup(bucket, key) is not None:
+                raise IsADirectory(path)
+            raise NotFound(path)
+        self._run(self.api.delete, bucket, [key])
+        self._keep_dir(bucket, posixpath.dirname(key))
 
     def mkdir(self, path: str) -> None:
-        path = self._check(path)
-        if "/" not in path:
+        bucket, key = self._split(path)
+        if not key:
             raise PermissionDenied(f"{self.system}: buckets are not created through the mount")
-        try:
-            self.stat(path)
-        except NotFound:
-            pass
-        else:
+        if self._lookup(bucket, key) is not None:
             raise AlreadyExists(path)
-        if not self.stat(posixpath.dirname(path)).is_dir:
-            raise NotADirectory(path)
-        self.fs.pipe_file(path + MARKER_SUFFIX, b"")
+        self._require_dir(bucket, posixpath.dirname(key))
+        self._run(self.api.put_empty, bucket, key + MARKER)
 
     def rmdir(self, path: str) -> None:
-        path = self._check(path)
-        if "/" not in path:
+        bucket, key = self._split(path)
+        if not key:
             raise PermissionDenied(f"{self.system}: buckets are not removed through the mount")
-        entry = self.stat(path)
-        if not entry.is_dir:
+        info = self._run(self.api.head, bucket, key)
+        if info is not None and not info.is_folder:
             raise NotADirectory(path)
-        if self.list(path):
+        listing = self._run(self.api.list_prefix, bucket, key + MARKER, limit=2)
+        if listing.empty and info is None:
+            raise NotFound(path)
+        if listing.prefixes or any(o.key != key + MARKER for o in listing.objects):
             raise DirectoryNotEmpty(path)
-        try:
-            self.fs.rm_file(path + MARKER_SUFFIX)
-        except FileNotFoundError:
-            pass
+        self._run(self.api.delete, bucket, [key + MARKER] + ([key] if info is not None else []))
+        self._keep_dir(bucket, posixpath.dirname(key))
 
     def rename(self, src: str, dst: str) -> None:
-        entry = self.stat(src)
-        self._check(dst)
-        if not entry.is_dir:
-            self.fs.cp_file(src, dst)
-            self.fs.rm_file(src)
+        (sb, sk), (db, dk) = self._split(src), self._split(dst)
+        if not sk or not dk:
+            raise PermissionDenied(f"{self.system}: buckets are not renamed through the mount")
+        entry = self._lookup(sb, sk)
+        if entry is None:
+            raise NotFound(src)
+        if (sb, sk) == (db, dk):
             return
-        keys = [k for k in self.fs.find(src, withdirs=False) if k.rstrip("/") != src]
-        markers = [src + MARKER_SUFFIX]
-        for key in keys:
-            self.fs.cp_file(key, dst + key[len(src) :])
-        self.fs.pipe_file(dst + MARKER_SUFFIX, b"")
-        for key in keys + markers:
-            try:
-                self.fs.rm_file(key)
-            except FileNotFoundError:
-                pass
+        if entry.is_dir and sb == db and (dk + "/").startswith(sk + "/"):
+            raise InvalidArgument(f"cannot move {src} into itself")
+        self._require_dir(db, posixpath.dirname(dk))
+        target = self._lookup(db, dk)
+        if target is not None:
+            if target.is_dir and not entry.is_dir:
+                raise IsADirectory(dst)
+            if entry.is_dir and not target.is_dir:
+                raise NotADirectory(dst)
+            if target.is_dir:
+                self.rmdir(dst)  # ENOTEMPTY unless it is empty
+        if entry.is_dir:
+            self._move_tree(sb, sk, db, dk)
+        else:
+            self._run(self.api.copy, sb, sk, db, dk, size=entry.size)
+            self._run(self.api.delete, sb, [sk])
+        self._keep_dir(sb, posixpath.dirname(sk))
+
+    def _move_tree(self, sb: str, sk: str, db: str, dk: str) -> None:
+        keys = self._run(self.api.list_prefix, sb, sk + MARKER, recursive=True).objects
+        folder = self._run(self.api.head, sb, sk)
+        api = self.api
+
+        async def copy_all() -> None:
+            await bounded(
+                [partial(api.copy, sb, o.key, db, dk + o.key[len(sk) :], size=o.size) for o in keys]
+            )
+            if folder is not None or not keys:
+                await api.put_empty(db, dk + MARKER)
+
+        self._run(copy_all)
+        self._run(self.api.delete, sb, [o.key for o in keys] + ([sk] if folder is not None else []))
 
     def url(self, path: str) -> str:
         return f"{self.protocol}://{path}"
 
+    # -- optional abilities ---------------------------------------------------------------
     def copy_within(self, src: str, dst: str) -> None:
-        self._check(dst)
-        try:
-            self.fs.cp_file(src, dst)
-        except NotImplementedError:
-            raise CantCopy(f"{self.system}: no server-side copy") from None
+        (sb, sk), (db, dk) = self._split(src), self._split(dst)
+        if not sk or not dk:
+            raise IsADirectory(src if not sk else dst)
+        info = self._run(self.api.head, sb, sk)
+        if info is None:
+            raise IsADirectory(src) if self._lookup(sb, sk) is not None else NotFound(src)
+        if info.is_folder:
+            raise IsADirectory(src)
+        self._run(self.api.copy, sb, sk, db, dk, size=info.size)

@@ -1,0 +1,157 @@
+"""The handful of object-store requests a store backend needs, one adapter per provider.
+
+:class:`ObjectApi` is what :mod:`rhfs.backends.store` builds POSIX-like directories
+on: HEAD one key, LIST one level (or a whole subtree) under a prefix, ranged GET,
+PUT of a local file or of an empty marker, server-side COPY, and DELETE. Each
+provider's adapter (:mod:`~rhfs.backends.s3`, :mod:`~rhfs.backends.gcs`,
+:mod:`~rhfs.backends.azure`) issues exactly these requests through the fsspec
+filesystem's own client, so credentials and options stay fsspec's, while the
+meaning of a key (``a/`` is a key like any other) is the store's, not fsspec's.
+
+Invariants:
+- keys are passed exactly; nothing strips, adds or merges slashes;
+- ``list`` with a delimiter is one LIST request per page, never a HEAD per key;
+- ``head`` of a missing key returns None; a missing bucket raises :class:`NotFound`;
+- ``delete`` ignores keys that are already gone;
+- every method is a coroutine run on the adapter's ``loop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from rhfs.errors import NotSupported
+
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs is imported
+
+T = TypeVar("T")
+PARALLEL_REQUESTS = 16  # requests in flight for bulk copies and deletes
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    mtime: float
+    etag: str | None
+    is_folder: bool = False  # a folder object (Azure ``hdi_isfolder``), not a ``key/`` marker
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    objects: list[ObjectInfo]
+    prefixes: list[str]  # common prefixes, each ending in "/"
+
+    @property
+    def empty(self) -> bool:
+        return not self.objects and not self.prefixes
+
+
+class ObjectApi(Protocol):
+    provider: str
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    async def buckets(self) -> list[str]: ...
+
+    async def head(self, bucket: str, key: str) -> ObjectInfo | None: ...
+
+    async def list_prefix(
+        self, bucket: str, prefix: str, *, recursive: bool = False, limit: int | None = None
+    ) -> Listing:
+        """Keys under ``prefix``: one level (with common prefixes) unless ``recursive``.
+
+        ``limit`` asks for at most one page of about that many entries.
+        """
+        ...
+
+    async def read(self, bucket: str, key: str, start: int, end: int) -> bytes: ...
+
+    async def put_file(self, bucket: str, key: str, local_path: str) -> None: ...
+
+    async def put_empty(self, bucket: str, key: str) -> None: ...
+
+    async def copy(
+        self, bucket: str, key: str, dst_bucket: str, dst_key: str, size: int | None = None
+    ) -> None:
+        """A server-side copy; ``size``, when known, spares a HEAD."""
+        ...
+
+    async def delete(self, bucket: str, keys: list[str]) -> None: ...
+
+
+def to_epoch(value: Any) -> float:
+    """Seconds since the epoch from a datetime, an RFC 3339 string or a number; 0.0 if unknown."""
+    if value is None:
+        return 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return 0.0
+    return 0.0
+
+
+def clean_etag(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value).strip('"') or None
+
+
+async def bounded(calls: Iterable[Callable[[], Awaitable[T]]], limit: int = PARALLEL_REQUESTS) -> list[T]:
+    """Run the calls with at most ``limit`` in flight; the first failure is raised after all end."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(call: Callable[[], Awaitable[T]]) -> T:
+        async with semaphore:
+            return await call()
+
+    results = await asyncio.gather(*(one(c) for c in calls), return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results  # type: ignore[return-value]
+
+
+def make_filesystem(protocol: str, options: dict[str, Any]) -> Any:
+    import fsspec
+
+    opts = dict(options)
+    opts.setdefault("skip_instance_cache", True)
+    opts.setdefault("use_listings_cache", False)
+    opts.setdefault("asynchronous", False)
+    return fsspec.filesystem(protocol, **opts)
+
+
+PROVIDER_OF = {"s3": "s3", "s3a": "s3", "gcs": "gs", "gs": "gs", "az": "az", "abfs": "az", "abfss": "az"}
+
+
+def open_object_api(protocol: str, options: dict[str, Any]) -> ObjectApi:
+    """The adapter for ``protocol``; its fsspec filesystem is made now (no request is sent)."""
+    provider = PROVIDER_OF.get(protocol)
+    fs = make_filesystem(protocol, options)
+    if provider == "s3":
+        from rhfs.backends.s3 import S3Objects
+
+        return S3Objects(fs)
+    if provider == "gs":
+        from rhfs.backends.gcs import GcsObjects
+
+        return GcsObjects(fs)
+    if provider == "az":
+        from rhfs.backends.azure import AzureObjects
+
+        return AzureObjects(fs)
+    raise NotSupported(f"no object-store adapter for protocol {protocol!r} (s3, gcs and az are served)")
