@@ -26,7 +26,7 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from rhfs.backends.base import Entry, Reader
-from rhfs.errors import UploadFailed
+from rhfs.errors import InvalidArgument, UploadFailed
 from rhfs.vfs.tree import Location
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,20 @@ class OpenFile:
     @property
     def path(self) -> str:
         return self.location.path
+
+    @property
+    def mode(self) -> int | None:
+        """Permission bits as they will be after the upload."""
+        pending = self.pending_metadata.get("set_mode")
+        if pending is not None:
+            return int(pending[0])
+        return self.entry.mode if self.entry else None
+
+    @property
+    def shown_mtime(self) -> float:
+        """The modification time as it will be after the upload."""
+        pending = self.pending_metadata.get("set_times")
+        return pending[1] if pending is not None else self.mtime
 
     def fill(self) -> None:
         """Fetch the current remote content into the spool, once."""
@@ -127,7 +141,10 @@ class OpenFile:
                 backend.upload(self.spool_path, self.location.rel)
             except Exception as e:
                 kept = self._keep(failed_dir)
-                raise UploadFailed(f"upload of {self.path} failed: {e}; data kept at {kept}", kept) from e
+                failure = UploadFailed(f"upload of {self.path} failed: {e}; data kept at {kept}", kept)
+                if isinstance(e, InvalidArgument):
+                    failure.errno = e.errno  # the content itself was refused (a non-parquet table part)
+                raise failure from e
             self.dirty = False
             self.remote_exists = True
             self._forget_kept()
