@@ -368,9 +368,14 @@ def test_outside_changes_wait_for_the_ttl(tmp_path: Path) -> None:
 # -- metadata ------------------------------------------------------------------------------
 def test_mode_of_a_new_file_and_directory_is_applied(world: World) -> None:
     fh = world.vfs.create("/mem/script", 0o755, CREATE).fh
+    assert world.vfs.getattr("/mem/script").mode & 0o777 == 0o755
     world.vfs.write(fh, b"#!/bin/sh\n", 0)
-    world.vfs.release(fh)
+    world.vfs.flush(fh)
     assert world.mem.modes["script"] == 0o755
+    reader = world.vfs.open("/mem/script", os.O_RDONLY).fh
+    world.vfs.release(fh)  # the upload happened at flush; the reader still holds the open file
+    assert world.vfs.getattr("/mem/script").mode & 0o777 == 0o755
+    world.vfs.release(reader)
     world.write_file("/mem/plain", b"")
     assert "plain" not in world.mem.modes  # the default needs no call
     world.vfs.mkdir("/mem/private", 0o700)
@@ -383,6 +388,8 @@ def test_chmod_and_utimens_while_writing_survive_the_upload(world: World) -> Non
     world.vfs.chmod("/mem/p", 0o600)
     world.vfs.utimens("/mem/p", 1000.0, 2000.0)
     assert "p" not in world.mem.files
+    attr = world.vfs.getattr("/mem/p")
+    assert (attr.mode & 0o777, attr.mtime) == (0o600, 2000.0)  # what it will be after the upload
     world.vfs.release(fh)
     assert world.mem.files["p"] == b"data"
     assert world.mem.modes["p"] == 0o600
@@ -422,3 +429,11 @@ def test_failed_upload_at_release_is_kept_and_logged(world: World, caplog: pytes
     assert [p.read_bytes() for p in kept] == [b"keep me"]
     assert any(str(kept[0]) in r.getMessage() for r in caplog.records)
     assert os.listdir(world.cache_dir / "spool") == []
+
+
+def test_a_write_after_utimens_sets_the_time_anew(world: World) -> None:
+    fh = world.vfs.create("/mem/w", 0o644, CREATE).fh
+    world.vfs.utimens("/mem/w", 1000.0, 2000.0)
+    world.vfs.write(fh, b"later", 0)
+    world.vfs.release(fh)
+    assert world.mem.mtimes["w"] > 2000.0

@@ -175,8 +175,8 @@ class Vfs:
                     name="",
                     is_dir=False,
                     size=open_file.size,
-                    mtime=open_file.mtime,
-                    mode=open_file.entry.mode if open_file.entry else None,
+                    mtime=open_file.shown_mtime,
+                    mode=open_file.mode,
                 ),
                 self.read_only,
             )

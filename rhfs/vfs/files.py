@@ -48,6 +48,7 @@ class OpenFile:
         self.remote_exists = exists  # the system holds some version of this file
         # chmod/utimens asked for while the spool holds newer bytes: applied after the upload
         self.pending_metadata: dict[str, tuple[float, ...]] = {}
+        self._mode = entry.mode if entry else None  # the mode the system holds, where known
         self.unlinked = False
         self.entry = entry
         self.mtime = time.time()
@@ -61,9 +62,7 @@ class OpenFile:
     def mode(self) -> int | None:
         """Permission bits as they will be after the upload."""
         pending = self.pending_metadata.get("set_mode")
-        if pending is not None:
-            return int(pending[0])
-        return self.entry.mode if self.entry else None
+        return int(pending[0]) if pending is not None else self._mode
 
     @property
     def shown_mtime(self) -> float:
@@ -102,6 +101,7 @@ class OpenFile:
             self.size = max(self.size, offset + written)
             self.dirty = True
             self.mtime = time.time()
+            self.pending_metadata.pop("set_times", None)  # a write sets the time anew
             return written
 
     def truncate(self, size: int) -> None:
@@ -114,6 +114,7 @@ class OpenFile:
             self.size = size
             self.dirty = True
             self.mtime = time.time()
+            self.pending_metadata.pop("set_times", None)  # a write sets the time anew
 
     def adopt_remote(self, entry: Entry) -> None:
         """The remote object now holds this file's content (a server-side copy wrote it)."""
@@ -161,6 +162,9 @@ class OpenFile:
                 backend.ability(ability, self.location.rel, *args)
             except Exception as e:  # the bytes are safe; a lost mode or time is only logged
                 log.warning("%s: %s after upload failed: %s", self.path, ability, e)
+            else:
+                if ability == "set_mode":
+                    self._mode = int(args[0])
         self.pending_metadata.clear()
 
     def _keep(self, failed_dir: str) -> str:
