@@ -70,6 +70,18 @@ def _sftp_error(exc: BaseException, path: str) -> BaseException:
     return exc
 
 
+async def _advance_mtime(sftp: Any, tmp: str, old: Any) -> None:
+    """Make the replacement's version differ from the old file's.
+
+    SFTP v3 (OpenSSH) gives mtimes in whole seconds and no inode, so a same-size
+    rewrite within one second would keep the etag ``mtime-size``. Such a rewrite gets
+    the old mtime plus one second instead.
+    """
+    new = await sftp.stat(tmp)
+    if new.size == old.size and old.mtime is not None and (new.mtime or 0) <= old.mtime:
+        await sftp.utime(tmp, (new.atime or old.mtime, old.mtime + 1))
+
+
 def entry_from_attrs(name: str, attrs: Any, link_target: str | None = None) -> Entry:
     mode = attrs.permissions or 0
     is_dir = stat_mod.S_ISDIR(mode)
@@ -287,9 +299,11 @@ class ClusterBackend:
                 await sftp.put(local_path, tmp, block_size=-1, max_requests=UPLOAD_REQUESTS)
                 try:
                     old = await sftp.stat(full)
+                except asyncssh_error():
+                    old = None
+                if old is not None:
                     await sftp.chmod(tmp, stat_mod.S_IMODE(old.permissions or 0o644))
-                except Exception:
-                    pass
+                    await _advance_mtime(sftp, tmp, old)
                 await sftp.posix_rename(tmp, full)
             except BaseException:
                 try:
