@@ -1,192 +1,547 @@
 """The ``rhfs`` command line (PRODUCT.md §5) and the ``mount.rhfs`` fstab helper.
 
-Exit codes: 0 success; 1 the operation failed (the message says why);
-2 bad usage or a bad configuration.
+Each subcommand is one parser plus one handler (``set_defaults(handler=...)``);
+adding a command touches nothing else. Errors are turned into one line on
+stderr and an exit code here, in :func:`main`, and nowhere else.
+
+Exit codes (also in ``rhfs --help``): 0 success; 1 the operation failed (the
+message says why and what to do); 2 bad usage or a bad configuration; 3 the
+tree is up but some system is unreachable (``status``, ``config check``).
+``mount.rhfs`` follows mount(8) instead: 1 bad usage, 32 the mount failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from rhfs import __version__
 from rhfs import config as config_mod
 from rhfs import log as rhfs_log
-from rhfs.errors import ConfigError, RhfsError
+from rhfs import mountpoint as mp
+from rhfs.errors import ConfigError, NotFound, RhfsError
 
-log = logging.getLogger("rhfs.cli")
 DEFAULT_MOUNTPOINT = "~/rh"
-EXIT_FAILED, EXIT_USAGE = 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED = 0, 1, 2, 3
+MOUNT_EXIT_USAGE, MOUNT_EXIT_FAILED = 1, 32  # mount(8)'s codes for helpers
+UNMOUNT_TIMEOUT = 600.0
+
+EPILOG = """\
+exit codes:
+  0  success
+  1  the operation failed; the message says why and what to do
+  2  bad usage or a bad configuration (the message names the file and the key)
+  3  the tree is up, but some system is unreachable (status, config check)
+
+config file search order: --config, $RHFS_CONFIG, ~/.config/rhfs/config.toml,
+/etc/rhfs/config.toml; with none found, the embedded default applies.
+
+examples:
+  rhfs mount ~/rh                      mount, return once the tree answers
+  rhfs status ~/rh                     health and traffic of every system
+  rhfs ls s3://my-bucket/data          list a URL (also cluster:path, tree paths)
+  rhfs unmount ~/rh                    upload pending writes, then unmount
+  rhfs config check                    validate the config, try every system
+"""
+
+
+def _level(value: str) -> str:
+    try:
+        return rhfs_log.check_level(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rhfs", description="Every cluster and bucket as one FUSE tree.")
+    p = argparse.ArgumentParser(
+        prog="rhfs",
+        description="Every SSH cluster and object-store bucket as one FUSE tree.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"rhfs {__version__}")
-    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: from config)")
+    p.add_argument("--log-level", type=_level, default=None, help="DEBUG, INFO, WARNING or ERROR")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level", type=_level, default=argparse.SUPPRESS, help="DEBUG, INFO, WARNING or ERROR"
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    m = sub.add_parser("mount", help="mount the tree (returns once it answers)")
+    def command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> Any:
+        parser = sub.add_parser(name, help=text, description=text, parents=[common], epilog=EPILOG)
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.set_defaults(handler=handler)
+        return parser
+
+    m = command("mount", _mount, "Mount the tree; return once it answers.")
     m.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT, help="default: ~/rh")
-    m.add_argument("--config", help="config file (default: search order of the docs)")
-    m.add_argument("--foreground", action="store_true", help="stay attached (the systemd form)")
-    m.add_argument("--read-only", action="store_true")
-    m.add_argument("--allow-other", action="store_true", help="let other users in (sets default_permissions)")
+    m.add_argument("--config", help="config file (default: the search order below)")
+    m.add_argument(
+        "--foreground", action="store_true", help="stay attached; tell systemd READY=1 (Type=notify)"
+    )
+    m.add_argument("--read-only", action="store_true", help="refuse every write")
+    m.add_argument("--allow-other", action="store_true", help="let other users in (with permission checks)")
 
-    u = sub.add_parser("unmount", help="flush pending writes, then unmount")
-    u.add_argument("mountpoint")
+    u = command("unmount", _unmount, "Upload pending writes, then unmount.")
+    u.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
+    u.add_argument("--timeout", type=float, default=UNMOUNT_TIMEOUT, help="seconds to wait (default 600)")
 
-    s = sub.add_parser("status", help="each system's health and traffic")
-    s.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
-    s.add_argument("--json", action="store_true")
+    s = command("status", _status, "Show each system's health and traffic.")
+    s.add_argument("mountpoint", nargs="?", default=None, help="default: ~/rh, or the only rhfs mount")
+    s.add_argument("--json", action="store_true", help="print status.json and stats.json as one object")
 
-    ls = sub.add_parser("ls", help="list a path or URL")
-    ls.add_argument("url")
+    ls = command("ls", _ls, "List a path or URL.")
+    ls.add_argument(
+        "url", help="s3://bucket/dir, gs://..., az://..., CLUSTER:path, a tree path or a mount path"
+    )
+    ls.add_argument("-l", "--long", action="store_true", help="kind, size and modification time")
     ls.add_argument("--config")
 
-    c = sub.add_parser("config", help="configuration commands")
+    c = command("config", _config_check, "Configuration commands.")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
-    check = csub.add_parser("check", help="validate the config and try every system")
+    check = csub.add_parser(
+        "check", help="validate the config and try every system", parents=[common], epilog=EPILOG
+    )
+    check.formatter_class = argparse.RawDescriptionHelpFormatter
     check.add_argument("--config")
+    check.add_argument("--timeout", type=float, default=15.0, help="seconds per system (default 15)")
+    check.set_defaults(handler=_config_check)
+    show = csub.add_parser("show", help="print the effective config, secrets redacted", parents=[common])
+    show.add_argument("--config")
+    show.set_defaults(handler=_config_show)
     return p
 
 
+def _commands(parser: argparse.ArgumentParser) -> set[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if _is_mount_helper_form(args_list, _commands(parser)):
+        return _mount_helper(args_list, prog="rhfs")
+    args = parser.parse_args(args_list)
+    return _run(args.handler, args)
+
+
+def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    from rhfs.daemon import FuseUnavailable
+
     try:
-        return _dispatch(args)
+        return handler(args)
     except ConfigError as e:
-        print(f"rhfs: {e}", file=sys.stderr)
+        _error(str(e))
         return EXIT_USAGE
+    except FuseUnavailable as e:
+        _error(str(e))
+        return EXIT_FAILED
     except (RhfsError, OSError) as e:
-        print(f"rhfs: {e}", file=sys.stderr)
+        _error(str(e) if isinstance(e, RhfsError) or not e.strerror else _os_message(e))
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "mount":
-        return _mount(args)
-    if args.command == "unmount":
-        return _unmount(args.mountpoint)
-    if args.command == "status":
-        return _status(args)
-    if args.command == "ls":
-        return _ls(args)
-    if args.command == "config":
-        return _config_check(args)
-    raise AssertionError(args.command)
+def _error(message: str) -> None:
+    print(f"rhfs: {rhfs_log.redact(message)}", file=sys.stderr)
 
 
-def _mount(args: argparse.Namespace) -> int:
+def _os_message(e: OSError) -> str:
+    return f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror)
+
+
+def _mountpoint(raw: str) -> str:
+    return os.path.abspath(config_mod.expand(raw))
+
+
+# -- mount / unmount -------------------------------------------------------------------
+def _mount(args: argparse.Namespace, *, quiet: bool = False) -> int:
     from rhfs import daemon
 
     config = config_mod.load(args.config)
-    rhfs_log.setup(args.log_level or config.mount.log_level)
-    mountpoint = os.path.abspath(config_mod.expand(args.mountpoint))
+    level = getattr(args, "log_level", None) or config.mount.log_level
+    rhfs_log.setup(level)
+    mountpoint = _mountpoint(args.mountpoint)
     if args.foreground:
         daemon.run(config, mountpoint, read_only=args.read_only, allow_other=args.allow_other)
-        return 0
-    daemon.prepare_mountpoint(mountpoint) if os.path.isdir(mountpoint) else os.makedirs(mountpoint)
+        return EXIT_OK
+    daemon.preflight()
+    daemon.prepare_mountpoint(mountpoint)
     argv = ["mount", mountpoint]
-    if args.config:
-        argv += ["--config", os.path.abspath(args.config)]
+    if config.source:
+        argv += ["--config", os.path.abspath(config.source)]
     if args.read_only:
         argv.append("--read-only")
     if args.allow_other:
         argv.append("--allow-other")
-    if args.log_level:
-        argv = ["--log-level", args.log_level, *argv]
-    log_path = os.path.join(config_mod.expand(config.mount.cache_dir), "rhfs.log")
+    if getattr(args, "log_level", None):
+        argv += ["--log-level", args.log_level]
+    log_path = os.path.join(config.mount.cache_dir, "rhfs.log")
     code = daemon.spawn(argv, mountpoint, log_path)
-    if code == 0:
+    if code == 0 and not quiet:
         print(f"rhfs: mounted {mountpoint} (log: {log_path})")
     return code
 
 
-def _unmount(mountpoint: str) -> int:
-    from rhfs import mountpoint as mp
-
-    path = os.path.abspath(config_mod.expand(mountpoint))
-    if mp.mount_type(path) is None:
-        print(f"rhfs: {path} is not mounted", file=sys.stderr)
+def _unmount(args: argparse.Namespace) -> int:
+    path = _mountpoint(args.mountpoint)
+    state = mp.probe(path)
+    entry = mp.mount_entry(path)
+    if state == "unmounted" or entry is None:
+        _error(f"{path} is not mounted")
         return EXIT_FAILED
-    mp.unmount(path, lazy=mp.is_stale(path))
-    return 0
+    if entry.fstype != mp.RHFS_FSTYPE:
+        _error(f"{path} is not an rhfs mount ({entry.fstype}); use umount")
+        return EXIT_FAILED
+    pid = mp.daemon_pid(path)
+    if state == "stale" or (state == "hung" and pid is None):
+        mp.unmount(path, lazy=True)
+        print(f"rhfs: cleaned up the stale mount at {path} (its daemon was gone)")
+        return EXIT_OK
+    busy = [p for p in mp.busy_pids(path) if p != pid]
+    if pid is None:
+        mp.unmount(path)  # no daemon we can ask: a plain unmount, refused while busy
+    else:
+        try:
+            os.kill(pid, signal.SIGTERM)  # the daemon uploads pending writes, then unmounts
+        except PermissionError:
+            mp.unmount(path)
+        gone = mp.wait_until(
+            lambda: mp.mount_entry(path) is None and not mp.pid_alive(pid), args.timeout, interval=0.1
+        )
+        if not gone:
+            _error(
+                f"the daemon (pid {pid}) did not finish within {args.timeout:g}s; it may still be uploading"
+            )
+            return EXIT_FAILED
+    if busy:
+        pids = ", ".join(map(str, busy))
+        print(f"rhfs: note: processes {pids} were still using {path}; their open files are now closed")
+    print(f"rhfs: unmounted {path}")
+    return EXIT_OK
 
 
+# -- status ----------------------------------------------------------------------------
 def _status(args: argparse.Namespace) -> int:
-    path = os.path.abspath(config_mod.expand(args.mountpoint))
-    with open(os.path.join(path, ".rhfs", "status.json")) as f:
-        status = json.load(f)
-    with open(os.path.join(path, ".rhfs", "stats.json")) as f:
-        stats = json.load(f)
+    path = _status_target(args.mountpoint)
+    state = mp.probe(path)
+    if state != "ok" or mp.mount_type(path) != mp.RHFS_FSTYPE:
+        _error(_not_serving(path, state))
+        return EXIT_FAILED
+    status = _read_json(os.path.join(path, ".rhfs", "status.json"))
+    stats = _read_json(os.path.join(path, ".rhfs", "stats.json"))
     if args.json:
-        print(json.dumps({"status": status, "stats": stats}, indent=2))
-        return 0
+        print(json.dumps({"status": status, "stats": stats}, indent=2, sort_keys=True))
+    else:
+        print(format_status(status, stats))
+    down = [name for name, s in status.get("systems", {}).items() if s.get("health") == "down"]
+    return EXIT_DEGRADED if down else EXIT_OK
+
+
+def _status_target(raw: str | None) -> str:
+    if raw is not None:
+        return _mountpoint(raw)
+    default = _mountpoint(DEFAULT_MOUNTPOINT)
+    mounts = mp.rhfs_mounts()
+    if default in mounts or len(mounts) != 1:
+        if not mounts or default in mounts:
+            return default
+        raise RhfsError(f"several rhfs mounts ({', '.join(mounts)}); name one: rhfs status MOUNTPOINT")
+    return mounts[0]
+
+
+def _not_serving(path: str, state: str) -> str:
+    if state == "unmounted" or mp.mount_type(path) != mp.RHFS_FSTYPE:
+        return f"{path} is not an rhfs mount; mount it with: rhfs mount {path}"
+    if state == "stale":
+        return f"{path}: stale mount (its daemon is gone); run: rhfs mount {path} (it cleans up first)"
+    return f"{path}: the daemon does not answer; run: rhfs unmount {path}"
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    def read() -> str:
+        with open(path) as f:
+            return f.read()
+
+    finished, result = mp._timed(read, mp.PROBE_TIMEOUT)
+    if not finished:
+        raise RhfsError(f"{path}: no answer within {mp.PROBE_TIMEOUT:g}s")
+    if isinstance(result, BaseException):
+        raise result
+    data: dict[str, Any] = json.loads(str(result))
+    return data
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    return f"{days}d{hours}h" if days else f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{s:02d}s"
+
+
+def format_status(status: dict[str, Any], stats: dict[str, Any]) -> str:
+    """The table ``rhfs status`` prints, from status.json and stats.json."""
+    d = status.get("daemon", {})
+    lines = [
+        f"rhfs {d.get('version', '?')} at {d.get('mountpoint', '?')}  pid {d.get('pid', '?')}  "
+        f"up {_duration(d.get('uptime_s', 0))}  config {d.get('config', '?')}",
+        "",
+        f"{'SYSTEM':<18} {'KIND':<8} {'HEALTH':<8} {'LATENCY':>9} {'READ':>10} {'WRITTEN':>10} "
+        f"{'RELAYED':>10}  LAST ERROR",
+    ]
     traffic = stats.get("systems", {})
-    print(f"{'SYSTEM':<20} {'KIND':<8} {'HEALTH':<7} {'LATENCY':>9} {'READ':>12} {'WRITTEN':>12}  LAST ERROR")
-    for name, s in status["systems"].items():
+    for name, s in sorted(status.get("systems", {}).items()):
         t = traffic.get(name, {})
         latency = "-" if s.get("latency_ms") is None else f"{s['latency_ms']:.1f}ms"
-        print(
-            f"{name:<20} {s['kind']:<8} {s['health']:<7} {latency:>9} "
-            f"{t.get('bytes_read', 0):>12} {t.get('bytes_written', 0):>12}  {s.get('last_error') or ''}"
+        lines.append(
+            f"{name:<18} {s.get('kind', '?'):<8} {s.get('health', '?'):<8} {latency:>9} "
+            f"{_size(t.get('bytes_read', 0)):>10} {_size(t.get('bytes_written', 0)):>10} "
+            f"{_size(t.get('bytes_relayed', 0)):>10}  {s.get('last_error') or '-'}"
         )
-    return 0
+    ops = stats.get("ops", {})
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(stats.get("errors", {}).items())) or "none"
+    copies = ", ".join(
+        f"{route} {c.get('count', 0)} ({_size(c.get('bytes', 0))})"
+        for route, c in sorted(stats.get("copies", {}).items())
+    )
+    lines += ["", f"ops {sum(ops.values())}; errors: {errors}" + (f"; copies: {copies}" if copies else "")]
+    return "\n".join(lines)
+
+
+# -- ls --------------------------------------------------------------------------------
+def tree_path(url: str, config: config_mod.Config) -> str:
+    """The tree path (``/s3/bucket/key``) that a URL names: ``PROTO://bucket/key``,
+    ``rhfs://path``, ``CLUSTER:path`` or a tree path."""
+    if url.startswith("rhfs://"):
+        return "/" + url[len("rhfs://") :].strip("/")
+    if "://" in url:
+        protocol, _, rest = url.partition("://")
+        bucket = rest.split("/", 1)[0]
+        provider = _PROVIDERS.get(protocol, protocol)
+        stores = [s for s in config.stores.values() if _PROVIDERS.get(s.protocol, s.protocol) == provider]
+        chosen = [s for s in stores if s.buckets is None or bucket in s.buckets] or stores
+        if not chosen:
+            raise NotFound(f"{url}: no configured store speaks {protocol}:// (add a [stores.NAME] table)")
+        return f"/{chosen[0].name}/{rest.strip('/')}".rstrip("/")
+    head, sep, rest = url.partition(":")
+    if sep and head in config.clusters:
+        root = config.clusters[head].root
+        if rest.startswith("/"):
+            if not root.startswith("/") or not (rest + "/").startswith(root.rstrip("/") + "/"):
+                raise NotFound(f"{url}: outside {head}'s root ({root}); give a path relative to it")
+            rest = rest[len(root.rstrip("/")) :]
+        return f"/clusters/{head}/{rest.strip('/')}".rstrip("/")
+    return "/" + url.strip("/")
+
+
+_PROVIDERS = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs", "az": "az", "abfs": "az", "adl": "az"}
 
 
 def _ls(args: argparse.Namespace) -> int:
+    url = args.url
+    local = os.path.abspath(config_mod.expand(url)) if "://" not in url else ""
+    if local and any(local == m or local.startswith(m.rstrip("/") + "/") for m in mp.rhfs_mounts()):
+        return _ls_local(local, args.long)  # a path in a live mount: ask the mount
     from rhfs.wiring import build_vfs
 
     config = config_mod.load(args.config)
-    rhfs_log.setup("WARNING")
+    rhfs_log.setup(getattr(args, "log_level", None) or "WARNING")
     vfs = build_vfs(config)
-    for name, attr in vfs.readdir(args.url):
+    path = tree_path(url, config)
+    attr = vfs.getattr(path)
+    rows = [(os.path.basename(path), attr)] if not attr.is_dir else vfs.readdir(path)
+    for name, a in rows:
         if name not in (".", ".."):
-            print(name + ("/" if attr.is_dir else ""))
-    return 0
+            print(_ls_line(name, a.is_dir, a.size, a.mtime, args.long))
+    return EXIT_OK
 
 
+def _ls_local(path: str, long: bool) -> int:
+    if not os.path.isdir(path):
+        st = os.stat(path)
+        print(_ls_line(os.path.basename(path), False, st.st_size, st.st_mtime, long))
+        return EXIT_OK
+    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+        st = entry.stat(follow_symlinks=False)
+        print(_ls_line(entry.name, entry.is_dir(), st.st_size, st.st_mtime, long))
+    return EXIT_OK
+
+
+def _ls_line(name: str, is_dir: bool, size: int, mtime: float, long: bool) -> str:
+    if not long:
+        return name + ("/" if is_dir else "")
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime))
+    return f"{'d' if is_dir else '-'} {size:>12} {when}  {name}{'/' if is_dir else ''}"
+
+
+# -- config ----------------------------------------------------------------------------
 def _config_check(args: argparse.Namespace) -> int:
-    from rhfs.wiring import build_vfs
+    from concurrent.futures import ThreadPoolExecutor
+
+    rhfs_log.setup(getattr(args, "log_level", None) or "ERROR")
+    path = config_mod.find_config_file(args.config)
+    try:
+        config = config_mod.load(args.config)
+    except config_mod.ConfigProblems as e:
+        for line in e.problems:
+            print(rhfs_log.redact(line), file=sys.stderr)
+        print(f"rhfs: {len(e.problems)} problem(s) in {path}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"config: {path}" if path else "config: embedded default (no file found)")
+    checks = _reachability_checks(config, args.timeout)
+    with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
+        results = list(pool.map(lambda item: _try(*item), checks.items()))
+    failed = 0
+    for name, kind, ok, detail in results:
+        failed += not ok
+        print(f"  {name:<24} {kind:<8} {'reachable' if ok else 'UNREACHABLE'}: {rhfs_log.redact(detail)}")
+    if failed:
+        print(f"rhfs: {failed} system(s) unreachable", file=sys.stderr)
+    code = EXIT_DEGRADED if failed else EXIT_OK
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # a hung system's worker thread must not hold the process open
+
+
+def _reachability_checks(config: config_mod.Config, timeout: float) -> dict[str, tuple[Any, list[str]]]:
+    """Mount key -> (guarded backend, paths to list): a store's buckets, or the system's root."""
+    from rhfs.backends.guard import Guarded
+    from rhfs.stats import Stats
+    from rhfs.wiring import raw_backends
+
+    stats = Stats()
+    checks: dict[str, tuple[Any, list[str]]] = {}
+    for key, backend in raw_backends(config).items():
+        guarded = Guarded(backend, stats, op_timeout=timeout, retry_interval=0)
+        store = config.stores.get(key)
+        checks[key] = (guarded, ["", *(store.buckets or ())] if store else [""])
+    return checks
+
+
+def _try(name: str, item: tuple[Any, list[str]]) -> tuple[str, str, bool, str]:
+    backend, paths = item
+    started = time.monotonic()
+    try:
+        for path in paths:
+            backend.list(path)
+    except Exception as e:
+        where = f"{path}: " if path else ""
+        return name, backend.kind, False, f"{where}{e}"
+    ms = (time.monotonic() - started) * 1000
+    listed = f"listed {', '.join(p for p in paths if p)} " if len(paths) > 1 else ""
+    return name, backend.kind, True, f"{listed}in {ms:.0f} ms"
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    import tomli_w
 
     config = config_mod.load(args.config)
-    rhfs_log.setup("ERROR")
-    print(f"config: {config.source or 'embedded default'}: OK")
-    vfs = build_vfs(config)
-    failed = 0
-    for mount, backend in vfs.table.mounts.items():
-        try:
-            backend.list("")
-            print(f"  {mount:<24} reachable")
-        except Exception as e:
-            failed += 1
-            print(f"  {mount:<24} UNREACHABLE: {e}")
-    return EXIT_FAILED if failed else 0
+    print(f"# {config.source or 'embedded default'} (defaults filled in, secrets redacted)")
+    print(tomli_w.dumps(_drop_none(config_mod.redacted(config))), end="")
+    return EXIT_OK
+
+
+def _drop_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    return list(obj) if isinstance(obj, tuple) else obj
+
+
+# -- fstab: mount.rhfs -----------------------------------------------------------------
+IGNORED_MOUNT_OPTIONS = frozenset(
+    {
+        *("defaults", "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "async", "sync"),
+        *("auto", "noauto", "user", "nouser", "users", "owner", "nofail", "_netdev"),
+        *("atime", "noatime", "relatime", "norelatime", "strictatime", "nodiratime", "lazytime"),
+        "default_permissions",
+    }
+)
+
+
+def _is_mount_helper_form(argv: list[str], commands: set[str]) -> bool:
+    """``rhfs SOURCE MOUNTPOINT [-o opts]``, as fuse3's mount.fuse3 runs the subtype's program."""
+    return (
+        len(argv) >= 2 and argv[0] not in commands and not argv[0].startswith("-") and argv[1].startswith("/")
+    )
 
 
 def mount_helper_main(argv: Sequence[str] | None = None) -> int:
-    """``mount.rhfs SOURCE MOUNTPOINT [-o opt,opt]``, as mount(8) calls fstab helpers."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 2:
-        print("usage: mount.rhfs SOURCE MOUNTPOINT [-o options]", file=sys.stderr)
-        return EXIT_USAGE
-    mountpoint, options = args[1], []
-    for i, a in enumerate(args):
-        if a == "-o" and i + 1 < len(args):
-            options += args[i + 1].split(",")
-    cli = ["mount", mountpoint]
+    """``mount.rhfs SOURCE MOUNTPOINT [-sfnv] [-o opt,...] [-t fuse.rhfs]``, as mount(8) calls helpers."""
+    return _mount_helper(list(sys.argv[1:] if argv is None else argv), prog="mount.rhfs")
+
+
+def _mount_helper(argv: list[str], prog: str) -> int:
+    positional, options, flags = _split_helper_args(argv)
+    if len(positional) != 2 or "h" in flags:
+        print(f"usage: {prog} SOURCE MOUNTPOINT [-o config=FILE,allow_other,ro,log_level=L]", file=sys.stderr)
+        print(
+            "fstab: rhfs  /rh  fuse.rhfs  config=/etc/rhfs/config.toml,allow_other,_netdev  0 0",
+            file=sys.stderr,
+        )
+        return MOUNT_EXIT_USAGE
+    args = argparse.Namespace(
+        mountpoint=positional[1], config=None, foreground=False, read_only=False, allow_other=False
+    )
     for opt in options:
-        key, _, value = opt.partition("=")
-        if key == "config":
-            cli += ["--config", value]
-        elif key == "allow_other":
-            cli.append("--allow-other")
-        elif key in ("ro", "read_only"):
-            cli.append("--read-only")
-    return main(cli)
+        key, eq, value = opt.partition("=")
+        if key == "config" and value:
+            args.config = value
+        elif key == "allow_other" and not eq:
+            args.allow_other = True
+        elif key in ("ro", "read_only") and not eq:
+            args.read_only = True
+        elif key == "log_level" and value:
+            args.log_level = value.upper()
+        elif key in IGNORED_MOUNT_OPTIONS or key.startswith(("x-", "comment")):
+            continue
+        elif "s" not in flags:  # -s: sloppy, ignore what we do not know
+            print(f"{prog}: unknown mount option '{opt}'", file=sys.stderr)
+            return MOUNT_EXIT_USAGE
+    if "v" in flags:
+        print(f"{prog}: mounting {args.mountpoint} (options: {','.join(options) or 'none'})", file=sys.stderr)
+    if "f" in flags:  # -f: fake, do everything but the mount
+        return 0
+    os.environ.setdefault("HOME", os.path.expanduser("~"))
+    code = _run(lambda a: _mount(a, quiet=True), args)
+    return 0 if code == 0 else MOUNT_EXIT_USAGE if code == EXIT_USAGE else MOUNT_EXIT_FAILED
+
+
+def _split_helper_args(argv: list[str]) -> tuple[list[str], list[str], set[str]]:
+    positional: list[str] = []
+    options: list[str] = []
+    flags: set[str] = set()
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-o", "-t", "-N") and i + 1 < len(argv):
+            if a == "-o":
+                options += [o for o in argv[i + 1].split(",") if o]
+            i += 2
+            continue
+        if a.startswith("-o") and len(a) > 2:
+            options += [o for o in a[2:].split(",") if o]
+        elif a.startswith("-") and len(a) > 1:
+            flags.update(a[1:])
+        else:
+            positional.append(a)
+        i += 1
+    return positional, options, flags

@@ -1,16 +1,26 @@
 """``.rhfs/``: read-only control files generated from the daemon's live state.
 
-Files: ``status.json`` (each system's kind, health, last error, latency),
-``stats.json`` (ops, errors by errno, bytes per system, copies by route),
-``version``, and ``config.toml`` with every secret redacted. Their content is
-generated at each open, so they are served with direct I/O.
+Files:
+- ``status.json``: the daemon (pid, mount point, config file, version, uptime) and
+  each system's kind, health (``ok``, ``down``, or ``unknown`` before its first
+  call), last error, and latency (a moving average of its calls, in ms);
+- ``stats.json``: ops, errors by errno, copies by route, and bytes read, written
+  and relayed per system;
+- ``version``: ``rhfs X.Y.Z``;
+- ``config.toml``: the effective configuration, defaults included, with every
+  secret replaced by ``***``.
+
+Their content is generated at each open, so they are served with direct I/O
+(a reader never sees a stale size). Nothing under ``.rhfs`` can be written.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
@@ -19,6 +29,11 @@ from rhfs.backends.base import Entry
 from rhfs.config import Config, redacted
 from rhfs.errors import NotADirectory, NotFound, ReadOnly
 from rhfs.stats import Stats
+
+if TYPE_CHECKING:
+    from rhfs.vfs.core import Vfs
+
+CONTROL_MOUNT = ".rhfs"
 
 
 class BytesReader:
@@ -34,12 +49,15 @@ class BytesReader:
 
 class ControlView:
     kind = "control"
-    system = ".rhfs"
+    system = CONTROL_MOUNT
 
-    def __init__(self, stats: Stats, config: Config, extra_status: Callable[[], dict] | None = None) -> None:
+    def __init__(
+        self, stats: Stats, config: Config, extra_status: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
         self.stats = stats
         self.config = config
         self.extra_status = extra_status
+        self.daemon: dict[str, Any] = {"pid": os.getpid(), "version": __version__}
         self._files: dict[str, Callable[[], bytes]] = {
             "status.json": self._status,
             "stats.json": lambda: _json(self.stats.snapshot()),
@@ -48,7 +66,19 @@ class ControlView:
         }
 
     def _status(self) -> bytes:
-        status = {"time": time.time(), "systems": self.stats.status()}
+        now = time.time()
+        systems = {}
+        for name, health in self.stats.status().items():
+            if health.get("kind") == self.kind:
+                continue
+            if health.get("last_ok_at") is None and health.get("last_error_at") is None:
+                health = {**health, "health": "unknown"}
+            systems[name] = health
+        status: dict[str, Any] = {
+            "time": now,
+            "daemon": {**self.daemon, "uptime_s": round(now - self.stats.started_at, 3)},
+            "systems": systems,
+        }
         if self.extra_status:
             status.update(self.extra_status())
         return _json(status)
@@ -82,6 +112,19 @@ class ControlView:
 
     def url(self, path: str) -> str:
         return f"rhfs-control:{path}"
+
+
+def attach_daemon_info(vfs: Vfs, *, mountpoint: str, config: Config) -> None:
+    """Tell the tree's control view which daemon serves it (shown in status.json)."""
+    guarded = vfs.table.mounts.get(CONTROL_MOUNT)
+    view = getattr(guarded, "inner", guarded)
+    if isinstance(view, ControlView):
+        view.daemon.update(
+            mountpoint=mountpoint,
+            config=config.source or "embedded default",
+            read_only=vfs.read_only,
+            started_at=view.stats.started_at,
+        )
 
 
 def _json(obj: object) -> bytes:
