@@ -23,12 +23,13 @@ from rhfs.backends.base import Backend, Entry
 from rhfs.backends.guard import Guarded
 from rhfs.backends.local import LocalBackend
 from rhfs.backends.memory import MemoryBackend
+from rhfs.backends.store import StoreBackend
 from rhfs.config import load_file
 from rhfs.errors import to_errno
 from rhfs.stats import Stats
 from rhfs.wiring import make_cluster, make_store
 
-BACKENDS = ("memory", "here", "s3", "gs", "azure", "cluster-a")
+BACKENDS = ("memory", "here", "fsspec-memory", "s3", "gs", "azure", "cluster-a")
 STORES = ("s3", "gs", "azure")
 REMOTE = ("s3", "gs", "azure", "cluster-a")
 BUCKET = "rhfs-test"
@@ -53,6 +54,11 @@ def raw_backend(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> tu
         root = tmp_path / "here-root"
         root.mkdir()
         return LocalBackend(str(root)), ""
+    if name == "fsspec-memory":  # a store over fsspec's in-process memory filesystem (generic adapter)
+        bucket = f"mem-{uuid.uuid4().hex[:8]}"
+        store = StoreBackend("fsspec-memory", "memory", {}, (bucket,))
+        store.api.fs.mkdir(bucket)  # type: ignore[attr-defined]
+        return store, bucket
     testbed = request.getfixturevalue("testbed")
     backend = remote_backend(testbed, name)
     return backend, (f"{BUCKET}" if name in STORES else "")

@@ -25,8 +25,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from rhfs.errors import NotSupported
-
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs is imported
 
 T = TypeVar("T")
@@ -139,7 +137,11 @@ PROVIDER_OF = {"s3": "s3", "s3a": "s3", "gcs": "gs", "gs": "gs", "az": "az", "ab
 
 
 def open_object_api(protocol: str, options: dict[str, Any]) -> ObjectApi:
-    """The adapter for ``protocol``; its fsspec filesystem is made now (no request is sent)."""
+    """The adapter for ``protocol``; its fsspec filesystem is made now (no request is sent).
+
+    S3, GCS and Azure get their provider's adapter; any other fsspec protocol gets the
+    best-effort :class:`~rhfs.backends.generic.FsspecObjects`.
+    """
     provider = PROVIDER_OF.get(protocol)
     fs = make_filesystem(protocol, options)
     if provider == "s3":
@@ -154,4 +156,6 @@ def open_object_api(protocol: str, options: dict[str, Any]) -> ObjectApi:
         from rhfs.backends.azure import AzureObjects
 
         return AzureObjects(fs)
-    raise NotSupported(f"no object-store adapter for protocol {protocol!r} (s3, gcs and az are served)")
+    from rhfs.backends.generic import FsspecObjects
+
+    return FsspecObjects(fs)

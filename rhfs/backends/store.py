@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import posixpath
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
@@ -41,6 +42,7 @@ from rhfs.errors import (
 
 T = TypeVar("T")
 MARKER = "/"
+STARTED_AT = time.time()
 
 
 def _valid_name(name: str) -> bool:
@@ -57,8 +59,9 @@ def _file_entry(info: ObjectInfo) -> Entry:
     )
 
 
-def _dir_entry(name: str, mtime: float = 0.0) -> Entry:
-    return Entry(name=name, is_dir=True, mtime=mtime)
+def _dir_entry(name: str) -> Entry:
+    # A prefix has no time of its own; every directory shows when this process started.
+    return Entry(name=name, is_dir=True, mtime=STARTED_AT)
 
 
 def entries_of(listing: Listing, prefix: str) -> list[Entry]:
@@ -68,7 +71,7 @@ def entries_of(listing: Listing, prefix: str) -> list[Entry]:
         name = info.key[len(prefix) :]
         if not _valid_name(name) or "/" in name:
             continue  # the directory's own marker, or a key no path can name
-        entries[name] = _dir_entry(name, info.mtime) if info.is_folder else _file_entry(info)
+        entries[name] = _dir_entry(name) if info.is_folder else _file_entry(info)
     for sub in listing.prefixes:
         name = sub[len(prefix) :].rstrip("/")
         if _valid_name(name) and "/" not in name and name not in entries:
@@ -142,12 +145,9 @@ class StoreBackend:
             return _dir_entry(bucket) if bucket in self.buckets() else None
         info = self._run(self.api.head, bucket, key)
         if info is not None and not key.endswith("/"):
-            return _dir_entry(posixpath.basename(key), info.mtime) if info.is_folder else _file_entry(info)
+            return _dir_entry(posixpath.basename(key)) if info.is_folder else _file_entry(info)
         listing = self._run(self.api.list_prefix, bucket, key + MARKER, limit=1)
-        if listing.empty:
-            return None
-        marker = next((o for o in listing.objects if o.key == key + MARKER), None)
-        return _dir_entry(posixpath.basename(key), marker.mtime if marker else 0.0)
+        return None if listing.empty else _dir_entry(posixpath.basename(key))
 
     def _require_dir(self, bucket: str, key: str) -> None:
         entry = self._lookup(bucket, key)
