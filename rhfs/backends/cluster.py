@@ -235,6 +235,10 @@ class ClusterBackend:
         check_name(path)
         return posixpath.join(self.root, path)
 
+    def remote_path(self, path: str) -> str:
+        """The absolute path on the cluster; used by copy routes that run commands there."""
+        return self._abs(path)
+
     # -- the Backend protocol -------------------------------------------------------
     def stat(self, path: str) -> Entry:
         full = self._abs(path)

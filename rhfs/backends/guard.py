@@ -99,17 +99,21 @@ class Guarded:
         stats.register_system(inner.system, inner.kind)
 
     def call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        return self.call_within(self.op_timeout, what, fn, *args)
+
+    def call_within(self, timeout: float, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """:meth:`call` with its own time limit, for work that grows with its size (a copy)."""
         now = time.monotonic()
         if now < self._down_until:
             raise Unavailable(f"{self.system} is unreachable ({self._last_error})")
         started = time.monotonic()
         future = self._pool.submit(fn, *args)
         try:
-            result = future.result(timeout=self.op_timeout)
+            result = future.result(timeout=timeout)
         except FutureTimeout:
             future.cancel()
-            self._mark_down(f"{what} timed out after {self.op_timeout:g}s")
-            raise TimedOut(f"{self.system}: {what} timed out after {self.op_timeout:g}s") from None
+            self._mark_down(f"{what} timed out after {timeout:g}s")
+            raise TimedOut(f"{self.system}: {what} timed out after {timeout:g}s") from None
         except BaseException as e:
             if is_outage(e):
                 self._mark_down(f"{what}: {type(e).__name__}: {e}")
