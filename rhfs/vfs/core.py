@@ -144,6 +144,15 @@ class Vfs:
         self.stats.add_metadata_call(loc.backend.system, "list")
         return loc.backend.list(loc.rel)
 
+    def _resolve_new(self, path: str) -> Location:
+        """Resolve a path about to be created: EROFS inside the tree's own directories."""
+        try:
+            return self.resolve(path)
+        except NotFound:
+            if self.resolve(posixpath.dirname(normalize(path))).synthetic:
+                raise ReadOnly(f"{path}: the tree's own directories are read-only") from None
+            raise
+
     def _exists(self, loc: Location) -> Entry | None:
         try:
             return self.entry(loc)
@@ -271,7 +280,7 @@ class Vfs:
 
     def create(self, path: str, mode: int, flags: int) -> Opened:
         path = normalize(path)
-        loc = self.resolve(path)
+        loc = self._resolve_new(path)
         self._writable(loc)
         if loc.synthetic or loc.is_system_root:
             raise AlreadyExists(path)
@@ -395,7 +404,7 @@ class Vfs:
 
     # -- namespace ----------------------------------------------------------------------
     def mkdir(self, path: str, mode: int = 0o755) -> None:
-        loc = self.resolve(path)
+        loc = self._resolve_new(path)
         if loc.synthetic or loc.is_system_root:
             raise AlreadyExists(path)
         self._writable(loc)
@@ -436,10 +445,12 @@ class Vfs:
         self._changed(path)
 
     def rename(self, old: str, new: str) -> None:
-        src, dst = self.resolve(old), self.resolve(new)
-        for loc in (src, dst):
-            if loc.synthetic or loc.is_system_root:
-                raise RhfsError(f"{loc.path} is a system root", errno_=errno.EBUSY)
+        src = self.resolve(old)
+        if src.synthetic or src.is_system_root:
+            raise RhfsError(f"{src.path} is a system root", errno_=errno.EBUSY)
+        dst = self._resolve_new(new)
+        if dst.synthetic or dst.is_system_root:
+            raise RhfsError(f"{dst.path} is a system root", errno_=errno.EBUSY)
         self._writable(src)
         self._writable(dst)
         if src.backend is not dst.backend:
@@ -500,7 +511,7 @@ class Vfs:
         self.cache.invalidate_tree(new)
 
     def symlink(self, target: str, path: str) -> None:
-        loc = self.resolve(path)
+        loc = self._resolve_new(path)
         self._writable(loc)
         assert loc.backend is not None
         if not loc.backend.has("symlink"):
