@@ -18,7 +18,9 @@ from rhfs.config import Config, expand
 from rhfs.stats import Stats
 from rhfs.vfs.control import ControlView
 from rhfs.vfs.core import Vfs
+from rhfs.vfs.files import ReadAhead
 from rhfs.vfs.tree import MountTable
+from rhfs.views import build_views
 
 
 def make_store(config: Config, name: str) -> StoreBackend:
@@ -61,6 +63,7 @@ def build_vfs(config: Config, *, mountpoint: str | None = None, stats: Stats | N
         for key, backend in raw_backends(config, mountpoint).items()
     }
     mounts[".rhfs"] = Guarded(ControlView(stats, config), stats, op_timeout=timeout)
+    mounts.update(build_views(config, mounts, stats, mountpoint=mountpoint, wrap_reader=ReadAhead))
     table = MountTable(mounts)
     return Vfs(
         table,

@@ -1,0 +1,216 @@
+"""The catalog: one small JSON document per named table, blob or folder.
+
+Layout under ``[catalog] url`` (a local directory, a store prefix, or a cluster path)::
+
+    tables/<name>.json    blobs/<name>.json    folders/<name>.json
+
+A document records where the resource lives (``system``, ``path``, and a
+human-readable ``url``), and for blobs the ``serializer`` (``raw`` or ``pickle``).
+
+Invariants:
+- one document per name, so two processes writing different names never touch
+  the same object and never lose each other's entry (there is no index file);
+- a write is atomic: it is uploaded through the backend, which writes a
+  temporary sibling and renames it (local, cluster) or does one PUT (stores);
+  on a store the document is then read back, and a different content means a
+  concurrent writer of the same name won (:class:`CatalogConflict`);
+- reads may be served from a short-lived cache (``ttl``); this process's own
+  writes and deletes update that cache at once.
+
+I/O goes through the backends (guarded ones in the daemon), never fsspec directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rhfs import __version__
+from rhfs.backends.base import Backend, check_name, join
+from rhfs.errors import AlreadyExists, InvalidArgument, NotFound, RhfsError
+from rhfs.views.systems import Place, makedirs
+
+KINDS = ("table", "blob", "folder")
+MAX_DOC_BYTES = 1 << 20
+
+
+class NotInCatalog(NotFound):
+    """A name that the catalog does not hold; the message says which catalog was asked."""
+
+
+class CatalogConflict(RhfsError):
+    """Another process wrote the same name at the same moment, and its write won."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One catalog document."""
+
+    kind: str  # "table" | "blob" | "folder"
+    name: str
+    system: str
+    path: str
+    url: str = ""
+    serializer: str | None = None  # blobs: "raw" or "pickle"
+    data_type: str | None = None  # tables: "pandas", "pyarrow", ...
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    @property
+    def place(self) -> Place:
+        return Place(self.system, self.path)
+
+    def to_json(self) -> bytes:
+        doc = {"rhfs_version": __version__, **asdict(self)}
+        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> Resource:
+        try:
+            doc = json.loads(data)
+            fields = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
+            return cls(**fields)
+        except (ValueError, TypeError, KeyError) as e:
+            raise RhfsError(f"catalog document {where} is not valid: {e}") from None
+
+
+def check_resource_name(name: str) -> None:
+    if not name or "/" in name:
+        raise InvalidArgument(f"invalid resource name {name!r}: one path component, not empty")
+    check_name(name)
+
+
+class Catalog:
+    def __init__(self, backend: Backend, root: str, *, url: str = "", ttl: float = 0.0) -> None:
+        self.backend = backend
+        self.root = root
+        self.url = url or root
+        self.ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[Resource | None, float]] = {}
+        self._lock = threading.Lock()
+        self._dirs_made: set[str] = set()
+
+    def _dir(self, kind: str) -> str:
+        if kind not in KINDS:
+            raise ValueError(f"unknown resource kind {kind!r}")
+        return join(self.root, kind + "s")
+
+    def _doc_path(self, kind: str, name: str) -> str:
+        check_resource_name(name)
+        return join(self._dir(kind), name + ".json")
+
+    # -- reads ----------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        try:
+            entries = self.backend.list(self._dir(kind))
+        except NotFound:
+            return []
+        return sorted(e.name[:-5] for e in entries if not e.is_dir and e.name.endswith(".json"))
+
+    def find(self, kind: str, name: str) -> Resource | None:
+        """The document for ``name``, or None."""
+        key = (kind, name)
+        if self.ttl > 0:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None and hit[1] > time.monotonic():
+                return hit[0]
+        path = self._doc_path(kind, name)
+        try:
+            resource: Resource | None = Resource.from_json(self._read(path), f"{self.url}/{path}")
+        except NotFound:
+            resource = None
+        self._remember(key, resource)
+        return resource
+
+    def get(self, kind: str, name: str) -> Resource:
+        resource = self.find(kind, name)
+        if resource is None:
+            raise NotInCatalog(f"no {kind} named {name!r} in the catalog at {self.url}")
+        return resource
+
+    def _read(self, path: str) -> bytes:
+        entry = self.backend.stat(path)
+        if entry.size > MAX_DOC_BYTES:
+            raise RhfsError(f"catalog document {path} is too large ({entry.size} bytes)")
+        reader = self.backend.open_reader(path, entry)
+        try:
+            return reader.read(0, entry.size)
+        finally:
+            reader.close()
+
+    def _remember(self, key: tuple[str, str], resource: Resource | None) -> None:
+        if self.ttl > 0:
+            with self._lock:
+                self._cache[key] = (resource, time.monotonic() + self.ttl)
+
+    # -- writes ---------------------------------------------------------------------
+    def put(self, resource: Resource) -> Resource:
+        """Create or replace the document for ``resource.name``; return what was stored."""
+        if resource.kind not in KINDS:
+            raise ValueError(f"unknown resource kind {resource.kind!r}")
+        previous = self.find(resource.kind, resource.name)
+        now = time.time()
+        stored = Resource(
+            **{
+                **asdict(resource),
+                "created_at": previous.created_at if previous else resource.created_at,
+                "updated_at": now,
+            }
+        )
+        path = self._doc_path(stored.kind, stored.name)
+        self._ensure_dir(stored.kind)
+        data = stored.to_json()
+        fd, tmp = tempfile.mkstemp(prefix="rhfs-catalog-", suffix=".json")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            self.backend.upload(tmp, path)
+        finally:
+            os.unlink(tmp)
+        if self.backend.kind == "store" and self._read(path) != data:
+            self._forget((stored.kind, stored.name))
+            raise CatalogConflict(f"{stored.kind} {stored.name!r} was written by another process at once")
+        self._remember((stored.kind, stored.name), stored)
+        return stored
+
+    def delete(self, kind: str, name: str) -> None:
+        path = self._doc_path(kind, name)
+        try:
+            self.backend.remove(path)
+        except NotFound:
+            raise NotInCatalog(f"no {kind} named {name!r} in the catalog at {self.url}") from None
+        finally:
+            self._forget((kind, name))
+        self._remember((kind, name), None)
+
+    def rename(self, kind: str, old: str, new: str) -> Resource:
+        resource = self.get(kind, old)
+        if self.find(kind, new) is not None:
+            raise AlreadyExists(f"a {kind} named {new!r} already exists")
+        stored = self.put(Resource(**{**asdict(resource), "name": new}))
+        self.delete(kind, old)
+        return stored
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._cache.pop(key, None)
+
+    def _ensure_dir(self, kind: str) -> None:
+        directory = self._dir(kind)
+        if directory in self._dirs_made or self.backend.kind == "store":
+            return  # store prefixes need no directory
+        makedirs(self.backend, directory)
+        self._dirs_made.add(directory)
+
+
+def open_catalog(systems: Any, url: str, *, ttl: float = 0.0) -> Catalog:
+    """The catalog at a config URL, over the backends of ``systems`` (:class:`Systems`)."""
+    place = systems.parse_url(url)
+    backend, rel = systems.locate(place)
+    return Catalog(backend, rel, url=systems.url(place), ttl=ttl)

@@ -1,0 +1,250 @@
+"""The ``rhfs://`` fsspec face: the same tree as the mount, in-process, with no FUSE.
+
+``rhfs://tables/sample_table`` is the path ``<mount>/tables/sample_table``: every
+call here is one call into the same :class:`rhfs.vfs.core.Vfs` that the FUSE
+adapter serves, built by ``rhfs.wiring.build_vfs`` from the config found the
+usual way (or ``config=`` in the storage options). One Vfs is shared per config
+file within a process.
+
+Errors from the core are turned into ``OSError``s with their errno in one place
+(:func:`_errors`): ENOENT is a ``FileNotFoundError``, a refused table part is
+EINVAL at ``close()``, as through the mount.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
+
+from rhfs.errors import to_errno
+from rhfs.vfs.core import Vfs
+
+_VFS_BY_CONFIG: dict[str | None, Vfs] = {}
+_closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rhfs-fsspec-close")
+_VFS_LOCK = threading.Lock()
+
+
+def shared_vfs(config: str | None = None) -> Vfs:
+    """The process's Vfs for a config file (``None``: the usual search order)."""
+    from rhfs import config as config_mod
+    from rhfs.wiring import build_vfs
+
+    source = config_mod.find_config_file(config)
+    with _VFS_LOCK:
+        vfs = _VFS_BY_CONFIG.get(source)
+        if vfs is None:
+            loaded = config_mod.load_file(source) if source else config_mod.embedded_default()
+            vfs = _VFS_BY_CONFIG[source] = build_vfs(loaded)
+        return vfs
+
+
+@contextlib.contextmanager
+def _errors(path: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        if e.errno is not None and e.filename is not None:
+            raise
+        code = to_errno(e)
+        raise OSError(code, f"{os.strerror(code)}: {e}", path) from e
+    except Exception as e:
+        code = to_errno(e)
+        raise OSError(code, f"{os.strerror(code)}: {e}", path) from e
+
+
+class RhfsFileSystem(AbstractFileSystem):
+    protocol = ("rhfs",)
+    root_marker = ""
+
+    def __init__(self, config: str | None = None, *, vfs: Vfs | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.vfs = vfs if vfs is not None else shared_vfs(config)
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = str(path)
+        if path.startswith("rhfs://"):
+            path = path[len("rhfs://") :]
+        return path.strip("/")
+
+    @staticmethod
+    def _vpath(path: str) -> str:
+        return "/" + path
+
+    def _info_of(self, path: str, attr: Any) -> dict[str, Any]:
+        return {
+            "name": path,
+            "size": attr.size,
+            "type": "directory" if attr.is_dir else "file",
+            "mtime": attr.mtime,
+            "mode": attr.mode,
+        }
+
+    # -- metadata -------------------------------------------------------------------
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        path = self._strip_protocol(path)
+        with _errors(path):
+            return self._info_of(path, self.vfs.getattr(self._vpath(path)))
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        path = self._strip_protocol(path)
+        with _errors(path):
+            try:
+                listing = self.vfs.readdir(self._vpath(path))
+            except Exception as e:
+                if to_errno(e) != errno.ENOTDIR:
+                    raise
+                info = self.info(path)
+                return [info] if detail else [path]
+        prefix = path + "/" if path else ""
+        infos = [self._info_of(prefix + name, attr) for name, attr in listing if name not in (".", "..")]
+        return infos if detail else [i["name"] for i in infos]
+
+    def modified(self, path: str) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.info(path)["mtime"], tz=dt.UTC)
+
+    # -- namespace ------------------------------------------------------------------
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        path = self._strip_protocol(path)
+        if create_parents:
+            self.makedirs(path, exist_ok=False)
+            return
+        with _errors(path):
+            self.vfs.mkdir(self._vpath(path))
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        path = self._strip_protocol(path)
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if self.exists(sub):
+                if i == len(parts) and not exist_ok:
+                    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
+                continue
+            with _errors(sub):
+                self.vfs.mkdir(self._vpath(sub))
+
+    def rmdir(self, path: str) -> None:
+        path = self._strip_protocol(path)
+        with _errors(path):
+            self.vfs.rmdir(self._vpath(path))
+
+    def rm_file(self, path: str) -> None:
+        path = self._strip_protocol(path)
+        with _errors(path):
+            self.vfs.unlink(self._vpath(path))
+
+    _rm = rm_file
+
+    def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
+        for p in reversed(self.expand_path(path, recursive=recursive, maxdepth=maxdepth)):
+            if self.isdir(p):
+                self.rmdir(p)
+            else:
+                self.rm_file(p)
+
+    def mv(
+        self, path1: str, path2: str, recursive: bool = False, maxdepth: int | None = None, **kw: Any
+    ) -> None:
+        src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
+        with _errors(src):
+            self.vfs.rename(self._vpath(src), self._vpath(dst))
+
+    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        with self.open(path1, "rb") as src, self.open(path2, "wb") as dst:
+            while chunk := src.read(8 << 20):
+                dst.write(chunk)
+
+    # -- files ----------------------------------------------------------------------
+    def _open(
+        self,
+        path: str,
+        mode: str = "rb",
+        block_size: int | None = None,
+        autocommit: bool = True,
+        cache_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> RhfsFile:
+        return RhfsFile(self, self._strip_protocol(path), mode, block_size=block_size or (1 << 20), **kwargs)
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        path = self._strip_protocol(path)
+        with _errors(path):
+            size = self.vfs.getattr(self._vpath(path)).size
+            start = 0 if start is None else (start if start >= 0 else max(size + start, 0))
+            end = size if end is None else (end if end >= 0 else max(size + end, 0))
+            opened = self.vfs.open(self._vpath(path), os.O_RDONLY)
+            try:
+                return self.vfs.read(opened.fh, max(end - start, 0), start) if end > start else b""
+            finally:
+                self.vfs.release(opened.fh)
+
+
+class RhfsFile(AbstractBufferedFile):
+    """A file of the tree: ranged reads through one Vfs handle, or a write uploaded at close."""
+
+    fs: RhfsFileSystem
+
+    def __init__(self, fs: RhfsFileSystem, path: str, mode: str = "rb", **kwargs: Any) -> None:
+        self.fh: int | None = None
+        if mode == "rb":
+            with _errors(path):
+                self.fh = fs.vfs.open(fs._vpath(path), os.O_RDONLY).fh
+        try:
+            super().__init__(fs, path, mode, **kwargs)
+        except BaseException:
+            self._release()
+            raise
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        assert self.fh is not None
+        with _errors(self.path):
+            return self.fs.vfs.read(self.fh, end - start, start)
+
+    def _initiate_upload(self) -> None:
+        with _errors(self.path):
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            self.fh = self.fs.vfs.create(self.fs._vpath(self.path), 0o644, flags).fh
+
+    def _upload_chunk(self, final: bool = False) -> bool:
+        assert self.fh is not None
+        data = self.buffer.getvalue()
+        with _errors(self.path):
+            if data:
+                self.fs.vfs.write(self.fh, data, self.offset)
+            if final:
+                try:
+                    self.fs.vfs.flush(self.fh)
+                finally:
+                    self._release()
+        return True
+
+    def _release(self) -> None:
+        fh, self.fh = self.fh, None
+        if fh is not None:
+            with contextlib.suppress(Exception):  # a failed upload was already reported by flush
+                self.fs.vfs.release(fh)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.mode == "rb":
+                self._release()
+
+    def __del__(self) -> None:
+        # The garbage collector may run this on any thread, including the event loop
+        # thread of an async backend, where a blocking release would deadlock it.
+        if not self.closed:
+            with contextlib.suppress(RuntimeError):  # at interpreter exit: nothing left to release
+                _closer.submit(self.close)

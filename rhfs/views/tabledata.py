@@ -1,0 +1,99 @@
+"""In-memory table data for the Python API: accepting it, writing parts, reading and streaming.
+
+Accepted data: pandas DataFrames, pyarrow Tables and RecordBatches, and, when
+those libraries are installed, dask DataFrames, ray Datasets and Hugging Face
+``datasets.Dataset``. Each is turned into one pyarrow Table; ``data_type``
+records what came in so that ``fetch`` and ``stream`` give the same kind back
+(pandas for pandas and dask, pyarrow otherwise).
+
+Parts are written as ``part-<i>.parquet`` (in hive partition directories when
+``partition_cols`` are given), so writing the same table again replaces them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+PANDAS_TYPES = ("pandas", "dask")
+
+
+def data_type_of(data: Any) -> str:
+    module = type(data).__module__.split(".")[0]
+    if module in ("pandas", "pyarrow", "dask", "ray", "datasets"):
+        return "huggingface" if module == "datasets" else module
+    raise TypeError(
+        f"a table takes pandas, pyarrow, dask, ray or Hugging Face data, not {type(data).__name__}"
+    )
+
+
+def to_arrow(data: Any) -> Any:
+    """One pyarrow Table holding ``data``."""
+    import pyarrow as pa
+
+    kind = data_type_of(data)
+    if kind == "pyarrow":
+        return data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+    if kind == "pandas":
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if kind == "dask":
+        return pa.Table.from_pandas(data.compute(), preserve_index=False)
+    if kind == "ray":
+        import ray
+
+        return pa.concat_tables(ray.get(data.to_arrow_refs()))
+    return data.with_format("arrow")[:]  # Hugging Face datasets
+
+
+def from_arrow(table: Any, data_type: str | None) -> Any:
+    return table.to_pandas() if data_type in PANDAS_TYPES else table
+
+
+def write_parts(data: Any, directory: str, partition_cols: Sequence[str] | None = None) -> int:
+    """Write ``data`` as parquet parts under a local ``directory``; return the row count."""
+    import pyarrow.parquet as pq
+
+    table = to_arrow(data)
+    pq.write_to_dataset(
+        table,
+        directory,
+        partition_cols=list(partition_cols) if partition_cols else None,
+        basename_template="part-{i}.parquet",
+        existing_data_behavior="overwrite_or_ignore",
+    )
+    return int(table.num_rows)
+
+
+def dataset(path: str, filesystem: Any = None) -> Any:
+    import pyarrow.dataset as ds
+
+    return ds.dataset(path, filesystem=filesystem, format="parquet", partitioning="hive")
+
+
+def read(path: str, filesystem: Any = None, columns: Sequence[str] | None = None) -> Any:
+    return dataset(path, filesystem).to_table(columns=list(columns) if columns else None)
+
+
+def stream(
+    path: str, batch_size: int, filesystem: Any = None, columns: Sequence[str] | None = None
+) -> Iterator[Any]:
+    """pyarrow Tables of exactly ``batch_size`` rows (the last may be shorter)."""
+    import pyarrow as pa
+
+    if batch_size <= 0:
+        raise ValueError("batch_size must be positive")
+    pending: list[Any] = []
+    held = 0
+    scanner = dataset(path, filesystem).to_batches(
+        columns=list(columns) if columns else None, batch_size=batch_size
+    )
+    for batch in scanner:
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= batch_size:
+            joined = pa.Table.from_batches(pending)
+            yield joined.slice(0, batch_size)
+            rest = joined.slice(batch_size)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending)
