@@ -17,6 +17,7 @@ APT_PACKAGES=(
     rsync curl attr
     rclone s3fs
     psmisc procps
+    systemd  # systemd-analyze, to verify systemd/rhfs.service
 )
 NPM_PACKAGES=(azurite@3.35.0 s3rver@3.7.1)
 
