@@ -61,6 +61,8 @@ def _sftp_error(exc: BaseException, path: str) -> BaseException:
         asyncssh.sftp.FX_FILE_IS_A_DIRECTORY: IsADirectory,
     }
     if isinstance(exc, asyncssh.SFTPError):
+        if exc.code in (asyncssh.sftp.FX_NO_CONNECTION, asyncssh.sftp.FX_CONNECTION_LOST):
+            return Unavailable(f"connection lost: {exc.reason}")
         cls = table.get(exc.code)
         if cls is not None:
             return cls(path)
@@ -100,18 +102,23 @@ class ClusterReader:
     def __init__(self, backend: ClusterBackend, path: str) -> None:
         self.backend, self.path = backend, path
         self._file: Any = None
+        self._opened_on: Any = None  # the connection the handle belongs to
         self._lock = threading.Lock()
 
     def read(self, offset: int, size: int) -> bytes:
+        if self._file is not None and self._opened_on is not self.backend._fs:
+            self._file = None  # its connection was dropped since: reopen on the new one
+
         async def go(sftp: Any) -> bytes:
             if self._file is None:
+                self._opened_on = self.backend._fs
                 self._file = await sftp.open(self.path, "rb")
             data: bytes = await self._file.read(size, offset)
             return data
 
         try:
             return self.backend._call(go, self.path)
-        except Unavailable:
+        except (Unavailable, TimeoutError):  # the handle died with its connection: reopen next time
             self._file = None
             raise
 
