@@ -34,7 +34,7 @@ from rhfs.config import Config
 from rhfs.errors import InvalidArgument, NotFound, NotSupported
 from rhfs.vfs.core import Vfs
 from rhfs.views import tabledata
-from rhfs.views.systems import LOCAL, LOCAL_ALIASES, Place, Systems, makedirs, remove_tree
+from rhfs.views.systems import LOCAL, LOCAL_ALIASES, MISSING, Place, Systems, makedirs, remove_tree
 
 __all__ = ["Blob", "Cluster", "Folder", "Table", "blob", "cluster", "configure", "folder", "table"]
 
@@ -245,7 +245,7 @@ class _Resource:
         backend, rel = session().systems.locate(self.place)
         try:
             backend.stat(rel)
-        except NotFound:
+        except MISSING:
             return False
         return True
 

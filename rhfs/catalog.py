@@ -33,7 +33,7 @@ from typing import Any
 from rhfs import __version__
 from rhfs.backends.base import Backend, check_name, join
 from rhfs.errors import AlreadyExists, InvalidArgument, NotFound, RhfsError
-from rhfs.views.systems import Place, makedirs
+from rhfs.views.systems import MISSING, Place, makedirs
 
 KINDS = ("table", "blob", "folder")
 MAX_DOC_BYTES = 1 << 20
@@ -108,7 +108,7 @@ class Catalog:
     def names(self, kind: str) -> list[str]:
         try:
             entries = self.backend.list(self._dir(kind))
-        except NotFound:
+        except MISSING:
             return []
         return sorted(e.name[:-5] for e in entries if not e.is_dir and e.name.endswith(".json"))
 
@@ -123,7 +123,7 @@ class Catalog:
         path = self._doc_path(kind, name)
         try:
             resource: Resource | None = Resource.from_json(self._read(path), f"{self.url}/{path}")
-        except NotFound:
+        except MISSING:
             resource = None
         self._remember(key, resource)
         return resource
@@ -183,7 +183,7 @@ class Catalog:
         path = self._doc_path(kind, name)
         try:
             self.backend.remove(path)
-        except NotFound:
+        except MISSING:
             raise NotInCatalog(f"no {kind} named {name!r} in the catalog at {self.url}") from None
         finally:
             self._forget((kind, name))

@@ -16,8 +16,8 @@ import posixpath
 
 from rhfs.backends.base import Backend, Entry, Reader
 from rhfs.catalog import Catalog, Resource
-from rhfs.errors import CantCopy, CrossDevice, NotADirectory, NotFound, NotSupported, RhfsError
-from rhfs.views.systems import Place, Systems, makedirs
+from rhfs.errors import CantCopy, CrossDevice, NotADirectory, NotSupported, RhfsError
+from rhfs.views.systems import MISSING, Place, Systems, makedirs
 from rhfs.views.tables import ReaderWrapper
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class BlobsView:
         for name in self.catalog.names("blob"):
             try:
                 entries.append(self._entry(name))
-            except NotFound:
+            except MISSING:
                 log.debug("blobs/%s: catalogued but its bytes are missing", name)
             except RhfsError as e:
                 log.warning("blobs/%s is not listed: %s", name, e)
@@ -107,7 +107,7 @@ class BlobsView:
         _, backend, rel = self.blob(path)
         try:
             backend.remove(rel)
-        except NotFound:
+        except MISSING:
             pass
         self.catalog.delete("blob", path)
 

@@ -30,6 +30,7 @@ from rhfs.config import Config, expand
 from rhfs.errors import AlreadyExists, ConfigError, InvalidArgument, NotFound
 
 LOCAL = "file"
+MISSING = (NotFound, FileNotFoundError)  # what a backend may raise for a missing path
 LOCAL_ALIASES = frozenset({"file", "here", "local"})
 _PROVIDERS = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs", "az": "az", "abfs": "az", "adl": "az"}
 
@@ -181,7 +182,7 @@ def makedirs(backend: Backend, path: str) -> None:
         try:
             if backend.stat(sub).is_dir:
                 continue
-        except NotFound:
+        except MISSING:
             pass
         try:
             backend.mkdir(sub)
@@ -193,7 +194,7 @@ def remove_tree(backend: Backend, path: str) -> None:
     """Remove ``path`` and everything under it; a missing path is already removed."""
     try:
         entry = backend.stat(path)
-    except NotFound:
+    except MISSING:
         return
     if not entry.is_dir:
         backend.remove(path)
@@ -205,11 +206,11 @@ def remove_tree(backend: Backend, path: str) -> None:
         else:
             try:
                 backend.remove(sub)
-            except NotFound:
+            except MISSING:
                 pass
     try:
         backend.rmdir(path)
-    except NotFound:
+    except MISSING:
         pass
 
 

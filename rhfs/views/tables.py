@@ -38,7 +38,7 @@ from rhfs.errors import (
     PermissionDenied,
 )
 from rhfs.views.parts import PARQUET_SUFFIX, Converter, check_parquet, is_hidden, shown_name, source_format
-from rhfs.views.systems import Systems, download, makedirs, remove_tree
+from rhfs.views.systems import MISSING, Systems, download, makedirs, remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class TablesView:
         """Shown name -> part, for one directory of a table."""
         try:
             entries = backend.list(join(base, sub))
-        except NotFound:
+        except MISSING:
             if sub:
                 raise
             return {}  # a table whose directory does not exist yet is empty
@@ -141,7 +141,7 @@ class TablesView:
         if source_format(basename(sub)) == "parquet":
             try:
                 direct = backend.stat(join(base, sub))
-            except NotFound:
+            except MISSING:
                 pass
         if direct is not None:
             part = self._part(backend, base, sub, direct)
