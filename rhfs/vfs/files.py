@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from rhfs.backends.base import Entry, Reader
 from rhfs.errors import InvalidArgument, UploadFailed
+from rhfs.vfs import recovery
 from rhfs.vfs.tree import Location
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class OpenFile:
         self.spool_dir = spool_dir
         self.spool_path = os.path.join(spool_dir, uuid.uuid4().hex)
         self.fd = os.open(self.spool_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        recovery.note_target(self.spool_path, location)
         self.lock = threading.RLock()
         self.refs = 0
         self.size = entry.size if (exists and entry) else 0
@@ -206,6 +208,7 @@ class OpenFile:
                 os.unlink(self.spool_path)
             except FileNotFoundError:
                 pass
+            recovery.forget_target(self.spool_path)
 
 
 _prefetch_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="rhfs-readahead")
