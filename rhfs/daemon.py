@@ -165,10 +165,12 @@ def run(config: Config, mountpoint: str, *, read_only: bool = False, allow_other
     prepare_mountpoint(mountpoint)
 
     from rhfs.fuse_adapter import Operations, serve
+    from rhfs.vfs import recovery
     from rhfs.vfs.control import attach_daemon_info
     from rhfs.wiring import build_vfs
 
     vfs = build_vfs(config, mountpoint=mountpoint)
+    recovery.start(vfs, expand(config.mount.cache_dir))
     vfs.read_only = vfs.read_only or read_only
     attach_daemon_info(vfs, mountpoint=mountpoint, config=config)
     operations = Operations(vfs)
