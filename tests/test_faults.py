@@ -1,0 +1,470 @@
+"""Faults: a system that stops, hangs, slows down or drops connections costs only its own subtree.
+
+Each test checks one promise of docs/SEMANTICS.md, "Faults", through a real mount:
+
+- an operation on a system that is down fails with EIO or ETIMEDOUT within the op
+  timeout, and every other system keeps answering meanwhile;
+- ``.rhfs/status.json`` shows the outage, then the recovery, with no remount, and open
+  files keep working after it;
+- a failed upload fails ``close()``/``fsync()``; its bytes are kept under
+  ``cache_dir/failed`` and the log line names that copy;
+- no partial object ever becomes visible: after any fault the object holds its old
+  content or the whole new one;
+- after ``kill -9`` of the daemon no write is claimed, nothing partial is visible, the
+  data is kept, and orphaned multipart uploads are aborted at the next start.
+
+Faults are injected with :class:`faultproxy.FaultProxy` in front of moto (S3) and in
+front of an sshd of our own (cluster-a), which is also crashed and restarted for real.
+Every check asserts an errno *and* that no byte was lost.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import RHFS, mounted
+from faultproxy import FaultProxy
+from faults_fixtures import (
+    DEADLINE,
+    OUTAGE_ERRNOS,
+    OwnSshd,
+    cache_dir,
+    daemon_pid,
+    errno_of,
+    health,
+    log_text,
+    status,
+    timed_errno,
+    wait_for,
+    write_config,
+)
+from testbed import Testbed, fsspec_filesystem
+
+pytestmark = [pytest.mark.mount, pytest.mark.servers, pytest.mark.timeout(240)]
+
+MiB = 1 << 20
+OTHERS = ("here", "gs", "azure", "cluster-b")
+
+
+@dataclass
+class FaultBed:
+    tb: Testbed
+    mnt: Path
+    config: Path
+    s3: FaultProxy
+    cluster: FaultProxy
+    sshd: OwnSshd
+
+    def root(self, system: str) -> Path:
+        if system == "here":
+            return self.mnt / "here"
+        if system.startswith("cluster-"):
+            return self.mnt / "clusters" / system
+        return self.mnt / system / self.tb.bucket
+
+    def proxy(self, system: str) -> FaultProxy:
+        return {"s3": self.s3, "cluster-a": self.cluster}[system]
+
+    def fresh_dir(self, system: str) -> Path:
+        d = self.root(system) / f"f-{uuid.uuid4().hex[:8]}"
+        d.mkdir()
+        return d
+
+    def server_bytes(self, system: str, path: Path) -> bytes | None:
+        """The object's bytes straight from the server (not through rhfs); None if absent."""
+        rel = path.relative_to(self.root(system)).as_posix()
+        if system == "cluster-a":
+            local = self.tb.cluster_roots["cluster-a"] / rel
+            return local.read_bytes() if local.exists() else None
+        fs = fsspec_filesystem(self.tb, system)
+        key = f"{self.tb.bucket}/{rel}"
+        return fs.cat_file(key) if fs.exists(key) else None
+
+    def recovered(self, system: str) -> bool:
+        """Wait out the fail-fast window: True once the system answers through the mount again."""
+        return wait_for(lambda: errno_of(lambda: os.listdir(self.root(system))) == 0, timeout=DEADLINE * 2)
+
+
+@pytest.fixture(scope="module")
+def faultbed(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultBed]:
+    d = tmp_path_factory.mktemp("faults")
+    sshd = OwnSshd(testbed, "cluster-a", d / "sshd")
+    sshd.start()
+    s3 = FaultProxy(testbed.ports["moto"])
+    cluster = FaultProxy(sshd.port)
+    config = write_config(testbed, d, s3_port=s3.port, cluster_ports={"cluster-a": cluster.port})
+    try:
+        with mounted(config, d / "mnt") as mnt:
+            yield FaultBed(testbed, mnt, config, s3, cluster, sshd)
+    finally:
+        s3.close()
+        cluster.close()
+        sshd.stop()
+
+
+@pytest.fixture
+def bed(faultbed: FaultBed) -> Iterator[FaultBed]:
+    """Each test starts and ends with every system healthy."""
+    yield faultbed
+    faultbed.s3.pass_through()
+    faultbed.cluster.pass_through()
+    if faultbed.sshd.proc is None:
+        faultbed.sshd.start()
+    for system in ("s3", "cluster-a"):
+        assert faultbed.recovered(system), f"{system} did not come back: {status(faultbed.mnt)[system]}"
+
+
+def kept_copy(config: Path, tree_path: str) -> Path:
+    """The copy the log names for a failed upload of ``tree_path``; it must lie under cache_dir."""
+    found = re.findall(rf"{re.escape(tree_path)}\b.*?data kept at (\S+)", log_text(config))
+    assert found, f"no log line names kept data for {tree_path}:\n{log_text(config)[-3000:]}"
+    kept = Path(found[-1])
+    assert kept.is_relative_to(cache_dir(config)), kept
+    return kept
+
+
+def tree(bed: FaultBed, path: Path) -> str:
+    return "/" + path.relative_to(bed.mnt).as_posix()
+
+
+def assert_others_work(bed: FaultBed) -> None:
+    for system in OTHERS:
+        p = bed.root(system) / f"alive-{uuid.uuid4().hex[:8]}"
+        p.write_bytes(b"still here")
+        assert p.read_bytes() == b"still here", system
+        assert p.name in os.listdir(p.parent), system
+        p.unlink()
+
+
+# -- outages ------------------------------------------------------------------------------
+@pytest.mark.parametrize("fault", ["blackhole", "down"])
+@pytest.mark.parametrize("system", ["s3", "cluster-a"])
+def test_outage_fails_fast_for_its_subtree_only_then_recovers(bed: FaultBed, system: str, fault: str) -> None:
+    d = bed.fresh_dir(system)
+    payload = os.urandom(256 << 10)
+    (d / "kept.bin").write_bytes(payload)
+
+    with bed.proxy(system).fault(fault):
+        # A hung call in flight must not hold up the rest of the tree.
+        hung: list[tuple[int, float]] = []
+        stuck = threading.Thread(target=lambda: hung.append(timed_errno(lambda: os.stat(d / "absent"))))
+        stuck.start()
+        assert_others_work(bed)
+        stuck.join(timeout=DEADLINE * 2)
+        assert not stuck.is_alive(), "a stat on the failed system hung"
+        code, took = hung[0]
+        assert code in OUTAGE_ERRNOS, (code, os.strerror(code))
+        assert took < DEADLINE
+
+        code, took = timed_errno(lambda: (d / "new.bin").write_bytes(b"never half-written"))
+        assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
+        code, took = timed_errno(lambda: os.listdir(bed.root(system)))
+        assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
+
+        st = status(bed.mnt)
+        assert st[system]["health"] == "down", st[system]
+        assert st[system]["last_error"] and st[system]["down_since"]
+        assert all(st[s]["health"] == "ok" for s in OTHERS if s in st), st
+
+    assert bed.recovered(system)
+    assert health(bed.mnt, system) == "ok"
+    assert (d / "kept.bin").read_bytes() == payload
+    assert not (d / "new.bin").exists()
+    assert bed.server_bytes(system, d / "new.bin") is None
+
+
+@pytest.mark.parametrize(("system", "fault"), [("s3", "down"), ("cluster-a", "blackhole")])
+def test_read_cut_mid_file_fails_then_the_same_handle_resumes(bed: FaultBed, system: str, fault: str) -> None:
+    d = bed.fresh_dir(system)
+    payload = os.urandom(24 * MiB)
+    (d / "big.bin").write_bytes(payload)
+    with open(d / "big.bin", "rb", buffering=0) as f:
+        assert f.read(MiB) == payload[:MiB]
+        with bed.proxy(system).fault(fault):
+            f.seek(20 * MiB)
+            code, took = timed_errno(lambda: f.read(MiB))
+            assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
+        assert bed.recovered(system)
+        f.seek(0)
+        assert f.read() == payload, "the open file did not recover without a reopen"
+    assert bed.server_bytes(system, d / "big.bin") == payload
+
+
+@pytest.mark.parametrize(("system", "fault"), [("s3", "down"), ("s3", "blackhole"), ("cluster-a", "down")])
+def test_upload_cut_mid_write_fails_close_and_keeps_the_data(bed: FaultBed, system: str, fault: str) -> None:
+    d = bed.fresh_dir(system)
+    old, new = os.urandom(64 << 10), os.urandom(3 * MiB)
+    target = d / "doc.bin"
+    target.write_bytes(old)
+    f = open(target, "wb", buffering=0)  # noqa: SIM115 - closed below, and its failure is the point
+    f.write(new[:MiB])
+    with bed.proxy(system).fault(fault):
+        f.write(new[MiB:])  # writes land in the spool: they succeed during the outage
+        code, took = timed_errno(f.close)
+        assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
+    assert kept_copy(bed.config, tree(bed, target)).read_bytes() == new
+    assert bed.recovered(system)
+    assert bed.server_bytes(system, target) in (old, new), "a partial object became visible"
+    assert target.read_bytes() in (old, new)
+
+
+def test_fsync_fails_during_an_outage_and_close_uploads_after_it(bed: FaultBed) -> None:
+    d = bed.fresh_dir("s3")
+    target, data = d / "journal.log", os.urandom(512 << 10)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        with bed.s3.fault("down"):
+            code, took = timed_errno(lambda: os.fsync(fd))
+            assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
+            kept = kept_copy(bed.config, tree(bed, target))
+            assert kept.read_bytes() == data
+        assert bed.recovered("s3")
+    finally:
+        os.close(fd)  # the spool still holds the bytes: this upload succeeds
+    assert bed.server_bytes("s3", target) == data
+    assert target.read_bytes() == data
+
+
+def test_cluster_server_crashed_mid_write_and_restarted(bed: FaultBed) -> None:
+    """A real crash: sshd and every session it forked get SIGKILL, then it starts again."""
+    d = bed.fresh_dir("cluster-a")
+    old, new = os.urandom(100 << 10), os.urandom(2 * MiB)
+    readable = os.urandom(24 * MiB)  # larger than read-ahead, so the read below reaches the server
+    (d / "w.bin").write_bytes(old)
+    (d / "r.bin").write_bytes(readable)
+    reader = open(d / "r.bin", "rb", buffering=0)  # noqa: SIM115
+    writer = open(d / "w.bin", "wb", buffering=0)  # noqa: SIM115
+    try:
+        writer.write(new[:MiB])
+        assert reader.read(4096) == readable[:4096]
+        bed.sshd.stop()
+        writer.write(new[MiB:])
+        code, took = timed_errno(writer.close)
+        assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
+        reader.seek(20 * MiB + 12345)
+        code, took = timed_errno(lambda: reader.read(4096))
+        assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
+        assert_others_work(bed)
+        assert health(bed.mnt, "cluster-a") == "down"
+
+        bed.sshd.start()
+        assert bed.recovered("cluster-a")
+        assert health(bed.mnt, "cluster-a") == "ok"
+        reader.seek(0)
+        assert reader.read() == readable
+    finally:
+        reader.close()
+    assert kept_copy(bed.config, tree(bed, d / "w.bin")).read_bytes() == new
+    assert bed.server_bytes("cluster-a", d / "w.bin") == old
+    leftovers = [p.name for p in (bed.tb.cluster_roots["cluster-a"] / d.name).iterdir()]
+    assert sorted(n for n in leftovers if not n.startswith(".rhfs-tmp-")) == ["r.bin", "w.bin"]
+
+
+# -- copies ---------------------------------------------------------------------------------
+def test_server_side_copy_cut_leaves_no_partial_destination(bed: FaultBed) -> None:
+    d = bed.fresh_dir("s3")
+    payload = os.urandom(2 * MiB)
+    (d / "src.bin").write_bytes(payload)
+    src = os.open(d / "src.bin", os.O_RDONLY)
+    dst = os.open(d / "dst.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with bed.s3.fault("blackhole"):
+            code, took = timed_errno(lambda: os.copy_file_range(src, dst, len(payload)))
+            assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
+            code, took = timed_errno(lambda: os.close(dst))
+            assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
+    finally:
+        os.close(src)
+    assert bed.recovered("s3")
+    assert bed.server_bytes("s3", d / "dst.bin") in (None, b"", payload)
+    assert bed.server_bytes("s3", d / "src.bin") == payload
+
+
+def test_streamed_copy_cut_midway_keeps_what_was_copied(bed: FaultBed) -> None:
+    """here/ -> s3 is streamed by the reader (cp falls back to read/write on EXDEV)."""
+    here, d = bed.fresh_dir("here"), bed.fresh_dir("s3")
+    payload = os.urandom(4 * MiB)
+    (here / "src.bin").write_bytes(payload)
+    src = open(here / "src.bin", "rb")  # noqa: SIM115
+    dst = open(d / "copy.bin", "wb")  # noqa: SIM115
+    try:
+        dst.write(src.read(MiB))
+        bed.s3.down()
+        dst.write(src.read())
+    finally:
+        src.close()
+    with pytest.raises(OSError) as failure:
+        dst.close()
+    assert failure.value.errno in OUTAGE_ERRNOS, failure.value
+    bed.s3.pass_through()
+    assert kept_copy(bed.config, tree(bed, d / "copy.bin")).read_bytes() == payload
+    assert bed.recovered("s3")
+    assert bed.server_bytes("s3", d / "copy.bin") in (None, payload)
+
+
+# -- slow and dropping servers ------------------------------------------------------------
+def test_slow_server_answers_small_requests_and_times_out_big_ones(bed: FaultBed) -> None:
+    here, d = bed.fresh_dir("here"), bed.fresh_dir("s3")
+    small, big = os.urandom(16 << 10), os.urandom(3 * MiB)
+    (d / "small.bin").write_bytes(small)
+    (here / "big.bin").write_bytes(big)
+    with bed.s3.fault("slow", 256 << 10):
+        time.sleep(1.2)  # let the attribute cache expire: every call below reaches the server
+        assert (d / "small.bin").read_bytes() == small
+        started = time.monotonic()
+        cp = subprocess.run(["cp", str(here / "big.bin"), str(d / "big.bin")], capture_output=True, text=True)
+        took = time.monotonic() - started
+        assert cp.returncode != 0 and took < DEADLINE, (cp, took)
+        assert "timed out" in cp.stderr or "Input/output error" in cp.stderr, cp.stderr
+        assert_others_work(bed)
+    assert kept_copy(bed.config, tree(bed, d / "big.bin")).read_bytes() == big
+    assert bed.recovered("s3")
+    assert bed.server_bytes("s3", d / "big.bin") in (None, big)
+    assert (d / "small.bin").read_bytes() == small
+
+
+def test_dropped_connections_fail_cleanly_and_lose_nothing(bed: FaultBed) -> None:
+    d = bed.fresh_dir("s3")
+    payload, old, new = os.urandom(2 * MiB), os.urandom(1000), os.urandom(2 * MiB)
+    (d / "r.bin").write_bytes(payload)
+    (d / "w.bin").write_bytes(old)
+    f = open(d / "w.bin", "wb", buffering=0)  # noqa: SIM115 - truncated: nothing to fetch
+    time.sleep(1.2)  # attributes expire: the reads below go to the server
+    with bed.s3.fault("drop-after", 64 << 10):
+        code, took = timed_errno(lambda: (d / "r.bin").read_bytes())
+        assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
+        f.write(new)
+        code, took = timed_errno(f.close)
+        assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
+    assert bed.s3.drops > 0
+    assert kept_copy(bed.config, tree(bed, d / "w.bin")).read_bytes() == new
+    assert bed.recovered("s3")
+    assert bed.server_bytes("s3", d / "w.bin") in (old, new)
+    assert (d / "r.bin").read_bytes() == payload
+
+
+def test_connections_reset_during_a_read_are_retried(bed: FaultBed) -> None:
+    d = bed.fresh_dir("s3")
+    payload = os.urandom(12 * MiB)
+    (d / "r.bin").write_bytes(payload)
+    stop = threading.Event()
+
+    def reset_often() -> None:
+        while not stop.wait(0.15):
+            bed.s3.reset_all()
+
+    resetter = threading.Thread(target=reset_often)
+    resetter.start()
+    try:
+        got: list[bytes] = []
+        code = errno_of(lambda: got.append((d / "r.bin").read_bytes()))
+    finally:
+        stop.set()
+        resetter.join()
+    assert code in (0, *OUTAGE_ERRNOS), code
+    if code == 0:
+        assert got[0] == payload, "a reset connection corrupted a read"
+    assert bed.recovered("s3")
+    assert (d / "r.bin").read_bytes() == payload
+
+
+# -- the daemon killed ----------------------------------------------------------------------
+WRITER = r"""
+import os, sys
+path, size, wait = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "wait"
+data = bytes(range(256)) * (size // 256)
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+view = memoryview(data)
+while view:
+    view = view[os.write(fd, view):]
+print("written", flush=True)
+if wait:
+    sys.stdin.readline()
+try:
+    os.close(fd)
+    print("closed 0", flush=True)
+except OSError as e:
+    print(f"closed {e.errno}", flush=True)
+"""
+
+
+NOT_CONNECTED = (errno.ENOTCONN, errno.ECONNABORTED)  # a request lost with the daemon, or one after
+
+
+def _writer(path: Path, size: int, wait: bool) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), str(size), "wait" if wait else "go"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "written"
+    return proc
+
+
+def _close_errno(proc: subprocess.Popen[str]) -> int:
+    out, _ = proc.communicate("close\n", timeout=60)
+    return int(out.split()[-1])
+
+
+def _multipart_uploads(tb: Testbed, key: str) -> list[dict[str, object]]:
+    fs = fsspec_filesystem(tb, "s3")
+    out = fs.call_s3("list_multipart_uploads", Bucket=tb.bucket, Prefix=key)
+    return [u for u in out.get("Uploads", []) if u["Key"] == key]
+
+
+def test_kill_9_mid_write_claims_nothing_shows_nothing_and_recovers(
+    testbed: Testbed, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    d = tmp_path_factory.mktemp("kill9")
+    proxy = FaultProxy(testbed.ports["moto"])
+    config = write_config(testbed, d, op_timeout=60, s3_port=proxy.port)
+    mnt = d / "mnt"
+    prefix = f"kill9-{uuid.uuid4().hex[:8]}"
+    spooled_size, uploading_size = 2 * MiB, 40 * MiB  # the second goes multipart (>= 32 MiB)
+    expected = {n: bytes(range(256)) * (n // 256) for n in (spooled_size, uploading_size)}
+    try:
+        with mounted(config, mnt):
+            bucket = mnt / "s3" / testbed.bucket
+            (bucket / prefix).mkdir()
+            spooled = _writer(bucket / prefix / "spooled.bin", spooled_size, wait=True)
+            proxy.slow(4 * MiB)
+            uploading = _writer(bucket / prefix / "uploading.bin", uploading_size, wait=False)
+            key = f"{prefix}/uploading.bin"
+            assert wait_for(lambda: bool(_multipart_uploads(testbed, key)), timeout=30), "no upload started"
+
+            os.kill(daemon_pid(mnt), 9)
+            assert _close_errno(spooled) in NOT_CONNECTED
+            assert _close_errno(uploading) in NOT_CONNECTED
+            proxy.pass_through()
+            s3 = fsspec_filesystem(testbed, "s3")
+            for name in ("spooled.bin", "uploading.bin"):
+                assert not s3.exists(f"{testbed.bucket}/{prefix}/{name}"), f"{name} became visible"
+            assert _multipart_uploads(testbed, key), "the test needs an orphaned multipart upload"
+
+            # The next start: the stale mount is cleaned, orphans aborted, the data kept and named.
+            again = subprocess.run(
+                [RHFS, "mount", str(mnt), "--config", str(config)], capture_output=True, text=True, timeout=90
+            )
+            assert again.returncode == 0, again.stderr
+            assert wait_for(lambda: not _multipart_uploads(testbed, key), timeout=30), "orphan not aborted"
+            for name, size in (("spooled.bin", spooled_size), ("uploading.bin", uploading_size)):
+                kept = kept_copy(config, f"/s3/{testbed.bucket}/{prefix}/{name}")
+                assert kept.read_bytes() == expected[size], name
+                assert errno_of(lambda n=name: os.stat(bucket / prefix / n)) == errno.ENOENT
+            assert status(mnt)["s3"]["health"] == "ok"
+    finally:
+        proxy.close()
