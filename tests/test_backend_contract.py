@@ -448,3 +448,22 @@ def test_store_request_counts(store_place: Place) -> None:
     api.calls.clear()
     counted.stat(store_place.p("deep"))
     assert api.calls == ["head", "list_prefix"]
+
+
+def test_store_listing_pages(store_place: Place) -> None:
+    """Listings and directory renames follow continuation tokens (pages made small here)."""
+    b: Any = store_place.backend
+    names = [f"k{i:02d}" for i in range(23)]
+    for n in names:
+        store_place.put(f"big/{n}", n.encode())
+    store_place.mkdir("big/sub")
+    store_place.put("big/sub/inner", b"i")
+    b.api.page_size = 5
+    try:
+        assert store_place.names("big") == [*names, "sub"]
+        store_place.backend.rename(store_place.p("big"), store_place.p("moved"))
+        assert store_place.names("moved") == [*names, "sub"]
+        assert store_place.names("moved/sub") == ["inner"]
+        assert errno_of(store_place.backend.stat, store_place.p("big")) == ENOENT
+    finally:
+        b.api.page_size = type(b.api)(b.api.fs).page_size

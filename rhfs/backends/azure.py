@@ -47,6 +47,7 @@ class AzureObjects:
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs
+        self.page_size = 5000  # blobs per List Blobs page (Azure's maximum)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -72,9 +73,11 @@ class AzureObjects:
         self, bucket: str, prefix: str, *, recursive: bool = False, limit: int | None = None
     ) -> Listing:
         container = self.client.get_container_client(bucket)
-        kwargs: dict[str, Any] = {"name_starts_with": prefix or None, "include": ["metadata"]}
-        if limit is not None:
-            kwargs["results_per_page"] = limit
+        kwargs: dict[str, Any] = {
+            "name_starts_with": prefix or None,
+            "include": ["metadata"],
+            "results_per_page": limit or self.page_size,
+        }
         pager = container.list_blobs(**kwargs) if recursive else container.walk_blobs(delimiter="/", **kwargs)
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []

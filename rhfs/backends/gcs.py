@@ -33,6 +33,7 @@ class GcsObjects:
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs
+        self.page_size = 1000  # objects per LIST page
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -54,7 +55,7 @@ class GcsObjects:
     ) -> Listing:
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
-        params: dict[str, Any] = {"prefix": prefix or None, "maxResults": limit or 1000}
+        params: dict[str, Any] = {"prefix": prefix or None, "maxResults": limit or self.page_size}
         if not recursive:
             params["delimiter"] = "/"
         while True:

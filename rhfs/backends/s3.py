@@ -28,6 +28,7 @@ class S3Objects:
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs
+        self.page_size = 1000  # keys per LIST page (S3's maximum)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -55,11 +56,9 @@ class S3Objects:
     ) -> Listing:
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": limit or self.page_size}
         if not recursive:
             kwargs["Delimiter"] = "/"
-        if limit is not None:
-            kwargs["MaxKeys"] = limit
         while True:
             try:
                 page = await self.fs._call_s3("list_objects_v2", **kwargs)
