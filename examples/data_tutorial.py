@@ -73,7 +73,9 @@ def blobs() -> list[rh.Blob]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cluster", default="cpu-cluster", help="a cluster of the config")
     parser.add_argument("--store", default="s3", help="an object store of the config")
     parser.add_argument("--bucket", help="a bucket of that store (default: its first)")
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for resource in created:
                 resource.rm()
+    copies = session().vfs.stats.snapshot()["copies"]
+    print("copies by route:", {route: c["count"] for route, c in sorted(copies.items())})
     print("tutorial: OK")
     return 0
 

@@ -9,8 +9,8 @@ rhfs mount (``rh.folder("/rh/s3/bucket/x")`` is the folder ``bucket/x`` on ``s3`
 Everything runs over one in-process tree built from the config found the usual
 way (``RHFS_CONFIG``, ...; :func:`configure` picks another): the same backends,
 views, catalog and copy planner as the mount, with no mount needed. ``.to()``
-copies file by file with the tree's copier (server-side routes), and falls back
-to moving the bytes through this process when no route applies.
+copies file by file with the tree's copy planner, so each file takes the route a
+``cp`` in the mount would (server-side where one exists).
 
 Errors are :mod:`rhfs.errors` exceptions; a name missing from the catalog is
 :class:`rhfs.catalog.NotInCatalog`, whose message names the catalog.
@@ -27,12 +27,15 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from rhfs.backends.base import Entry
+from rhfs.backends.guard import Guarded
 from rhfs.catalog import Catalog, Resource
 from rhfs.config import Config
 from rhfs.errors import InvalidArgument, NotFound, NotSupported
 from rhfs.vfs.core import Vfs
+from rhfs.vfs.tree import Location
 from rhfs.views import tabledata
 from rhfs.views.systems import LOCAL, LOCAL_ALIASES, MISSING, Place, Systems, makedirs, remove_tree
 
@@ -149,35 +152,18 @@ def _tree_path(s: Session, place: Place) -> str | None:
 
 
 # -- copies ------------------------------------------------------------------------------
-def _copy_file(s: Session, src: Place, dst: Place, entry: Any) -> str:
-    """Copy one file; the tree's copier first (server-side routes), else through this process."""
-    from rhfs.errors import CantCopy
+def _location(s: Session, place: Place) -> Location:
+    """A place as the copy planner sees it: a guarded backend and a path in it."""
+    backend, rel = s.systems.locate(place)
+    label = _tree_path(s, place) or s.systems.url(place)
+    return Location(
+        path=label, backend=cast(Guarded, backend), rel=rel, mount=s.systems.mount_key(place.system) or ""
+    )
 
-    src_path, dst_path = _tree_path(s, src), _tree_path(s, dst)
-    if src_path is not None and dst_path is not None:
-        src_loc, dst_loc = s.vfs.resolve(src_path), s.vfs.resolve(dst_path)
-        try:
-            return s.vfs.copier.copy(src_loc, dst_loc, entry)
-        except CantCopy:
-            pass
-    src_backend, src_rel = s.systems.locate(src)
-    dst_backend, dst_rel = s.systems.locate(dst)
-    if src.system == LOCAL:
-        dst_backend.upload(src.path, dst_rel)
-        return "upload"
-    from rhfs.views.systems import download
 
-    fd, tmp = tempfile.mkstemp(prefix="rhfs-relay-", dir=s.vfs.spool_dir)
-    os.close(fd)
-    try:
-        download(src_backend, src_rel, entry, tmp)
-        dst_backend.upload(tmp, dst_rel)
-    finally:
-        os.unlink(tmp)
-    if dst.system != LOCAL:
-        s.vfs.stats.add_relayed(dst.system, entry.size)
-        return "relay"
-    return "download"
+def _copy_file(s: Session, src: Place, dst: Place, entry: Entry) -> str:
+    """Copy one file by the tree's copy planner (the mount's routes); return the route's name."""
+    return s.vfs.copier.copy(_location(s, src), _location(s, dst), entry)
 
 
 def _copy_tree(src: Place, dst: Place) -> int:
