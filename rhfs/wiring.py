@@ -16,6 +16,7 @@ from rhfs.backends.local import LocalBackend
 from rhfs.backends.store import StoreBackend
 from rhfs.config import Config, expand
 from rhfs.stats import Stats
+from rhfs.transfer import build_planner
 from rhfs.vfs.control import ControlView
 from rhfs.vfs.core import Vfs
 from rhfs.vfs.files import ReadAhead
@@ -65,10 +66,12 @@ def build_vfs(config: Config, *, mountpoint: str | None = None, stats: Stats | N
     mounts[".rhfs"] = Guarded(ControlView(stats, config), stats, op_timeout=timeout)
     mounts.update(build_views(config, mounts, stats, mountpoint=mountpoint, wrap_reader=ReadAhead))
     table = MountTable(mounts)
+    cache_dir = expand(config.mount.cache_dir)
     return Vfs(
         table,
-        cache_dir=expand(config.mount.cache_dir),
+        cache_dir=cache_dir,
         attr_ttl=config.mount.attr_ttl,
         read_only=config.mount.read_only,
         stats=stats,
+        copier=build_planner(config, table, stats, os.path.join(cache_dir, "relay")),
     )

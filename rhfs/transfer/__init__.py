@@ -1,0 +1,63 @@
+"""Copies between any two places of the tree, by the best route (PRODUCT.md §2).
+
+:func:`build_planner` gives the :class:`~rhfs.transfer.planner.Planner` the mount
+uses for ``copy_file_range`` and ``rhfs cp`` uses outside a mount. Routes, in the
+order they are tried:
+
+=================  ==========================================  =====================
+route              from → to                                   bytes through daemon
+=================  ==========================================  =====================
+store-copy         same store account                          none
+cluster-cp         same cluster                                none
+cluster-push       cluster A → cluster B (forwarded agent)     none
+cluster-curl       cluster ↔ store (curl, signed requests)     none
+cluster-python     cluster ↔ store (python3, signed requests)  none
+transfer-cluster   store → store of another account            none
+here-upload        here → anything                             all
+here-download      anything → here                             all
+relay              anything else                               all, counted relayed
+=================  ==========================================  =====================
+"""
+
+from __future__ import annotations
+
+from rhfs.config import Config
+from rhfs.stats import Stats
+from rhfs.transfer.clusters import ClusterPush
+from rhfs.transfer.direct import HereDownload, HereUpload, Relay, sweep
+from rhfs.transfer.http_routes import ClusterCurl, ClusterPython, TransferCluster
+from rhfs.transfer.planner import Context, CopyFailed, Planner, Route
+from rhfs.transfer.server import ClusterCp, StoreCopy
+from rhfs.transfer.tools import ToolCache
+from rhfs.vfs.tree import MountTable
+
+ROUTES: tuple[type[Route], ...] = (
+    StoreCopy,
+    ClusterCp,
+    ClusterPush,
+    ClusterCurl,
+    ClusterPython,
+    TransferCluster,
+    HereUpload,
+    HereDownload,
+    Relay,
+)
+
+
+def build_planner(
+    config: Config, table: MountTable, stats: Stats, spool_dir: str, *, tools: ToolCache | None = None
+) -> Planner:
+    """The planner over ``table``; relayed files are spooled in ``spool_dir`` (stale ones removed now)."""
+    sweep(spool_dir)
+    ctx = Context(
+        stats=stats,
+        config=config,
+        table=table,
+        spool_dir=spool_dir,
+        tools=tools or ToolCache(),
+        op_timeout=config.mount.op_timeout,
+    )
+    return Planner(ctx, [route(ctx) for route in ROUTES])
+
+
+__all__ = ["ROUTES", "Context", "CopyFailed", "Planner", "build_planner"]

@@ -1,0 +1,135 @@
+"""``cluster-push``: cluster A sends a file straight to cluster B over ssh.
+
+The daemon opens a connection to A that forwards a private agent holding B's
+identity (:mod:`rhfs.backends.agent`), and runs on A::
+
+    ssh -o HostKeyAlias=rhfs-destination -o UserKnownHostsFile=$kh ... B 'cat > TMP && ...' < SRC
+
+- B is reached at its ``internal_host`` when one is set (its ``host`` otherwise);
+- B's host key comes from the daemon's own ``known_hosts``, over stdin, into a 0600
+  temporary file on A that the command removes when it exits (a trap);
+- on B the bytes go to a hidden temporary sibling, renamed over the target only
+  when it holds exactly the file's size; otherwise it is removed.
+
+No key is ever copied to A, and the command leaves nothing behind there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import logging
+import os
+import shlex
+from collections.abc import Iterator
+from functools import partial
+
+from rhfs.backends import agent
+from rhfs.backends.cluster import ClusterBackend
+from rhfs.errors import CantCopy
+from rhfs.transfer.planner import Job, Route, kind
+from rhfs.transfer.shell import NO_AGENT, backend, check, remote_path, require, tmp_sibling
+
+log = logging.getLogger(__name__)
+
+
+def receive_command(dst: str, size: int) -> str:
+    """The command B runs: write stdin to a temporary sibling, keep it only if it is whole."""
+    tmp, q = tmp_sibling(dst), shlex.quote
+    return (
+        f'tmp={q(tmp)}; cat > "$tmp" && [ "$(wc -c < "$tmp")" -eq {size} ]'
+        f' && mv -f -- "$tmp" {q(dst)} || {{ rm -f -- "$tmp"; exit 1; }}'
+    )
+
+
+def push_command(src: str, host: str, port: int, user: str, remote: str, *, check_host: bool) -> str:
+    """The command A runs; its stdin is B's known_hosts lines."""
+    q = shlex.quote
+    if check_host:
+        host_opts = (
+            '-o StrictHostKeyChecking=yes -o UserKnownHostsFile="$kh" -o GlobalKnownHostsFile=/dev/null'
+            f" -o HostKeyAlias={agent.HOST_KEY_ALIAS}"
+        )
+    else:
+        host_opts = (
+            "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null"
+        )
+    return "; ".join(
+        [
+            require("ssh"),
+            f'[ -n "$SSH_AUTH_SOCK" ] || exit {NO_AGENT}',
+            "umask 077",
+            'kh=$(mktemp "${TMPDIR:-/tmp}/rhfs-kh.XXXXXXXXXX") || exit 1',
+            "trap 'rm -f -- \"$kh\"' EXIT HUP INT TERM",
+            'cat > "$kh" || exit 1',
+            f"ssh -T -o BatchMode=yes {host_opts} -o ForwardAgent=no -o ClearAllForwardings=yes"
+            f" -o ConnectTimeout=10 -o ServerAliveInterval=15 -p {port} -l {q(user)} {q(host)}"
+            f" {q(remote)} < {q(src)}",
+        ]
+    )
+
+
+class ClusterPush(Route):
+    name = "cluster-push"
+
+    def applies(self, job: Job) -> bool:
+        return (
+            kind(job.src) == "cluster"
+            and kind(job.dst) == "cluster"
+            and job.src.backend is not job.dst.backend
+        )
+
+    def run(self, job: Job) -> None:
+        a, b = backend(job.src), backend(job.dst)
+        a_inner, b_inner = a.inner, b.inner
+        if not isinstance(a_inner, ClusterBackend) or not isinstance(b_inner, ClusterBackend):
+            raise CantCopy("not two SSH clusters")
+        if not self.ctx.tools.has(a, "ssh"):
+            raise CantCopy(f"{a.system} has no ssh client")
+        b_config = self.ctx.cluster_config(b.system)
+        host = (b_config.internal_host if b_config else None) or b_inner.host
+        lines: list[str] = []
+        if b_inner.known_hosts:
+            lines = agent.host_key_lines(b_inner.known_hosts, b_inner.host, b_inner.port)
+            if not lines:
+                raise CantCopy(f"{b.system}'s host key is not in {b_inner.known_hosts}")
+        else:
+            log.warning(
+                'copy %s: %s has known_hosts = "": its host key is not checked from %s',
+                job,
+                b.system,
+                a.system,
+            )
+        src, dst = remote_path(job.src), remote_path(job.dst)
+        command = push_command(
+            src,
+            host,
+            b_inner.port,
+            b_inner.user or getpass.getuser(),
+            receive_command(dst, job.size),
+            check_host=bool(lines),
+        )
+        limit = self.ctx.time_limit(job.size)
+        with self._agent_for(b_inner, int(limit)) as agent_path:
+            run = partial(
+                agent.run_forwarding_agent,
+                a_inner,
+                command,
+                agent_path=agent_path,
+                stdin=("\n".join(lines) + "\n").encode(),
+                timeout=limit,
+            )
+            code, _, err = a.call_within(limit + 15, "push", run)
+        check(code, err, a.system)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _agent_for(cluster: ClusterBackend, lifetime: int) -> Iterator[str]:
+        if cluster.identity_file:
+            with agent.private_agent(cluster.identity_file, lifetime) as path:
+                yield path
+            return
+        own = os.environ.get("SSH_AUTH_SOCK")
+        if not own:
+            raise CantCopy(f"no identity_file for {cluster.system} and no ssh agent to forward")
+        yield own

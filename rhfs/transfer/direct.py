@@ -1,0 +1,144 @@
+"""Routes whose bytes pass through the daemon: all of them are counted in stats.
+
+- ``here-upload``: a file of the daemon host to any system, with the system's own
+  parallel upload (S3 and Azure multipart, SFTP with many requests in flight);
+- ``here-download``: any system to the daemon host, with parallel ranged reads
+  into a hidden temporary sibling renamed over the target;
+- ``relay``: anything else (another provider's store, or a cluster that cannot
+  run the copy itself): parallel ranged reads into a spool file under
+  ``cache_dir/relay``, then the destination's parallel upload. Counted as relayed.
+
+Invariants: a destination is written atomically by the backend's ``upload`` (or by
+our rename), so a failure leaves none; spool and temporary files are removed on
+every path; a source that shrinks mid-copy is a failure, never a short file.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+from rhfs.backends.base import Entry
+from rhfs.backends.guard import Guarded
+from rhfs.backends.local import TMP_MARK
+from rhfs.errors import CantCopy, RhfsError
+from rhfs.transfer.planner import Job, Route, kind
+from rhfs.transfer.shell import backend
+from rhfs.vfs.tree import Location
+
+FETCH_CHUNK = 8 << 20
+FETCH_IN_FLIGHT = 8
+DIRECT_KINDS = ("here", "store", "cluster")
+
+
+def fetch(loc: Location, entry: Entry, local_path: str, *, mode: int = 0o600) -> None:
+    """Read the whole file at ``loc`` into ``local_path`` with parallel ranged reads (counted as read)."""
+    reader = backend(loc).open_reader(loc.rel, entry)
+    fd = os.open(local_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+
+        def one(offset: int) -> None:
+            want = min(FETCH_CHUNK, entry.size - offset)
+            data = reader.read(offset, want)
+            if len(data) != want:
+                raise RhfsError(
+                    f"{loc.path} changed during the copy: {len(data)} bytes at {offset}, not {want}"
+                )
+            os.pwrite(fd, data, offset)
+
+        offsets = range(0, entry.size, FETCH_CHUNK)
+        if offsets:
+            one(offsets[0])  # the first read opens the remote file once, before the others share it
+        with ThreadPoolExecutor(FETCH_IN_FLIGHT, thread_name_prefix="rhfs-fetch") as pool:
+            futures = [pool.submit(one, offset) for offset in offsets[1:]]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for future in futures:
+                future.cancel()  # after a failure, the reads not yet started never start
+        for future in futures:
+            if not future.cancelled():
+                future.result()  # the first failure, if any
+    finally:
+        os.close(fd)
+        reader.close()
+
+
+def upload(guard: Guarded, local_path: str, rel: str, size: int, time_limit: float) -> None:
+    """The destination's own upload of a local file (atomic), counted as written."""
+    guard.call_within(time_limit, "upload", guard.inner.upload, local_path, rel)
+    guard.stats.add_written(guard.system, size)
+
+
+def local_path(loc: Location) -> str:
+    guard = backend(loc)
+    local = getattr(guard.inner, "local_path", None)
+    if local is None:
+        raise CantCopy(f"{loc.path}: no local path")
+    path: str = local(loc.rel)
+    return path
+
+
+class HereUpload(Route):
+    name = "here-upload"
+
+    def applies(self, job: Job) -> bool:
+        return kind(job.src) == "here" and kind(job.dst) in DIRECT_KINDS
+
+    def run(self, job: Job) -> None:
+        source = local_path(job.src)
+        upload(backend(job.dst), source, job.dst.rel, job.size, self.ctx.time_limit(job.size))
+        self.ctx.stats.add_read(backend(job.src).system, job.size)
+
+
+class HereDownload(Route):
+    name = "here-download"
+
+    def applies(self, job: Job) -> bool:
+        return kind(job.dst) == "here" and kind(job.src) in DIRECT_KINDS
+
+    def run(self, job: Job) -> None:
+        target = local_path(job.dst)
+        tmp = os.path.join(os.path.dirname(target), f"{TMP_MARK}{uuid.uuid4().hex}")
+        try:
+            fetch(job.src, job.entry, tmp, mode=0o666)
+            os.replace(tmp, target)
+        except BaseException:
+            _remove(tmp)
+            raise
+        self.ctx.stats.add_written(backend(job.dst).system, job.size)
+
+
+class Relay(Route):
+    name = "relay"
+
+    def applies(self, job: Job) -> bool:
+        return kind(job.src) in DIRECT_KINDS and kind(job.dst) in DIRECT_KINDS
+
+    def run(self, job: Job) -> None:
+        os.makedirs(self.ctx.spool_dir, mode=0o700, exist_ok=True)
+        spool = os.path.join(self.ctx.spool_dir, f"{os.getpid()}-{uuid.uuid4().hex}")
+        try:
+            fetch(job.src, job.entry, spool)
+            upload(backend(job.dst), spool, job.dst.rel, job.size, self.ctx.time_limit(job.size))
+        finally:
+            _remove(spool)
+        self.ctx.stats.add_relayed(backend(job.src).system, job.size)
+
+
+def sweep(spool_dir: str) -> None:
+    """Remove the relay spools of daemons that are gone (``<pid>-<uuid>``; the source still has the bytes)."""
+    try:
+        names = os.listdir(spool_dir)
+    except FileNotFoundError:
+        return
+    for name in names:
+        pid = name.partition("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+            _remove(os.path.join(spool_dir, name))
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,172 @@
+"""Routes where a cluster talks to a store over HTTP, authorised by requests the daemon signs.
+
+- ``cluster-curl``: cluster ↔ store with ``curl -K -``: the signed URL (and any
+  header) is curl's config, read from stdin. One request per object, so an object
+  that needs a multipart upload goes to the next route.
+- ``cluster-python``: the same with :mod:`rhfs.transfer.remote_runner` under
+  ``python3 -``, which also uploads multipart objects, parts in parallel.
+- ``transfer-cluster``: store → store of another account, streamed through the
+  source or destination store's configured ``transfer_cluster``.
+
+The daemon makes the requests (:mod:`rhfs.backends.transfers`): S3 presigned
+URLs, a GCS resumable-upload session (uploads) or media URL with a short-lived
+token (downloads), Azure SAS URLs. For a multipart plan the daemon completes
+the upload after the parts, or aborts it, so nothing partial becomes visible.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from rhfs.backends import transfers
+from rhfs.backends.guard import Guarded
+from rhfs.backends.store import StoreBackend
+from rhfs.backends.transfers import WritePlan
+from rhfs.errors import CantCopy
+from rhfs.transfer.planner import Job, Route, kind
+from rhfs.transfer.shell import (
+    backend,
+    check,
+    curl_config,
+    parse_etags,
+    python_stdin,
+    remote_path,
+    require,
+    run_on,
+    tmp_sibling,
+)
+
+
+def store_of(guard: Guarded) -> StoreBackend:
+    inner = guard.inner
+    if not isinstance(inner, StoreBackend):
+        raise CantCopy(f"{guard.system} is not an object store")
+    return inner
+
+
+def write_plan(dst: Guarded, rel: str, size: int, lifetime: int, *, single: bool) -> WritePlan:
+    store = store_of(dst)
+    if single and size > transfers.SINGLE_PUT_LIMIT.get(transfers.provider(store), size):
+        raise CantCopy(f"{dst.system}: {size} bytes need a multipart upload")
+    plan: WritePlan = dst.call("sign", transfers.write_plan, store, rel, size, lifetime)
+    return plan
+
+
+def upload_with_plan(dst: Guarded, plan: WritePlan, send: Any) -> None:
+    """Run ``send()`` (returns the parts' ETags), then complete the upload, or abort it on failure."""
+    try:
+        etags = send()
+        if not plan.single:
+            dst.call("complete", plan.finish, etags)
+    except BaseException:
+        if not plan.single:
+            try:
+                dst.call("abort", plan.abort)
+            except Exception:  # the failure being reported matters more than the clean-up's
+                pass
+        raise
+
+
+class ClusterCurl(Route):
+    name = "cluster-curl"
+    tool = "curl"
+
+    def applies(self, job: Job) -> bool:
+        return {kind(job.src), kind(job.dst)} == {"cluster", "store"}
+
+    def run(self, job: Job) -> None:
+        cluster = backend(job.src if kind(job.src) == "cluster" else job.dst)
+        if not self.ctx.tools.has(cluster, self.tool):
+            raise CantCopy(f"{cluster.system} has no {self.tool}")
+        if kind(job.src) == "cluster":
+            self.upload(job, cluster)
+        else:
+            self.download(job, cluster)
+
+    def upload(self, job: Job, cluster: Guarded) -> None:
+        src, dst, limit = remote_path(job.src), backend(job.dst), self.ctx.time_limit(job.size)
+        plan = write_plan(dst, job.dst.rel, job.size, self.ctx.url_lifetime(job.size), single=True)
+        command = f"{require('curl')}; exec curl -fsS -K - -T {shlex.quote(src)} -o /dev/null"
+
+        def send() -> list[str]:
+            code, _, err = run_on(cluster, command, stdin=curl_config(plan.parts[0][2]), timeout=limit)
+            check(code, err, cluster.system)
+            return []
+
+        upload_with_plan(dst, plan, send)
+
+    def download(self, job: Job, cluster: Guarded) -> None:
+        src, dst, limit = backend(job.src), remote_path(job.dst), self.ctx.time_limit(job.size)
+        request = src.call(
+            "sign", transfers.read_request, store_of(src), job.src.rel, self.ctx.url_lifetime(job.size)
+        )
+        q = shlex.quote
+        command = (
+            f"{require('curl')}; tmp={q(tmp_sibling(dst))}; "
+            f'curl -fsS -K - -o "$tmp" && [ "$(wc -c < "$tmp")" -eq {job.size} ] && mv -f -- "$tmp" {q(dst)}'
+            ' || { rm -f -- "$tmp"; exit 1; }'
+        )
+        code, _, err = run_on(cluster, command, stdin=curl_config(request), timeout=limit)
+        check(code, err, cluster.system)
+
+
+class ClusterPython(ClusterCurl):
+    name = "cluster-python"
+    tool = "python3"
+    COMMAND = f"{require('python3')}; exec python3 -"
+
+    def upload(self, job: Job, cluster: Guarded) -> None:
+        src, dst, limit = remote_path(job.src), backend(job.dst), self.ctx.time_limit(job.size)
+        plan = write_plan(dst, job.dst.rel, job.size, self.ctx.url_lifetime(job.size), single=False)
+        parts = [[offset, length, request.as_json()] for offset, length, request in plan.parts]
+        stdin = python_stdin({"op": "upload", "file": src, "size": job.size, "parts": parts})
+
+        def send() -> list[str]:
+            code, out, err = run_on(cluster, self.COMMAND, stdin=stdin, timeout=limit)
+            check(code, err, cluster.system)
+            return parse_etags(out)
+
+        upload_with_plan(dst, plan, send)
+
+    def download(self, job: Job, cluster: Guarded) -> None:
+        src, dst, limit = backend(job.src), remote_path(job.dst), self.ctx.time_limit(job.size)
+        request = src.call(
+            "sign", transfers.read_request, store_of(src), job.src.rel, self.ctx.url_lifetime(job.size)
+        )
+        stdin = python_stdin({"op": "download", "file": dst, "size": job.size, "read": request.as_json()})
+        code, _, err = run_on(cluster, self.COMMAND, stdin=stdin, timeout=limit)
+        check(code, err, cluster.system)
+
+
+class TransferCluster(Route):
+    name = "transfer-cluster"
+
+    def applies(self, job: Job) -> bool:
+        if kind(job.src) != "store" or kind(job.dst) != "store":
+            return False
+        return self._cluster(job) is not None
+
+    def _cluster(self, job: Job) -> Guarded | None:
+        return self.ctx.transfer_cluster(backend(job.src).system) or self.ctx.transfer_cluster(
+            backend(job.dst).system
+        )
+
+    def run(self, job: Job) -> None:
+        cluster = self._cluster(job)
+        assert cluster is not None
+        if not self.ctx.tools.has(cluster, "python3"):
+            raise CantCopy(f"transfer cluster {cluster.system} has no python3")
+        src, dst = backend(job.src), backend(job.dst)
+        lifetime, limit = self.ctx.url_lifetime(job.size), self.ctx.time_limit(job.size)
+        request = src.call("sign", transfers.read_request, store_of(src), job.src.rel, lifetime)
+        plan = write_plan(dst, job.dst.rel, job.size, lifetime, single=False)
+        parts = [[offset, length, r.as_json()] for offset, length, r in plan.parts]
+        stdin = python_stdin({"op": "relay", "read": request.as_json(), "size": job.size, "parts": parts})
+
+        def send() -> list[str]:
+            code, out, err = run_on(cluster, ClusterPython.COMMAND, stdin=stdin, timeout=limit)
+            check(code, err, cluster.system)
+            return parse_etags(out)
+
+        upload_with_plan(dst, plan, send)

@@ -1,0 +1,146 @@
+"""The copy planner: picks the route for one whole-file copy, falling back while a route cannot run.
+
+A :class:`Route` is one small class per way of moving bytes (PRODUCT.md §2). The
+planner tries them in order; the first whose :meth:`Route.applies` is true runs.
+A route that cannot serve this copy raises :class:`CantCopy` *before anything
+is written*; the planner logs why and tries the next. Any other failure is final:
+it becomes :class:`CopyFailed` (EIO), whose message names the route, and the
+route has left no partial destination (every route writes a temporary object or
+file, or an unfinished upload, and only makes it visible at the end).
+
+``tables/`` and ``blobs/`` locations are first resolved to the system and path
+holding their bytes, through the view's ``underlying(path, for_write=...)``; a view
+that cannot be bypassed raises CantCopy, and the caller falls back.
+
+Invariants:
+- a route counts, in :class:`Stats`, every data byte that passes through the daemon
+  (read from, written to, relayed); routes run elsewhere count none;
+- each copy that succeeds is counted once, under its route's name, with its size;
+- no log line, and no exception message, carries a signed URL or a token.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rhfs.backends.base import Entry
+from rhfs.backends.guard import Guarded
+from rhfs.config import ClusterConfig, Config
+from rhfs.errors import CantCopy, RhfsError
+from rhfs.stats import Stats
+from rhfs.transfer.tools import ToolCache
+from rhfs.vfs.tree import Location, MountTable
+
+log = logging.getLogger(__name__)
+
+MIN_RATE = 2 << 20  # bytes/s a transfer is allowed before it counts as hung
+URL_SLACK = 600  # seconds a signed URL outlives the transfer's time limit
+
+
+class CopyFailed(RhfsError):
+    """A route started and failed; its message names the route. Always EIO."""
+
+
+@dataclass(frozen=True)
+class Job:
+    src: Location
+    dst: Location
+    entry: Entry
+
+    @property
+    def size(self) -> int:
+        return self.entry.size
+
+    def __str__(self) -> str:
+        return f"{self.src.path} -> {self.dst.path}"
+
+
+@dataclass
+class Context:
+    """What routes share: counters, the config, the tree, and where to spool."""
+
+    stats: Stats
+    config: Config
+    table: MountTable
+    spool_dir: str
+    tools: ToolCache
+    op_timeout: float = 30.0
+
+    def time_limit(self, size: int) -> float:
+        return self.op_timeout + size / MIN_RATE
+
+    def url_lifetime(self, size: int) -> int:
+        return int(self.time_limit(size)) + URL_SLACK
+
+    def cluster_config(self, system: str) -> ClusterConfig | None:
+        return self.config.clusters.get(system)
+
+    def transfer_cluster(self, store_system: str) -> Guarded | None:
+        store = self.config.stores.get(store_system)
+        if store is None or not store.transfer_cluster:
+            return None
+        return self.table.mounts.get(f"clusters/{store.transfer_cluster}")
+
+
+class Route:
+    """One way of copying a file. Subclasses set ``name`` and implement both methods."""
+
+    name: ClassVar[str] = "?"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def applies(self, job: Job) -> bool:
+        """Is this route meant for these two systems? Pure: no request is sent."""
+        raise NotImplementedError
+
+    def run(self, job: Job) -> None:
+        """Copy the file; CantCopy (only before anything is written) to let the next route try."""
+        raise NotImplementedError
+
+
+def kind(loc: Location) -> str:
+    return loc.backend.kind if loc.backend is not None else "synthetic"
+
+
+class Planner:
+    """The :class:`rhfs.vfs.core.Copier` of the tree: ``copy`` returns the route's name."""
+
+    def __init__(self, ctx: Context, routes: list[Route]) -> None:
+        self.ctx = ctx
+        self.routes = routes
+
+    def copy(self, src: Location, dst: Location, entry: Entry) -> str:
+        job = Job(self.underlying(src, for_write=False), self.underlying(dst, for_write=True), entry)
+        if entry.is_dir:
+            raise CantCopy(f"{src.path} is a directory")
+        for route in self.routes:
+            if not route.applies(job):
+                continue
+            try:
+                route.run(job)
+            except CantCopy as e:
+                log.info("copy %s: route %s cannot run (%s); trying the next", job, route.name, e)
+                continue
+            except Exception as e:
+                raise CopyFailed(f"copy {job}: route {route.name} failed: {e}") from e
+            self.ctx.stats.add_copy(route.name, job.size)
+            return route.name
+        raise CantCopy(f"copy {job}: no route between {kind(job.src)} and {kind(job.dst)}")
+
+    def underlying(self, loc: Location, *, for_write: bool) -> Location:
+        """Where a view's file really lives (``tables/``, ``blobs/``); other locations as they are."""
+        if loc.backend is None:
+            raise CantCopy(f"{loc.path} is not a file")
+        if loc.backend.kind != "view":
+            return loc
+        view = loc.backend.inner
+        underlying = getattr(view, "underlying", None)
+        if underlying is None:
+            raise CantCopy(f"{loc.path}: this view keeps its bytes to itself")
+        backend, rel = underlying(loc.rel, for_write=for_write)
+        if not isinstance(backend, Guarded):
+            raise CantCopy(f"{loc.path} lives on a system outside the tree")
+        return Location(path=loc.path, backend=backend, rel=rel, mount=loc.mount)
