@@ -13,6 +13,7 @@ tree is up but some system is unreachable (``status``, ``config check``).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -145,8 +146,14 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     except FuseUnavailable as e:
         _error(str(e))
         return EXIT_FAILED
-    except (RhfsError, OSError) as e:
-        _error(str(e) if isinstance(e, RhfsError) or not e.strerror else _os_message(e))
+    except RhfsError as e:
+        message = str(e)
+        if e.errno not in (errno.EIO, errno.EINVAL) and os.strerror(e.errno) not in message:
+            message = f"{message}: {os.strerror(e.errno)}"
+        _error(message)
+        return EXIT_FAILED
+    except OSError as e:
+        _error(_os_message(e) if e.strerror else str(e))
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
@@ -221,7 +228,7 @@ def _unmount(args: argparse.Namespace) -> int:
         )
         if not gone:
             _error(
-                f"the daemon (pid {pid}) did not finish within {args.timeout:g}s; it may still be uploading"
+                f"the daemon (pid {pid}) did not stop within {args.timeout:g}s; it may still be uploading"
             )
             return EXIT_FAILED
     if busy:

@@ -178,7 +178,6 @@ def run(config: Config, mountpoint: str, *, read_only: bool = False, allow_other
 
     def announce_when_ready() -> None:
         if mp.wait_until(lambda: mp.answers(mountpoint), timeout=120, interval=0.1):
-            mp.write_pidfile(mountpoint)
             stopper.ready.set()
             source = config.source or "embedded default"
             log.info("rhfs %s mounted %s (config: %s)", __version__, mountpoint, source)
@@ -192,6 +191,7 @@ def run(config: Config, mountpoint: str, *, read_only: bool = False, allow_other
 
     operations.on_destroy = on_destroy
     stopper.install()
+    mp.write_pidfile(mountpoint)  # before the mount answers: whoever sees the mount can find us
     threading.Thread(target=announce_when_ready, name="rhfs-ready", daemon=True).start()
     try:
         serve(
