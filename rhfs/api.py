@@ -18,6 +18,7 @@ Errors are :mod:`rhfs.errors` exceptions; a name missing from the catalog is
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import posixpath
@@ -33,11 +34,22 @@ from rhfs.backends.base import Entry
 from rhfs.backends.guard import Guarded
 from rhfs.catalog import Catalog, Resource
 from rhfs.config import Config
-from rhfs.errors import InvalidArgument, NotFound, NotSupported
+from rhfs.errors import CantCopy, InvalidArgument, NotFound, NotSupported
 from rhfs.vfs.core import Vfs
 from rhfs.vfs.tree import Location
 from rhfs.views import tabledata
-from rhfs.views.systems import LOCAL, LOCAL_ALIASES, MISSING, Place, Systems, makedirs, remove_tree
+from rhfs.views.systems import (
+    LOCAL,
+    LOCAL_ALIASES,
+    MISSING,
+    Place,
+    Systems,
+    download,
+    makedirs,
+    remove_tree,
+)
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Blob", "Cluster", "Folder", "Table", "blob", "cluster", "configure", "folder", "table"]
 
@@ -162,8 +174,25 @@ def _location(s: Session, place: Place) -> Location:
 
 
 def _copy_file(s: Session, src: Place, dst: Place, entry: Entry) -> str:
-    """Copy one file by the tree's copy planner (the mount's routes); return the route's name."""
-    return s.vfs.copier.copy(_location(s, src), _location(s, dst), entry)
+    """Copy one file by the tree's copier (the mount's routes); return the route's name.
+
+    Where the copier has no route, the bytes go through this process.
+    """
+    try:
+        return s.vfs.copier.copy(_location(s, src), _location(s, dst), entry)
+    except CantCopy as e:
+        log.debug("copy %s -> %s: %s; relaying", src, dst, e)
+    src_backend, src_rel = s.systems.locate(src)
+    dst_backend, dst_rel = s.systems.locate(dst)
+    fd, spooled = tempfile.mkstemp(prefix="rhfs-relay-", dir=s.vfs.spool_dir)
+    os.close(fd)
+    try:
+        download(src_backend, src_rel, entry, spooled)
+        dst_backend.upload(spooled, dst_rel)
+    finally:
+        os.unlink(spooled)
+    s.vfs.stats.add_relayed(dst.system, entry.size)
+    return "relay"
 
 
 def _copy_tree(src: Place, dst: Place) -> int:
@@ -363,8 +392,6 @@ class Blob(_Resource):
         return self
 
     def fetch_bytes(self) -> bytes:
-        from rhfs.views.systems import download
-
         backend, rel = session().systems.locate(self.place)
         entry = backend.stat(rel)
         with tempfile.NamedTemporaryFile(prefix="rhfs-blob-") as tmp:
