@@ -467,3 +467,22 @@ def test_store_listing_pages(store_place: Place) -> None:
         assert errno_of(store_place.backend.stat, store_place.p("big")) == ENOENT
     finally:
         b.api.page_size = type(b.api)(b.api.fs).page_size
+
+
+def test_a_reader_never_mixes_two_versions(place: Place) -> None:
+    """After a replacement, an open reader gives the old bytes or ESTALE, never the new ones."""
+    old, new = b"o" * 1000, b"n" * 1000
+    path = place.put("v", old)
+    reader = place.backend.open_reader(path, place.backend.stat(path))
+    try:
+        assert reader.read(0, 10) == old[:10]
+        place.put("v", new)
+        try:
+            rest = reader.read(10, 990)
+        except Exception as e:
+            assert to_errno(e) == errno.ESTALE, e
+        else:
+            assert rest == old[10:]
+    finally:
+        reader.close()
+    assert place.read("v") == new

@@ -18,7 +18,7 @@ import errno
 from functools import partial
 from typing import Any
 
-from rhfs.backends.objects import Listing, ObjectInfo, bounded, clean_etag, to_epoch
+from rhfs.backends.objects import Listing, ObjectInfo, bounded, clean_etag, stale, to_epoch
 from rhfs.errors import NotFound, RhfsError
 
 COPY_POLL_SECONDS = 0.2
@@ -94,12 +94,20 @@ class AzureObjects:
             raise NotFound(f"no container {bucket}") from None
         return Listing(objects, prefixes)
 
-    async def read(self, bucket: str, key: str, start: int, end: int) -> bytes:
+    async def read(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+
         blob = self.client.get_blob_client(bucket, key)
+        match: dict[str, Any] = (
+            {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+        )
         try:
-            stream = await blob.download_blob(offset=start, length=end - start)
+            stream = await blob.download_blob(offset=start, length=end - start, **match)
         except _not_found():
             raise NotFound(f"{bucket}/{key}") from None
+        except ResourceModifiedError as e:
+            raise stale(f"{bucket}/{key}") from e
         data: bytes = await stream.readall()
         return data
 

@@ -15,7 +15,7 @@ import asyncio
 from functools import partial
 from typing import Any
 
-from rhfs.backends.objects import Listing, ObjectInfo, bounded, to_epoch
+from rhfs.backends.objects import Listing, ObjectInfo, bounded, stale, to_epoch
 from rhfs.errors import NotFound
 
 
@@ -70,9 +70,16 @@ class GcsObjects:
                 return Listing(objects, prefixes)
             params["pageToken"] = token
 
-    async def read(self, bucket: str, key: str, start: int, end: int) -> bytes:
+    async def read(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         url = self.fs.url(f"{bucket}/{key}")
-        _, data = await self.fs._call("GET", url, headers={"Range": f"bytes={start}-{end - 1}"})
+        # The generation opened: still readable with object versioning, else 404 once replaced.
+        pinned = {"generation": etag} if etag and etag.isdigit() else {}
+        try:
+            _, data = await self.fs._call("GET", url, headers={"Range": f"bytes={start}-{end - 1}"}, **pinned)
+        except FileNotFoundError as e:
+            if pinned:
+                raise stale(f"{bucket}/{key}") from e
+            raise
         return bytes(data)
 
     async def put_file(self, bucket: str, key: str, local_path: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from rhfs.backends.objects import Listing, ObjectInfo, clean_etag, to_epoch
+from rhfs.backends.objects import Listing, ObjectInfo, clean_etag, stale, to_epoch
 from rhfs.errors import NotFound
 
 
@@ -96,8 +96,12 @@ class FsspecObjects:
                 objects.append(_info(key, info))
         return Listing(objects, prefixes)
 
-    async def read(self, bucket: str, key: str, start: int, end: int) -> bytes:
+    async def read(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         data: bytes = await asyncio.to_thread(self.fs.cat_file, self._path(bucket, key), start=start, end=end)
+        if etag is not None:  # no conditional reads here: check the version after the read
+            now = await self.head(bucket, key)
+            if now is None or now.etag != etag:
+                raise stale(f"{bucket}/{key}")
         return data
 
     async def put_file(self, bucket: str, key: str, local_path: str) -> None:

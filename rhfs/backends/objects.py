@@ -13,6 +13,7 @@ Invariants:
 - ``list`` with a delimiter is one LIST request per page, never a HEAD per key;
 - ``head`` of a missing key returns None; a missing bucket raises :class:`NotFound`;
 - ``delete`` ignores keys that are already gone;
+- a ranged ``read`` given the etag seen at open never returns bytes of another version;
 - every method is a coroutine run on the adapter's ``loop``.
 """
 
@@ -20,10 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+
+from rhfs.errors import RhfsError
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs is imported
 
@@ -69,7 +73,9 @@ class ObjectApi(Protocol):
         """
         ...
 
-    async def read(self, bucket: str, key: str, start: int, end: int) -> bytes: ...
+    async def read(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        """Bytes ``start:end``; with ``etag``, only of that version, else :func:`stale`."""
+        ...
 
     async def put_file(self, bucket: str, key: str, local_path: str) -> None: ...
 
@@ -100,6 +106,11 @@ def to_epoch(value: Any) -> float:
         except ValueError:
             return 0.0
     return 0.0
+
+
+def stale(what: str) -> RhfsError:
+    """The object changed since it was opened: ESTALE, rather than a mix of two versions."""
+    return RhfsError(f"{what} changed while open", errno_=errno.ESTALE)
 
 
 def clean_etag(value: Any) -> str | None:

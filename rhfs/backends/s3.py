@@ -15,12 +15,19 @@ import asyncio
 from functools import partial
 from typing import Any
 
-from rhfs.backends.objects import Listing, ObjectInfo, bounded, clean_etag, to_epoch
+from rhfs.backends.objects import Listing, ObjectInfo, bounded, clean_etag, stale, to_epoch
 from rhfs.errors import NotFound
 
 SINGLE_COPY_LIMIT = 5 << 30
 UPLOAD_PART = 16 << 20
 DELETE_BATCH = 1000
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status behind an error s3fs translated (its cause is botocore's ClientError)."""
+    response = getattr(exc.__cause__, "response", None) or {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status else None
 
 
 class S3Objects:
@@ -79,8 +86,16 @@ class S3Objects:
                 return Listing(objects, prefixes)
             kwargs["ContinuationToken"] = token
 
-    async def read(self, bucket: str, key: str, start: int, end: int) -> bytes:
-        out = await self.fs._call_s3("get_object", Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+    async def read(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        match = {"IfMatch": f'"{etag}"'} if etag else {}
+        try:
+            out = await self.fs._call_s3(
+                "get_object", Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **match
+            )
+        except OSError as e:
+            if etag and _status(e) == 412:
+                raise stale(f"{bucket}/{key}") from e
+            raise
         body = out["Body"]
         try:
             data: bytes = await body.read()

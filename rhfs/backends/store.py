@@ -80,14 +80,17 @@ def entries_of(listing: Listing, prefix: str) -> list[Entry]:
 
 
 class StoreReader:
-    def __init__(self, store: StoreBackend, bucket: str, key: str, size: int) -> None:
-        self.store, self.bucket, self.key, self.size = store, bucket, key, size
+    """Ranged reads of the version that was opened (ESTALE once the object is replaced)."""
+
+    def __init__(self, store: StoreBackend, bucket: str, key: str, entry: Entry) -> None:
+        self.store, self.bucket, self.key = store, bucket, key
+        self.size, self.etag = entry.size, entry.etag
 
     def read(self, offset: int, size: int) -> bytes:
         end = min(offset + size, self.size)
         if offset >= end:
             return b""
-        return self.store._run(self.store.api.read, self.bucket, self.key, offset, end)
+        return self.store._run(self.store.api.read, self.bucket, self.key, offset, end, self.etag)
 
     def close(self) -> None:
         pass
@@ -188,7 +191,7 @@ class StoreBackend:
         bucket, key = self._split(path)
         if not key:
             raise IsADirectory(path)
-        return StoreReader(self, bucket, key, entry.size)
+        return StoreReader(self, bucket, key, entry)
 
     def upload(self, local_path: str, path: str) -> None:
         bucket, key = self._split(path)
