@@ -4,7 +4,8 @@
 call here is one call into the same :class:`rhfs.vfs.core.Vfs` that the FUSE
 adapter serves, built by ``rhfs.wiring.build_vfs`` from the config found the
 usual way (or ``config=`` in the storage options). One Vfs is shared per config
-file within a process.
+file within a process. A write makes missing parent directories, as writes to an
+object store do (``auto_mkdir=False`` gives the mount's ENOENT instead).
 
 Errors from the core are turned into ``OSError``s with their errno in one place
 (:func:`_errors`): ENOENT is a ``FileNotFoundError``, a refused table part is
@@ -64,9 +65,12 @@ class RhfsFileSystem(AbstractFileSystem):
     protocol = ("rhfs",)
     root_marker = ""
 
-    def __init__(self, config: str | None = None, *, vfs: Vfs | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, config: str | None = None, *, vfs: Vfs | None = None, auto_mkdir: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.vfs = vfs if vfs is not None else shared_vfs(config)
+        self.auto_mkdir = auto_mkdir  # a write makes its missing parent directories, as on a store
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
@@ -212,6 +216,9 @@ class RhfsFile(AbstractBufferedFile):
             return self.fs.vfs.read(self.fh, end - start, start)
 
     def _initiate_upload(self) -> None:
+        parent = self.path.rpartition("/")[0]
+        if self.fs.auto_mkdir and parent and not self.fs.exists(parent):
+            self.fs.makedirs(parent, exist_ok=True)
         with _errors(self.path):
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
             self.fh = self.fs.vfs.create(self.fs._vpath(self.path), 0o644, flags).fh
