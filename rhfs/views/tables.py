@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -73,7 +72,6 @@ class TablesView:
         self.converter = converter
         self.default_url = default_url
         self.wrap_reader = wrap_reader
-        self._lock = threading.Lock()
 
     # -- resolution -----------------------------------------------------------------
     def table(self, name: str) -> tuple[Resource, Backend, str]:
@@ -83,16 +81,21 @@ class TablesView:
         return resource, backend, rel
 
     def _part(self, backend: Backend, base: str, sub: str, entry: Entry) -> Part | None:
-        """The shown form of one source entry, or None if the view hides it."""
+        """The shown form of one source entry, or None if the view hides it.
+
+        Shown entries carry the source's size, time and version, never its mode or a link target.
+        """
         source = join(base, sub)
         if entry.is_dir:
-            return None if is_hidden(entry.name) else Part(entry, source, "dir")
+            shown_dir = Entry(name=entry.name, is_dir=True, mtime=entry.mtime)
+            return None if is_hidden(entry.name) else Part(shown_dir, source, "dir")
         fmt = source_format(entry.name)
         shown = shown_name(entry.name)
         if fmt is None or shown is None:
             return None
         if fmt == "parquet":
-            return Part(entry, source, fmt)
+            native = Entry(name=shown, is_dir=False, size=entry.size, mtime=entry.mtime, etag=entry.etag)
+            return Part(native, source, fmt)
         version = (entry.etag, entry.size, entry.mtime)
         source_id = backend.url(source)
 
@@ -131,26 +134,23 @@ class TablesView:
                 shown[name] = part
         return shown
 
-    def resolve(self, path: str) -> Part:
-        """The part behind ``<table>/<sub>``; NotFound if the view does not show it."""
+    def resolve(self, path: str) -> tuple[Backend, Part]:
+        """The table's backend and the part behind ``<table>/<sub>``; NotFound if not shown."""
         name, _, sub = path.partition("/")
         _, backend, base = self.table(name)
         if not sub:
-            return Part(Entry(name=name, is_dir=True), base, "dir")
-        direct = None
+            return backend, Part(Entry(name=name, is_dir=True), base, "dir")
         if source_format(basename(sub)) == "parquet":
             try:
-                direct = backend.stat(join(base, sub))
+                direct = self._part(backend, base, sub, backend.stat(join(base, sub)))
             except MISSING:
-                pass
-        if direct is not None:
-            part = self._part(backend, base, sub, direct)
-            if part is not None:
-                return part
+                direct = None
+            if direct is not None:
+                return backend, direct
         part = self._parts(backend, base, parent(sub)).get(basename(sub))
         if part is None:
             raise NotFound(f"tables/{path}")
-        return part
+        return backend, part
 
     # -- the Backend protocol -------------------------------------------------------
     def stat(self, path: str) -> Entry:
@@ -159,7 +159,7 @@ class TablesView:
         if "/" not in path:
             resource = self.catalog.get("table", path)
             return Entry(name=path, is_dir=True, mtime=resource.updated_at)
-        return self.resolve(path).entry
+        return self.resolve(path)[1].entry
 
     def list(self, path: str) -> list[Entry]:
         if not path:
@@ -168,22 +168,12 @@ class TablesView:
         _, backend, base = self.table(name)
         if sub and any(is_hidden(p) for p in sub.split("/")):
             raise NotFound(f"tables/{path}")
-        return [
-            Entry(
-                name=shown,
-                is_dir=p.entry.is_dir,
-                size=p.entry.size,
-                mtime=p.entry.mtime,
-                etag=p.entry.etag,
-            )
-            for shown, p in sorted(self._parts(backend, base, sub).items())
-        ]
+        return [part.entry for _, part in sorted(self._parts(backend, base, sub).items())]
 
     def open_reader(self, path: str, entry: Entry) -> Reader:
-        part = self.resolve(path)
+        backend, part = self.resolve(path)
         if part.converted is not None:
             return LocalReader(part.converted)
-        backend = self.table(path.partition("/")[0])[1]
         reader = backend.open_reader(part.source, part.entry)
         return self.wrap_reader(reader, part.entry.size) if self.wrap_reader else reader
 
@@ -200,20 +190,18 @@ class TablesView:
             log.warning("tables/%s refused: %s", path, e)
             raise
         _, backend, base = self.table(name)
-        replaced = self._replaced_source(backend, base, sub)
+        try:
+            replaced = self.resolve(path)[1]
+        except MISSING:
+            replaced = None
         backend.upload(local_path, join(base, sub))
-        if replaced is not None:
-            backend.remove(replaced)  # a converted part is now replaced by a native one
-
-    def _replaced_source(self, backend: Backend, base: str, sub: str) -> str | None:
-        part = self._parts(backend, base, parent(sub)).get(basename(sub))
-        return part.source if part is not None and part.converted is not None else None
+        if replaced is not None and replaced.converted is not None:
+            backend.remove(replaced.source)  # a converted part is now replaced by a native one
 
     def remove(self, path: str) -> None:
         if "/" not in path:
             raise NotFound(f"tables/{path} is a table directory; use rm -r")
-        part = self.resolve(path)
-        backend = self.table(path.partition("/")[0])[1]
+        backend, part = self.resolve(path)
         backend.remove(part.source)
 
     def mkdir(self, path: str) -> None:
@@ -255,8 +243,8 @@ class TablesView:
             return
         if src_name != dst_name or not src_sub or not dst_sub:
             raise CrossDevice(f"tables/{src} -> tables/{dst} crosses tables")
-        _, backend, base = self.table(src_name)
-        part = self.resolve(src)
+        _, _, base = self.table(src_name)
+        backend, part = self.resolve(src)
         if part.fmt not in ("parquet", "dir") or (part.fmt == "parquet" and not dst.endswith(PARQUET_SUFFIX)):
             raise CrossDevice(f"tables/{src}: only parquet parts and directories are renamed in place")
         backend.rename(part.source, join(base, dst_sub))
@@ -268,14 +256,15 @@ class TablesView:
         resource = self.catalog.get("table", name)
         if not sub:
             return resource.url or self.systems.url(resource.place)
-        return self.table(name)[1].url(self.resolve(path).source)
+        backend, part = self.resolve(path)
+        return backend.url(part.source)
 
     # -- for the copy planner -------------------------------------------------------
     def underlying(self, path: str, *, for_write: bool = False) -> tuple[Backend, str]:
         """The backend and path holding a part's bytes; CantCopy where bytes differ or checks apply."""
         if for_write:
             raise CantCopy("a copy into a table must be checked as parquet; it goes through the view")
-        part = self.resolve(path)
+        backend, part = self.resolve(path)
         if part.converted is not None:
             raise CantCopy(f"tables/{path} is converted from {part.fmt}")
-        return self.table(path.partition("/")[0])[1], part.source
+        return backend, part.source
