@@ -1,0 +1,213 @@
+"""A Hypothesis state machine diffs the mount against a plain local directory.
+
+Random sequences of create, write, append, ranged read, truncate, mkdir, unlink,
+rmdir, rename, stat and list run on a fresh directory in the mount and on a local
+temp directory; every step must give the same result on both: the same bytes, the
+same listing, or the same errno. At the end of each sequence the two trees must
+be identical. Every call opens and closes its own file, as separate processes
+would (close-to-open consistency).
+
+The only divergences tolerated are those in docs/SEMANTICS.md, "Compared with a
+local directory": directory sizes, link counts and times are not compared.
+
+``RHFS_DIFF_EXAMPLES`` and ``RHFS_DIFF_STEPS`` raise the budget for a longer hunt.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
+from mount_fixtures import assert_same_tree
+
+pytestmark = [pytest.mark.mount, pytest.mark.servers]
+
+NAMES = ("a", "b", "c")
+PATHS = [*NAMES, *(f"{p}/{c}" for p in NAMES for c in NAMES)]
+EXAMPLES = int(os.environ.get("RHFS_DIFF_EXAMPLES", "12"))
+STEPS = int(os.environ.get("RHFS_DIFF_STEPS", "30"))
+
+# A path is either one that exists now (most of the time) or any name of the small universe.
+Pick = tuple[bool, int, str]
+_index = st.integers(0, 1 << 16)
+paths = st.tuples(st.integers(0, 3).map(bool), _index, st.sampled_from(PATHS))  # mostly existing
+new_paths = st.tuples(st.integers(0, 3).map(lambda i: i == 0), _index, st.sampled_from(PATHS))
+# (seed, length): position-dependent bytes that print short in a failing example
+data = st.tuples(st.integers(0, 250), st.integers(0, 3000) | st.sampled_from([0, 1, 5000]))
+Chunk = tuple[int, int]
+
+
+def _bytes(chunk: Chunk) -> bytes:
+    seed, length = chunk
+    return bytes((seed + i) % 251 for i in range(length))
+
+
+offsets = st.integers(min_value=0, max_value=8000)
+sizes = st.integers(min_value=0, max_value=8000)
+
+Outcome = tuple[str, Any]
+
+
+def _do(fn: Any, *args: Any) -> Outcome:
+    try:
+        return ("ok", fn(*args))
+    except OSError as e:
+        return ("error", errno.errorcode.get(e.errno or 0, str(e.errno)))
+
+
+def _write(path: Path, flags: int, chunk: bytes, offset: int | None) -> int:
+    fd = os.open(path, flags, 0o644)
+    try:
+        return os.write(fd, chunk) if offset is None else os.pwrite(fd, chunk, offset)
+    finally:
+        os.close(fd)
+
+
+def _read(path: Path, offset: int, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
+
+
+def _stat(path: Path) -> tuple[str, int]:
+    st_ = os.stat(path)
+    if stat.S_ISDIR(st_.st_mode):
+        return ("dir", 0)
+    return ("file", st_.st_size)
+
+
+def _list(path: Path) -> list[tuple[str, str, int]]:
+    return sorted((name, *_stat(path / name)) for name in os.listdir(path))
+
+
+class MountVersusLocal(RuleBasedStateMachine):
+    mount_base: Path
+    local_base: Path
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mounted = self.mount_base / uuid.uuid4().hex[:8]
+        self.mounted.mkdir()
+        self.local = Path(tempfile.mkdtemp(dir=self.local_base))
+
+    def pick(self, choice: Pick, *, dirs: bool = False) -> str:
+        existing_first, index, fallback = choice
+        if existing_first:
+            found = [
+                p.relative_to(self.local).as_posix()
+                for p in sorted(self.local.rglob("*"))
+                if not dirs or p.is_dir()
+            ]
+            if found:
+                return found[index % len(found)]
+        return fallback
+
+    @initialize()
+    def start(self) -> None:
+        self.both("mkdir a", os.mkdir, "a")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        self.both("create b", _write, "b", flags, b"bee\n" * 100, None)
+        self.both("create a/c", _write, "a/c", flags, b"sea", None)
+
+    def both(self, what: str, fn: Any, *args: Any) -> Outcome:
+        """Run ``fn(root / path...)`` on both sides; paths are the ``str`` arguments."""
+        results = []
+        for root in (self.mounted, self.local):
+            rooted = [root / a if isinstance(a, str) else a for a in args]
+            results.append(_do(fn, *rooted))
+        mounted, local = results
+        assert mounted == local, f"{what}: mount gave {mounted!r}, local gave {local!r}"
+        return local
+
+    @rule(choice=paths, chunk=data)
+    def create(self, choice: Pick, chunk: Chunk) -> None:
+        path = self.pick(choice)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        self.both(f"create {path} ({chunk[1]} B)", _write, path, flags, _bytes(chunk), None)
+
+    @rule(choice=paths, chunk=data, offset=offsets)
+    def write(self, choice: Pick, chunk: Chunk, offset: int) -> None:
+        path = self.pick(choice)
+        what = f"write {path} @{offset} ({chunk[1]} B)"
+        self.both(what, _write, path, os.O_WRONLY, _bytes(chunk), offset)
+
+    @rule(choice=paths, chunk=data)
+    def append(self, choice: Pick, chunk: Chunk) -> None:
+        path = self.pick(choice)
+        flags = os.O_WRONLY | os.O_APPEND
+        self.both(f"append {path} ({chunk[1]} B)", _write, path, flags, _bytes(chunk), None)
+
+    @rule(choice=paths, offset=offsets, size=sizes)
+    def read(self, choice: Pick, offset: int, size: int) -> None:
+        path = self.pick(choice)
+        self.both(f"read {path} @{offset} +{size}", _read, path, offset, size)
+
+    @rule(choice=paths, size=sizes)
+    def truncate(self, choice: Pick, size: int) -> None:
+        path = self.pick(choice)
+        self.both(f"truncate {path} {size}", os.truncate, path, size)
+
+    @rule(choice=paths)
+    def mkdir(self, choice: Pick) -> None:
+        path = self.pick(choice)
+        self.both(f"mkdir {path}", os.mkdir, path)
+
+    @rule(choice=paths)
+    def unlink(self, choice: Pick) -> None:
+        path = self.pick(choice)
+        self.both(f"unlink {path}", os.unlink, path)
+
+    @rule(choice=paths)
+    def rmdir(self, choice: Pick) -> None:
+        path = self.pick(choice)
+        self.both(f"rmdir {path}", os.rmdir, path)
+
+    @rule(src_choice=paths, dst_choice=new_paths)
+    def rename(self, src_choice: Pick, dst_choice: Pick) -> None:
+        src, dst = self.pick(src_choice), self.pick(dst_choice)
+        self.both(f"rename {src} {dst}", os.rename, src, dst)
+
+    @rule(choice=paths)
+    def stat(self, choice: Pick) -> None:
+        path = self.pick(choice)
+        self.both(f"stat {path}", _stat, path)
+
+    @rule(choice=paths)
+    def listdir(self, choice: Pick) -> None:
+        path = "" if choice[1] % 4 == 0 else self.pick(choice, dirs=True)
+        self.both(f"list {path or '.'}", _list, path)
+
+    def teardown(self) -> None:
+        try:
+            assert_same_tree(self.mounted, self.local)
+        finally:
+            shutil.rmtree(self.mounted, ignore_errors=True)
+            shutil.rmtree(self.local, ignore_errors=True)
+
+
+def test_mount_behaves_like_a_local_directory(system_dir: Path, tmp_path: Path) -> None:
+    machine = type("Machine", (MountVersusLocal,), {"mount_base": system_dir, "local_base": tmp_path})
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=STEPS,
+            deadline=None,
+            database=None,
+            derandomize=bool(os.environ.get("CI")),
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            print_blob=True,
+        ),
+    )
