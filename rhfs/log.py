@@ -71,6 +71,10 @@ class _Formatter(logging.Formatter):
         super().__init__(fmt if journald else "%(asctime)s " + fmt, datefmt="%Y-%m-%dT%H:%M:%S%z")
         self.journald = journald
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # One line per event: a server's multi-line error text is folded; tracebacks stay below it.
+        return " ".join(super().formatMessage(record).split("\n"))
+
     def format(self, record: logging.LogRecord) -> str:
         line = redact(super().format(record))
         if self.journald:

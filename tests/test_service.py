@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +40,7 @@ from service_fixtures import (
 from testbed import Testbed, pid_alive
 
 from rhfs import __version__
+from rhfs import log as rhfs_log
 
 pytestmark = pytest.mark.timeout(300)
 REPO = Path(__file__).resolve().parent.parent
@@ -352,3 +356,39 @@ def test_logs_never_hold_the_testbeds_secrets(testbed: Testbed, tmp_path: Path) 
     for text in (log, *seen):
         for secret in secrets:
             assert secret not in text, f"a secret ({secret[:4]}...) leaked"
+
+
+def test_log_lines_are_journald_shaped_and_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # setup() configures the whole process: give pytest its logging and hooks back afterwards.
+    monkeypatch.setattr(logging.getLogger(), "handlers", list(logging.getLogger().handlers))
+    for name in ("", "rhfs", *rhfs_log.THIRD_PARTY, *rhfs_log.QUIET):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    out = tmp_path / "stderr"
+    with open(out, "w") as stream:
+        st = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        rhfs_log.setup("DEBUG", stream=stream)
+        rhfs_log.register_secret("hunter2-secret")
+        logger = logging.getLogger("rhfs.test")
+        logger.debug("debug line")
+        logger.warning("server said:\nline two hunter2-secret")
+        logging.getLogger("botocore.test").info("third-party info is dropped")
+        thread = threading.Thread(target=lambda: (_ for _ in ()).throw(RuntimeError("hunter2-secret")))
+        thread.start()
+        thread.join()
+    lines = out.read_text().splitlines()
+    assert lines[0] == "<7>DEBUG rhfs.test: debug line"
+    assert lines[1] == "<4>WARNING rhfs.test: server said: line two ***", "one line per event, redacted"
+    assert not any("third-party" in line for line in lines)
+    assert lines[2].startswith("<2>CRITICAL rhfs: uncaught exception in thread")
+    assert all(line.startswith("<") for line in lines), "every traceback line keeps its priority"
+    assert lines[-1] == "<2>RuntimeError: ***"
+    assert "hunter2-secret" not in out.read_text()
+
+    with open(tmp_path / "elsewhere", "w") as other:
+        rhfs_log.setup("INFO", stream=other)  # JOURNAL_STREAM names another file: not the journal
+        logging.getLogger("rhfs.test").info("plain")
+    plain = (tmp_path / "elsewhere").read_text()
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} INFO rhfs.test: plain$", plain.strip()), plain
