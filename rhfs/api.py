@@ -61,7 +61,6 @@ class Session:
     vfs: Vfs
     systems: Systems
     catalog: Catalog
-
     fs: Any  # the rhfs:// filesystem over ``vfs``
 
 
@@ -91,19 +90,22 @@ def session() -> Session:
 
 
 # -- places ------------------------------------------------------------------------------
-def _rhfs_mounts() -> list[str]:
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.split()[:1] == ["fuse.rhfs"]:
-                found.append(left.split()[4].replace("\\040", " "))
-    return sorted(found, key=len, reverse=True)
+def _mount_of(path: str) -> str | None:
+    """The rhfs mount point that ``path`` lies in, if any."""
+    from rhfs.mountpoint import mount_type
+
+    candidate = path
+    while True:
+        if mount_type(candidate) == "fuse.rhfs":
+            return candidate
+        up = os.path.dirname(candidate)
+        if up == candidate:
+            return None
+        candidate = up
 
 
 def _tree_place(s: Session, tree_path: str) -> Place:
     """The place behind a path of the tree (``/s3/bucket/x``, ``/tables/t``...)."""
-
     loc = s.vfs.resolve(tree_path)
     if loc.backend is None:
         raise InvalidArgument(f"{tree_path} is a directory of the tree itself, not a place on a system")
@@ -113,9 +115,7 @@ def _tree_place(s: Session, tree_path: str) -> Place:
         return resource.place.child(sub) if sub else resource.place
     if loc.mount == "here":
         return Place(LOCAL, os.path.join(s.config.here.root, loc.rel))
-    system = loc.backend.system
-    s.systems.canonical(system)
-    return Place(system, loc.rel)
+    return Place(s.systems.canonical(loc.backend.system), loc.rel)
 
 
 def _system_name(system: Any) -> str | None:
@@ -131,9 +131,9 @@ def _place(system: Any, path: str | None, kind: str, name: str | None = None) ->
     system_name = _system_name(system)
     if path and (system_name is None or system_name in LOCAL_ALIASES):
         absolute = os.path.abspath(os.path.expanduser(path))
-        for mountpoint in _rhfs_mounts():
-            if absolute == mountpoint or absolute.startswith(mountpoint + "/"):
-                return _tree_place(s, absolute[len(mountpoint) :] or "/")
+        mountpoint = _mount_of(absolute)
+        if mountpoint is not None:
+            return _tree_place(s, absolute[len(mountpoint) :] or "/")
     system_name = s.systems.canonical(system_name or LOCAL)
     if path:
         return s.systems.place(system_name, path)
