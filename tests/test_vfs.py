@@ -437,3 +437,16 @@ def test_a_write_after_utimens_sets_the_time_anew(world: World) -> None:
     world.vfs.write(fh, b"later", 0)
     world.vfs.release(fh)
     assert world.mem.mtimes["w"] > 2000.0
+
+
+def test_the_trees_own_directories_are_read_only(world: World) -> None:
+    assert world.names("/") == ["box", "clusters", "mem"]
+    assert errno_of(world.vfs.create, "/new", 0o644, CREATE) == errno.EROFS
+    assert errno_of(world.vfs.mkdir, "/clusters/new") == errno.EROFS
+    assert errno_of(world.vfs.symlink, "mem", "/link") == errno.EROFS
+    assert errno_of(world.vfs.mkdir, "/mem") == errno.EEXIST
+    assert errno_of(world.vfs.rmdir, "/mem") == errno.EBUSY
+    assert errno_of(world.vfs.rename, "/mem", "/other") == errno.EBUSY
+    assert errno_of(world.vfs.rename, "/mem/x", "/other") == errno.EROFS
+    assert errno_of(world.vfs.getattr, "/nowhere") == errno.ENOENT
+    assert errno_of(world.vfs.create, "/mem/nodir/x", 0o644, CREATE) == errno.ENOENT
