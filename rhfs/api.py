@@ -27,7 +27,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from rhfs.backends.base import Entry
@@ -46,6 +46,7 @@ from rhfs.views.systems import (
     Systems,
     download,
     makedirs,
+    read_bytes,
     remove_tree,
 )
 
@@ -319,8 +320,7 @@ class Table(Folder):
         self.partition_cols = partition_cols
 
     def _resource(self, name: str) -> Resource:
-        r = super()._resource(name)
-        return Resource(**{**r.__dict__, "data_type": self.data_type})
+        return replace(super()._resource(name), data_type=self.data_type)
 
     def write(self) -> Table:
         """Write the data as parquet parts at the table's place."""
@@ -367,8 +367,7 @@ class Blob(_Resource):
         self.serializer = serializer or (None if data is None else _serializer_of(data))
 
     def _resource(self, name: str) -> Resource:
-        r = super()._resource(name)
-        return Resource(**{**r.__dict__, "serializer": self.serializer})
+        return replace(super()._resource(name), serializer=self.serializer)
 
     @property
     def data(self) -> Any:
@@ -392,12 +391,8 @@ class Blob(_Resource):
         return self
 
     def fetch_bytes(self) -> bytes:
-        backend, rel = session().systems.locate(self.place)
-        entry = backend.stat(rel)
-        with tempfile.NamedTemporaryFile(prefix="rhfs-blob-") as tmp:
-            download(backend, rel, entry, tmp.name)
-            with open(tmp.name, "rb") as f:
-                return f.read()
+        """The stored bytes, as they are (still pickled for a pickled blob)."""
+        return read_bytes(*session().systems.locate(self.place))
 
     def fetch(self) -> Any:
         raw = self.fetch_bytes()
@@ -429,14 +424,12 @@ class Cluster:
     def run(self, commands: str | Sequence[str]) -> list[tuple[int, str, str]]:
         """Run each shell command in the cluster's root; return (exit status, stdout, stderr) each."""
         s = session()
-        backend = s.systems.backend(self.name)
-        if not getattr(backend, "has", lambda _: False)("run"):
+        backend = cast(Guarded, s.systems.backend(self.name))
+        if not backend.has("run"):
             raise NotSupported(f"{self.name} cannot run commands")
         root = shlex.quote(s.systems.cluster_root(self.name))
-        results = []
-        for command in [commands] if isinstance(commands, str) else commands:
-            results.append(backend.ability("run", f"cd {root} && {command}"))  # type: ignore[attr-defined]
-        return results
+        commands = [commands] if isinstance(commands, str) else commands
+        return [backend.ability("run", f"cd {root} && {command}") for command in commands]
 
 
 # -- the factories -----------------------------------------------------------------------

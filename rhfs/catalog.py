@@ -27,13 +27,13 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rhfs import __version__
 from rhfs.backends.base import Backend, check_name, join
 from rhfs.errors import AlreadyExists, InvalidArgument, NotFound, RhfsError
-from rhfs.views.systems import MISSING, Place, makedirs
+from rhfs.views.systems import MISSING, Place, makedirs, read_bytes
 
 KINDS = ("table", "blob", "folder")
 MAX_DOC_BYTES = 1 << 20
@@ -135,14 +135,7 @@ class Catalog:
         return resource
 
     def _read(self, path: str) -> bytes:
-        entry = self.backend.stat(path)
-        if entry.size > MAX_DOC_BYTES:
-            raise RhfsError(f"catalog document {path} is too large ({entry.size} bytes)")
-        reader = self.backend.open_reader(path, entry)
-        try:
-            return reader.read(0, entry.size)
-        finally:
-            reader.close()
+        return read_bytes(self.backend, path, limit=MAX_DOC_BYTES)
 
     def _remember(self, key: tuple[str, str], resource: Resource | None) -> None:
         if self.ttl > 0:
@@ -156,13 +149,8 @@ class Catalog:
             raise ValueError(f"unknown resource kind {resource.kind!r}")
         previous = self.find(resource.kind, resource.name)
         now = time.time()
-        stored = Resource(
-            **{
-                **asdict(resource),
-                "created_at": previous.created_at if previous else resource.created_at,
-                "updated_at": now,
-            }
-        )
+        created = previous.created_at if previous else resource.created_at
+        stored = replace(resource, created_at=created, updated_at=now)
         path = self._doc_path(stored.kind, stored.name)
         self._ensure_dir(stored.kind)
         data = stored.to_json()
@@ -193,7 +181,7 @@ class Catalog:
         resource = self.get(kind, old)
         if self.find(kind, new) is not None:
             raise AlreadyExists(f"a {kind} named {new!r} already exists")
-        stored = self.put(Resource(**{**asdict(resource), "name": new}))
+        stored = self.put(replace(resource, name=new))
         self.delete(kind, old)
         return stored
 

@@ -27,7 +27,7 @@ from typing import Any
 from rhfs.backends.base import Backend, Entry, join
 from rhfs.backends.store import StoreBackend
 from rhfs.config import Config, expand
-from rhfs.errors import AlreadyExists, ConfigError, InvalidArgument, NotFound
+from rhfs.errors import AlreadyExists, ConfigError, InvalidArgument, NotFound, RhfsError
 
 LOCAL = "file"
 MISSING = (NotFound, FileNotFoundError)  # what a backend may raise for a missing path
@@ -240,3 +240,18 @@ def download(backend: Backend, path: str, entry: Entry, local_path: str, chunk: 
                 offset += len(data)
     finally:
         reader.close()
+
+
+def read_bytes(backend: Backend, path: str, *, limit: int | None = None) -> bytes:
+    """The whole content of a (small) file; RhfsError if it is larger than ``limit``."""
+    entry = backend.stat(path)
+    if limit is not None and entry.size > limit:
+        raise RhfsError(f"{backend.url(path)} is too large ({entry.size} bytes, at most {limit})")
+    reader = backend.open_reader(path, entry)
+    try:
+        data = reader.read(0, entry.size)
+    finally:
+        reader.close()
+    if len(data) != entry.size:
+        raise RhfsError(f"{backend.url(path)} changed while it was read")
+    return data
