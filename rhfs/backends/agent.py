@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -70,7 +71,7 @@ def private_agent(identity_file: str, lifetime: int) -> Iterator[str]:
     )
     try:
         deadline = time.monotonic() + AGENT_START_SECONDS
-        while not os.path.exists(socket_path):
+        while not _listening(socket_path):  # the socket exists a moment before the agent listens
             if agent.poll() is not None or time.monotonic() > deadline:
                 raise CantCopy("ssh-agent did not start")
             time.sleep(0.01)
@@ -91,6 +92,15 @@ def private_agent(identity_file: str, lifetime: int) -> Iterator[str]:
         agent.kill()
         agent.wait()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _listening(socket_path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(socket_path)
+        except OSError:
+            return False
+    return True
 
 
 def run_forwarding_agent(

@@ -578,6 +578,10 @@ class Vfs:
         except CantCopy as e:
             log.debug("copy %s -> %s: %s", src_handle.location.path, dst_handle.location.path, e)
             raise
+        except Exception:
+            with dst_file.lock:
+                dst_file.dirty = False  # a failed route leaves no destination: close uploads nothing
+            raise
         new_entry = self.entry(dst_handle.location, fresh=True)
         dst_file.adopt_remote(new_entry)
         self._changed(dst_handle.location.path)
