@@ -81,9 +81,8 @@ class BlobsView:
 
     def open_reader(self, path: str, entry: Entry) -> Reader:
         _, backend, rel = self.blob(path)
-        stored = backend.stat(rel)
-        reader = backend.open_reader(rel, stored)
-        return self.wrap_reader(reader, stored.size) if self.wrap_reader else reader
+        reader = backend.open_reader(rel, entry)  # the shown entry carries the stored size and version
+        return self.wrap_reader(reader, entry.size) if self.wrap_reader else reader
 
     def upload(self, local_path: str, path: str) -> None:
         resource = self.catalog.find("blob", path)
