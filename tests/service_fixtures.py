@@ -124,3 +124,74 @@ def mounted(config: Path, mountpoint: Path, *extra: str) -> Iterator[Path]:
         run("unmount", str(mountpoint), timeout=120)
         force_unmount(mountpoint)
         stop_daemon(pid)
+
+
+class KeyGate:
+    """An HTTP proxy in front of an S3 server that accepts only the access keys in ``allowed``.
+
+    moto accepts any key; this gate plays the provider revoking a key: a request signed
+    with any other access key id gets S3's 403 ``InvalidAccessKeyId`` and never reaches
+    the server. (moto's own IAM checking rejects signed requests whose query holds a
+    ``/``, as every delimiter listing does, so it cannot play this part.)
+    """
+
+    def __init__(self, upstream: str) -> None:
+        import http.client
+        import http.server
+        import threading
+        import urllib.parse
+
+        self.allowed: set[str] = set()
+        self.refused: list[str] = []
+        parsed = urllib.parse.urlparse(upstream)
+        gate = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                match = re.search(r"Credential=([^/]+)/", self.headers.get("Authorization", ""))
+                key = match.group(1) if match else ""
+                if key not in gate.allowed:
+                    gate.refused.append(key)
+                    error = (
+                        b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidAccessKeyId</Code>'
+                        b"<Message>The AWS Access Key Id you provided does not exist in our records."
+                        b"</Message></Error>"
+                    )
+                    self.send_response(403)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(error)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(error)
+                    return
+                conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                self.send_response(response.status, response.reason)
+                for name, value in response.getheaders():
+                    if name.lower() not in ("connection", "transfer-encoding", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, name="key-gate", daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

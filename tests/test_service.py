@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import logging
 import os
 import re
@@ -28,12 +30,14 @@ import pytest
 from service_fixtures import (
     MOUNT_RHFS,
     RHFS,
+    KeyGate,
     daemon_pid,
     force_unmount,
     log_of,
     mount_type,
     mounted,
     run,
+    stop_daemon,
     wait_for,
     write_config,
 )
@@ -392,3 +396,91 @@ def test_log_lines_are_journald_shaped_and_redacted(tmp_path: Path, monkeypatch:
         logging.getLogger("rhfs.test").info("plain")
     plain = (tmp_path / "elsewhere").read_text()
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} INFO rhfs.test: plain$", plain.strip()), plain
+
+
+# -- credentials: the provider's chain, refreshed without a remount -----------------------
+CREDENTIAL_PROCESS = """
+import datetime, json, sys
+state, calls = sys.argv[1], sys.argv[2]
+with open(state) as f:
+    creds = json.load(f)
+with open(calls, "a") as f:
+    f.write(creds["AccessKeyId"] + "\\n")
+expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=12)
+print(json.dumps({"Version": 1, "AccessKeyId": creds["AccessKeyId"],
+                  "SecretAccessKey": creds["SecretAccessKey"], "Expiration": expires.isoformat()}))
+"""
+
+
+@pytest.fixture
+def gate(testbed: Testbed) -> Iterator[KeyGate]:
+    g = KeyGate(testbed.s3_endpoint)
+    yield g
+    g.close()
+
+
+def test_rotated_credentials_are_picked_up_without_a_remount(
+    testbed: Testbed, tmp_path: Path, gate: KeyGate
+) -> None:
+    """Credentials from the chain (a profile's credential_process, with an expiry less than 15
+    minutes away) are fetched again by botocore before they expire: rotating them under the
+    daemon needs no remount, while a store given static keys in its config stops working."""
+    first = {"AccessKeyId": "AKIAROTATEDKEY000001", "SecretAccessKey": "first-rotated-secret"}
+    second = {"AccessKeyId": "AKIAROTATEDKEY000002", "SecretAccessKey": "second-rotated-secret"}
+    gate.allowed = {first["AccessKeyId"]}
+    bucket = testbed.bucket
+    prefix = f"rotation-{uuid.uuid4().hex[:8]}"
+
+    state, calls, script = tmp_path / "creds.json", tmp_path / "calls", tmp_path / "creds.py"
+    state.write_text(json.dumps(first))
+    script.write_text(CREDENTIAL_PROCESS)
+    aws_config = tmp_path / "aws-config"
+    process = f"{sys.executable} {script} {state} {calls}"
+    aws_config.write_text(f"[profile rhfs-rot]\ncredential_process = {process}\n")
+    config = tmp_path / "rhfs.toml"
+    config.write_text(
+        f'[mount]\ncache_dir = "{tmp_path}/cache"\n[here]\nroot = "{tmp_path}"\n'
+        f'[stores.rot]\nprotocol = "s3"\nbuckets = ["{bucket}"]\n'
+        f'options = {{ profile = "rhfs-rot", endpoint_url = "{gate.url}" }}\n'
+        f'[stores.static]\nprotocol = "s3"\nbuckets = ["{bucket}"]\n'
+        f'options = {{ key = "{first["AccessKeyId"]}", secret = "{first["SecretAccessKey"]}", '
+        f'endpoint_url = "{gate.url}" }}\n'
+    )
+    config.chmod(0o600)
+    env = {
+        "AWS_CONFIG_FILE": str(aws_config),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_ACCESS_KEY_ID": None,
+        "AWS_SECRET_ACCESS_KEY": None,
+        "AWS_SESSION_TOKEN": None,
+        "AWS_PROFILE": None,
+        "AWS_ENDPOINT_URL": None,
+    }
+    mnt = tmp_path / "mnt"
+    result = run("mount", str(mnt), "--config", str(config), env=env)
+    assert result.returncode == 0, result.stderr
+    pid = daemon_pid(mnt)
+    s3 = testbed.fs("s3")
+    try:
+        (mnt / "rot" / bucket / f"{prefix}-before.txt").write_text("before")
+        (mnt / "static" / bucket / f"{prefix}-static.txt").write_text("static")
+        assert calls.read_text().split() and set(calls.read_text().split()) == {first["AccessKeyId"]}
+        assert gate.refused == []
+
+        # Rotate: the chain now hands out a new key, and the provider revokes the old one.
+        state.write_text(json.dumps(second))
+        gate.allowed = {second["AccessKeyId"]}
+
+        (mnt / "rot" / bucket / f"{prefix}-after.txt").write_text("after")
+        assert s3.cat(f"{bucket}/{prefix}-after.txt") == b"after"
+        assert second["AccessKeyId"] in calls.read_text().split(), "the daemon asked the chain again"
+        with pytest.raises(OSError) as refused:
+            (mnt / "static" / bucket / f"{prefix}-static-after.txt").write_text("x")
+        assert refused.value.errno in (errno.EACCES, errno.EPERM), "frozen keys: refused"
+        assert gate.refused and set(gate.refused) == {first["AccessKeyId"]}
+        log = log_of(config).read_text()
+        assert "first-rotated-secret" not in log and "second-rotated-secret" not in log
+    finally:
+        run("unmount", str(mnt))
+        force_unmount(mnt)
+        stop_daemon(pid)
