@@ -270,3 +270,21 @@ def test_two_mounts_share_a_catalog_on_a_bucket(
 
         subprocess.run(["rm", "-r", str(b / "tables" / "shared")], check=True)
         assert wait_for(lambda: "shared" not in os.listdir(a / "tables"), 10 * ATTR_TTL) is not None
+
+
+def test_cp_out_of_and_into_a_table(mnt: Path, table_on_s3: tuple[str, Path]) -> None:
+    _, path = table_on_s3
+    key = f"rhfs-test/cp-{uuid.uuid4().hex[:8]}"
+    out = mnt / "s3" / key
+    out.mkdir()
+    before = stats(mnt)["copies"].get("store-copy", {}).get("count", 0)
+    subprocess.run(["cp", str(path / "part-0.parquet"), str(out / "copy.parquet")], check=True)
+    assert stats(mnt)["copies"]["store-copy"]["count"] == before + 1  # a part's bytes never left s3
+    assert (out / "copy.parquet").read_bytes() == parquet_bytes(sample_frame())
+
+    subprocess.run(["cp", str(out / "copy.parquet"), str(path / "part-1.parquet")], check=True)
+    assert sorted(os.listdir(path)) == ["part-0.parquet", "part-1.parquet"]
+    (out / "junk.parquet").write_bytes(b"junk")
+    result = subprocess.run(["cp", str(out / "junk.parquet"), str(path)], capture_output=True, text=True)
+    assert result.returncode != 0 and "Invalid argument" in result.stderr  # checked, however it arrives
+    assert sorted(os.listdir(path)) == ["part-0.parquet", "part-1.parquet"]
