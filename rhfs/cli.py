@@ -1,8 +1,8 @@
-"""The ``rhfs`` command line (PRODUCT.md §5) and the ``mount.rhfs`` fstab helper.
+"""The ``rhfs`` command line (PRODUCT.md §5), and the entry point of ``mount.rhfs`` (see ``fstab``).
 
 Each subcommand is one parser plus one handler (``set_defaults(handler=...)``);
 adding a command touches nothing else. Errors are turned into one line on
-stderr and an exit code here, in :func:`main`, and nowhere else.
+stderr and an exit code in :func:`_run`, and nowhere else.
 
 Exit codes (also in ``rhfs --help``): 0 success; 1 the operation failed (the
 message says why and what to do); 2 bad usage or a bad configuration; 3 the
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rhfs import __version__
+from rhfs import __version__, fstab
 from rhfs import config as config_mod
 from rhfs import log as rhfs_log
 from rhfs import mountpoint as mp
@@ -30,7 +30,6 @@ from rhfs.errors import ConfigError, NotFound, RhfsError
 
 DEFAULT_MOUNTPOINT = "~/rh"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED = 0, 1, 2, 3
-MOUNT_EXIT_USAGE, MOUNT_EXIT_FAILED = 1, 32  # mount(8)'s codes for helpers
 UNMOUNT_TIMEOUT = 600.0
 
 EPILOG = """\
@@ -129,7 +128,7 @@ def _commands(parser: argparse.ArgumentParser) -> set[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
-    if _is_mount_helper_form(args_list, _commands(parser)):
+    if fstab.is_helper_form(args_list, _commands(parser)):
         return _mount_helper(args_list, prog="rhfs")
     args = parser.parse_args(args_list)
     return _run(args.handler, args)
@@ -227,9 +226,7 @@ def _unmount(args: argparse.Namespace) -> int:
             lambda: mp.mount_entry(path) is None and not mp.pid_alive(pid), args.timeout, interval=0.1
         )
         if not gone:
-            _error(
-                f"the daemon (pid {pid}) did not stop within {args.timeout:g}s; it may still be uploading"
-            )
+            _error(f"the daemon (pid {pid}) did not stop within {args.timeout:g}s; it may still be uploading")
             return EXIT_FAILED
     if busy:
         pids = ", ".join(map(str, busy))
@@ -474,81 +471,10 @@ def _drop_none(obj: Any) -> Any:
 
 
 # -- fstab: mount.rhfs -----------------------------------------------------------------
-IGNORED_MOUNT_OPTIONS = frozenset(
-    {
-        *("defaults", "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "async", "sync"),
-        *("auto", "noauto", "user", "nouser", "users", "owner", "nofail", "_netdev"),
-        *("atime", "noatime", "relatime", "norelatime", "strictatime", "nodiratime", "lazytime"),
-        "default_permissions",
-    }
-)
-
-
-def _is_mount_helper_form(argv: list[str], commands: set[str]) -> bool:
-    """``rhfs SOURCE MOUNTPOINT [-o opts]``, as fuse3's mount.fuse3 runs the subtype's program."""
-    return (
-        len(argv) >= 2 and argv[0] not in commands and not argv[0].startswith("-") and argv[1].startswith("/")
-    )
-
-
 def mount_helper_main(argv: Sequence[str] | None = None) -> int:
     """``mount.rhfs SOURCE MOUNTPOINT [-sfnv] [-o opt,...] [-t fuse.rhfs]``, as mount(8) calls helpers."""
     return _mount_helper(list(sys.argv[1:] if argv is None else argv), prog="mount.rhfs")
 
 
 def _mount_helper(argv: list[str], prog: str) -> int:
-    positional, options, flags = _split_helper_args(argv)
-    if len(positional) != 2 or "h" in flags:
-        print(f"usage: {prog} SOURCE MOUNTPOINT [-o config=FILE,allow_other,ro,log_level=L]", file=sys.stderr)
-        print(
-            "fstab: rhfs  /rh  fuse.rhfs  config=/etc/rhfs/config.toml,allow_other,_netdev  0 0",
-            file=sys.stderr,
-        )
-        return MOUNT_EXIT_USAGE
-    args = argparse.Namespace(
-        mountpoint=positional[1], config=None, foreground=False, read_only=False, allow_other=False
-    )
-    for opt in options:
-        key, eq, value = opt.partition("=")
-        if key == "config" and value:
-            args.config = value
-        elif key == "allow_other" and not eq:
-            args.allow_other = True
-        elif key in ("ro", "read_only") and not eq:
-            args.read_only = True
-        elif key == "log_level" and value:
-            args.log_level = value.upper()
-        elif key in IGNORED_MOUNT_OPTIONS or key.startswith(("x-", "comment")):
-            continue
-        elif "s" not in flags:  # -s: sloppy, ignore what we do not know
-            print(f"{prog}: unknown mount option '{opt}'", file=sys.stderr)
-            return MOUNT_EXIT_USAGE
-    if "v" in flags:
-        print(f"{prog}: mounting {args.mountpoint} (options: {','.join(options) or 'none'})", file=sys.stderr)
-    if "f" in flags:  # -f: fake, do everything but the mount
-        return 0
-    os.environ.setdefault("HOME", os.path.expanduser("~"))
-    code = _run(lambda a: _mount(a, quiet=True), args)
-    return 0 if code == 0 else MOUNT_EXIT_USAGE if code == EXIT_USAGE else MOUNT_EXIT_FAILED
-
-
-def _split_helper_args(argv: list[str]) -> tuple[list[str], list[str], set[str]]:
-    positional: list[str] = []
-    options: list[str] = []
-    flags: set[str] = set()
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a in ("-o", "-t", "-N") and i + 1 < len(argv):
-            if a == "-o":
-                options += [o for o in argv[i + 1].split(",") if o]
-            i += 2
-            continue
-        if a.startswith("-o") and len(a) > 2:
-            options += [o for o in a[2:].split(",") if o]
-        elif a.startswith("-") and len(a) > 1:
-            flags.update(a[1:])
-        else:
-            positional.append(a)
-        i += 1
-    return positional, options, flags
+    return fstab.run(argv, prog, lambda args: _run(lambda a: _mount(a, quiet=True), args))
