@@ -28,6 +28,7 @@ from rhfs.stats import Stats
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+UPLOAD_MIN_RATE = 2 << 20  # bytes/s an upload may fall to, beyond op_timeout, before it counts as hung
 
 _CONNECTION_ERRNOS = frozenset(
     {
@@ -148,7 +149,8 @@ class Guarded:
 
     def upload(self, local_path: str, path: str) -> None:
         size = os.path.getsize(local_path)
-        self.call("upload", self.inner.upload, local_path, path)
+        limit = self.op_timeout + size / UPLOAD_MIN_RATE  # a big upload is not a hung one
+        self.call_within(limit, "upload", self.inner.upload, local_path, path)
         self.stats.add_written(self.system, size)
 
     def remove(self, path: str) -> None:
