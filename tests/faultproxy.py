@@ -100,11 +100,10 @@ class _Connection:
         while view:
             if self.closed.is_set():
                 return False
+            piece = len(view)
             if proxy.mode == SLOW:
-                piece = max(1, int(proxy.bytes_per_second * _POLL))
-                time.sleep(_POLL)
-            else:
-                piece = len(view)
+                piece = min(piece, max(1, int(proxy.bytes_per_second * _POLL)))
+                time.sleep(piece / proxy.bytes_per_second)
             if proxy.mode == DROP_AFTER:
                 with self._lock:
                     budget = proxy.drop_after_bytes - self.flowed
@@ -178,7 +177,8 @@ class FaultProxy:
         was = self.mode
         self.mode = PASS
         if was in (BLACKHOLE, DOWN, DROP_AFTER):
-            self._reset_where(lambda c: c.corrupt or was != BLACKHOLE)
+            # Connections a blackhole swallowed bytes from, or accepted without an upstream, are dead.
+            self._reset_where(lambda c: c.corrupt or c.upstream is None or was != BLACKHOLE)
 
     def slow(self, bytes_per_second: int = 64 << 10) -> None:
         self.bytes_per_second = bytes_per_second

@@ -37,6 +37,7 @@ from conftest import RHFS, mounted
 from faultproxy import FaultProxy
 from faults_fixtures import (
     DEADLINE,
+    FAST_TIMEOUT,
     OUTAGE_ERRNOS,
     OwnSshd,
     cache_dir,
@@ -92,8 +93,15 @@ class FaultBed:
         return fs.cat_file(key) if fs.exists(key) else None
 
     def recovered(self, system: str) -> bool:
-        """Wait out the fail-fast window: True once the system answers through the mount again."""
-        return wait_for(lambda: errno_of(lambda: os.listdir(self.root(system))) == 0, timeout=DEADLINE * 2)
+        """Wait out the fail-fast window: True once the system answers through the mount again.
+
+        The probe is a lookup of a new name each time, which no cache can answer.
+        """
+
+        def answers() -> bool:
+            return errno_of(lambda: os.stat(self.root(system) / f"probe-{uuid.uuid4().hex}")) == errno.ENOENT
+
+        return wait_for(answers, timeout=DEADLINE * 2)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +114,10 @@ def faultbed(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iter
     config = write_config(testbed, d, s3_port=s3.port, cluster_ports={"cluster-a": cluster.port})
     try:
         with mounted(config, d / "mnt") as mnt:
-            yield FaultBed(testbed, mnt, config, s3, cluster, sshd)
+            bed = FaultBed(testbed, mnt, config, s3, cluster, sshd)
+            for system in ("s3", "cluster-a", *OTHERS):  # clients are made on first use: not in a test
+                assert bed.recovered(system), system
+            yield bed
     finally:
         s3.close()
         cluster.close()
@@ -283,8 +294,9 @@ def test_server_side_copy_cut_leaves_no_partial_destination(bed: FaultBed) -> No
         with bed.s3.fault("blackhole"):
             code, took = timed_errno(lambda: os.copy_file_range(src, dst, len(payload)))
             assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
+            # The failed copy already said so; close() has nothing more to upload (or fails too).
             code, took = timed_errno(lambda: os.close(dst))
-            assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
+            assert code in (0, *OUTAGE_ERRNOS) and took < DEADLINE, (code, took)
     finally:
         os.close(src)
     assert bed.recovered("s3")
@@ -320,19 +332,40 @@ def test_slow_server_answers_small_requests_and_times_out_big_ones(bed: FaultBed
     small, big = os.urandom(16 << 10), os.urandom(3 * MiB)
     (d / "small.bin").write_bytes(small)
     (here / "big.bin").write_bytes(big)
-    with bed.s3.fault("slow", 256 << 10):
+    with bed.s3.fault("slow", 128 << 10):
         time.sleep(1.2)  # let the attribute cache expire: every call below reaches the server
         assert (d / "small.bin").read_bytes() == small
+        # A copy too slow for its time limit fails; its source is untouched.
         started = time.monotonic()
-        cp = subprocess.run(["cp", str(here / "big.bin"), str(d / "big.bin")], capture_output=True, text=True)
+        cp = subprocess.run(
+            ["cp", str(here / "big.bin"), str(d / "copied.bin")], capture_output=True, text=True
+        )
         took = time.monotonic() - started
         assert cp.returncode != 0 and took < DEADLINE, (cp, took)
         assert "timed out" in cp.stderr or "Input/output error" in cp.stderr, cp.stderr
+        assert bed.recovered("s3"), "small requests stopped working on a slow server"
+        # So does an upload: close() fails, and the bytes are kept.
+        code, took = timed_errno(lambda: (d / "written.bin").write_bytes(big))
+        assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
         assert_others_work(bed)
-    assert kept_copy(bed.config, tree(bed, d / "big.bin")).read_bytes() == big
+    assert kept_copy(bed.config, tree(bed, d / "written.bin")).read_bytes() == big
     assert bed.recovered("s3")
-    assert bed.server_bytes("s3", d / "big.bin") in (None, big)
+    assert (here / "big.bin").read_bytes() == big
+    assert bed.server_bytes("s3", d / "copied.bin") in (None, big)
+    assert bed.server_bytes("s3", d / "written.bin") in (None, big)
     assert (d / "small.bin").read_bytes() == small
+
+
+def test_slow_upload_longer_than_op_timeout_still_succeeds(bed: FaultBed) -> None:
+    """op_timeout bounds a request, not a whole upload: an upload's limit grows with its size."""
+    d = bed.fresh_dir("s3")
+    data = os.urandom(16 * MiB)
+    with bed.s3.fault("slow", 4 * MiB):
+        started = time.monotonic()
+        (d / "slow.bin").write_bytes(data)
+        took = time.monotonic() - started
+    assert took > FAST_TIMEOUT, f"the proxy did not slow the upload down enough to test this ({took:.1f}s)"
+    assert bed.server_bytes("s3", d / "slow.bin") == data
 
 
 def test_dropped_connections_fail_cleanly_and_lose_nothing(bed: FaultBed) -> None:
