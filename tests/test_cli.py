@@ -179,7 +179,7 @@ def test_after_kill_9_the_next_mount_cleans_up_the_stale_mount(config: Path, tmp
         assert wait_for(lambda: not pid_alive(old), 10)
         with pytest.raises(OSError) as stale:
             os.listdir(mnt)
-        assert stale.value.errno == 107, "Transport endpoint is not connected"
+        assert stale.value.errno in (107, 103), "ENOTCONN or ECONNABORTED: the daemon is gone"
         status = run("status", str(mnt))
         assert status.returncode == 1 and "stale mount (its daemon is gone)" in status.stderr
 
