@@ -77,7 +77,7 @@ def test_the_installed_unit_passes_systemd_analyze_verify(tmp_path: Path) -> Non
     assert keys["After"] == ["network-online.target"] and keys["Wants"] == ["network-online.target"]
     assert keys["Restart"] == ["on-failure"]
     assert keys["ExecStart"] == [f"{RHFS} mount /rh --foreground --config /etc/rhfs/config.toml"]
-    assert keys["ExecStop"][0].startswith(f"{RHFS} unmount /rh")
+    assert keys["ExecStop"][0].startswith(f"-{RHFS} unmount /rh")
     shipped = _unit((REPO / "systemd" / "rhfs.service").read_text())
     assert shipped["ExecStart"] == [
         "/usr/local/bin/rhfs mount /rh --foreground --config /etc/rhfs/config.toml"
@@ -94,7 +94,7 @@ def test_install_service_script_writes_unit_helper_and_private_config(tmp_path: 
     assert "systemd-analyze verify: ok" in result.stderr
     unit = _unit((root / "etc/systemd/system/rhfs.service").read_text())
     assert unit["ExecStart"] == [f"{RHFS} mount /data/rh --foreground --config /etc/rhfs/site.toml"]
-    assert unit["ExecStop"][0].startswith(f"{RHFS} unmount /data/rh ")
+    assert unit["ExecStop"][0].startswith(f"-{RHFS} unmount /data/rh ")
     helper = root / "sbin" / "mount.fuse.rhfs"
     assert helper.is_symlink() and os.path.realpath(helper) == os.path.realpath(MOUNT_RHFS)
     config = root / "etc" / "rhfs" / "site.toml"
