@@ -98,8 +98,9 @@ def prepare_mountpoint(path: str) -> None:
         mp.unmount(path, lazy=True)
     elif state == "ok":
         entry = mp.mount_entry(path)
-        what = "rhfs" if entry and entry.fstype == mp.RHFS_FSTYPE else (entry.fstype if entry else "?")
-        raise RhfsError(f"{path}: already mounted ({what}); run: rhfs unmount {path}")
+        if entry is None or entry.fstype == mp.RHFS_FSTYPE:
+            raise RhfsError(f"{path}: already mounted (rhfs); run: rhfs unmount {path}")
+        raise RhfsError(f"{path}: already mounted ({entry.fstype}); choose another mount point")
     if not os.path.exists(path):
         os.makedirs(path)
     elif not os.path.isdir(path):

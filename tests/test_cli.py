@@ -160,6 +160,15 @@ def test_mount_refuses_a_busy_mount_point(config: Path, tmp_path: Path) -> None:
         assert daemon_pid(mnt) == pid, "the first daemon keeps serving"
         foreground = run("mount", str(mnt), "--config", str(config), "--foreground")
         assert foreground.returncode == 1 and "already mounted" in foreground.stderr
+    other = tmp_path / "tmpfs"
+    other.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(other)], check=True)
+    try:
+        taken = run("mount", str(other), "--config", str(config))
+        assert taken.returncode == 1
+        assert taken.stderr.strip() == f"rhfs: {other}: already mounted (tmpfs); choose another mount point"
+    finally:
+        subprocess.run(["umount", str(other)], check=True)
     a_file = tmp_path / "file"
     a_file.write_text("x")
     result = run("mount", str(a_file), "--config", str(config))
