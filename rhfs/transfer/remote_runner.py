@@ -53,6 +53,10 @@ class Window:
 def send(spec, body=None, length=None, extra=None):
     headers = dict(spec.get("headers") or {})
     headers.update(extra or {})
+    # With a body, urllib would add a form Content-Type, which signed requests did not sign
+    # for (and some servers then parse the body as a form): send it empty, as curl omits it.
+    if body is not None and not any(k.lower() == "content-type" for k in headers):
+        headers["Content-Type"] = ""
     if length is not None:
         headers["Content-Length"] = str(length)
     request = urllib.request.Request(spec["url"], data=body, headers=headers, method=spec["method"])

@@ -1,0 +1,205 @@
+"""The copy planner in-process (no FUSE) against the local servers: the paths a mount test cannot steer.
+
+- parallel UploadPartCopy and multipart uploads by a cluster, with the size limits lowered;
+- falling back when a cluster lacks curl or python3, and the log line saying why;
+- no signed URL or token in any command line sent to a cluster: only in its stdin.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import tomli_w
+from testbed import Testbed
+
+from rhfs.backends import transfers
+from rhfs.backends.cluster import ClusterBackend
+from rhfs.backends.transfers import HttpRequest
+from rhfs.config import load_file
+from rhfs.transfer.planner import Planner
+from rhfs.transfer.shell import curl_config
+from rhfs.transfer.tools import ToolCache
+from rhfs.vfs.core import Vfs
+from rhfs.wiring import build_vfs
+
+MiB = 1 << 20
+pytestmark = pytest.mark.servers
+
+
+@pytest.fixture(scope="module")
+def vfs(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Vfs:
+    d = tmp_path_factory.mktemp("transfer-unit")
+    cfg = tomllib.loads(testbed.config_path.read_text())
+    cfg["mount"]["cache_dir"] = str(d / "cache")
+    cfg["stores"]["gs"]["transfer_cluster"] = "cluster-b"
+    path = d / "rhfs.toml"
+    path.write_text(tomli_w.dumps(cfg))
+    path.chmod(0o600)
+    return build_vfs(load_file(str(path)))
+
+
+@pytest.fixture
+def name() -> str:
+    return f"unit-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def commands(vfs: Vfs, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, bytes]]]:
+    """Every (command, stdin) run on a cluster by the planner."""
+    seen: list[tuple[str, bytes]] = []
+    original = ClusterBackend.run
+
+    def recording(self: ClusterBackend, command: str, **kwargs: Any) -> tuple[int, str, str]:
+        seen.append((command, kwargs.get("stdin") or b""))
+        return original(self, command, **kwargs)
+
+    monkeypatch.setattr(ClusterBackend, "run", recording)
+    yield seen
+
+
+def tools(vfs: Vfs) -> ToolCache:
+    return cast(Planner, vfs.copier).ctx.tools
+
+
+def copy(vfs: Vfs, src: str, dst: str) -> str:
+    loc = vfs.resolve(src)
+    return vfs.copier.copy(loc, vfs.resolve(dst), vfs.entry(loc, fresh=True))
+
+
+def s3_etag(testbed: Testbed, key: str) -> str:
+    return str(testbed.fs("s3").info(f"{testbed.bucket}/{key}")["ETag"]).strip('"')
+
+
+def test_big_s3_copies_use_parallel_upload_part_copy(
+    testbed: Testbed, vfs: Vfs, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transfers, "PARALLEL_COPY_FROM", 10 * MiB)
+    monkeypatch.setattr(transfers, "MIN_COPY_PART", 5 * MiB)
+    data = os.urandom(23 * MiB)
+    testbed.fs("s3").pipe_file(f"{testbed.bucket}/{name}/big.bin", data)
+    route = copy(vfs, f"/s3/{testbed.bucket}/{name}/big.bin", f"/s3/{testbed.bucket}/{name}/copy.bin")
+    assert route == "store-copy"
+    assert testbed.fs("s3").cat_file(f"{testbed.bucket}/{name}/copy.bin") == data
+    assert s3_etag(testbed, f"{name}/copy.bin").endswith("-5")  # five parts of 5 MiB (the last 3 MiB)
+
+
+def test_a_failed_parallel_copy_is_aborted(testbed: Testbed, vfs: Vfs, name: str) -> None:
+    store = vfs.resolve("/s3").backend
+    assert store is not None
+    with pytest.raises(FileNotFoundError):
+        transfers.server_copy(
+            store.inner, f"{testbed.bucket}/{name}/none", f"{testbed.bucket}/{name}/x", 2 << 30
+        )
+    uploads = testbed.fs("s3").list_multipart_uploads(testbed.bucket)
+    assert [u for u in uploads if u["Key"].startswith(name)] == []
+    assert not testbed.fs("s3").exists(f"{testbed.bucket}/{name}/x")
+
+
+def test_cluster_uploads_a_multipart_object_with_python(
+    testbed: Testbed,
+    vfs: Vfs,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    commands: list[tuple[str, bytes]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setitem(transfers.SINGLE_PUT_LIMIT, "s3", 6 * MiB)
+    monkeypatch.setattr(transfers, "MIN_UPLOAD_PART", 5 * MiB)
+    tools(vfs).assume("cluster-a", {"python3", "ssh"})
+    data = os.urandom(12 * MiB)
+    local = testbed.cluster_roots["cluster-a"] / f"{name}.bin"
+    local.write_bytes(data)
+    try:
+        with caplog.at_level(logging.INFO, logger="rhfs.transfer"):
+            route = copy(vfs, f"/clusters/cluster-a/{name}.bin", f"/s3/{testbed.bucket}/{name}/up.bin")
+    finally:
+        local.unlink()
+        tools(vfs).assume("cluster-a", set(), seconds=0)
+    assert route == "cluster-python"
+    assert "route cluster-curl cannot run" in caplog.text
+    assert testbed.fs("s3").cat_file(f"{testbed.bucket}/{name}/up.bin") == data
+    assert s3_etag(testbed, f"{name}/up.bin").endswith("-3")
+    command, stdin = commands[-1]
+    assert "X-Amz-Signature" not in command and "Signature=" not in command
+    assert b"Signature" in stdin
+
+
+def test_no_curl_and_no_python_falls_back_to_the_relay(
+    testbed: Testbed, vfs: Vfs, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    tools(vfs).assume("cluster-b", set())
+    data = os.urandom(3 * MiB)
+    testbed.fs("gs").pipe_file(f"{testbed.bucket}/{name}/g.bin", data)
+    target = testbed.cluster_roots["cluster-b"] / f"{name}.bin"
+    try:
+        with caplog.at_level(logging.INFO, logger="rhfs.transfer"):
+            route = copy(vfs, f"/gs/{testbed.bucket}/{name}/g.bin", f"/clusters/cluster-b/{name}.bin")
+        assert route == "relay"
+        assert target.read_bytes() == data
+    finally:
+        target.unlink(missing_ok=True)
+        tools(vfs).assume("cluster-b", set(), seconds=0)
+    assert "route cluster-curl cannot run (cluster-b has no curl)" in caplog.text
+    assert "route cluster-python cannot run (cluster-b has no python3)" in caplog.text
+
+
+def test_transfer_cluster_streams_a_multipart_object(
+    testbed: Testbed, vfs: Vfs, name: str, monkeypatch: pytest.MonkeyPatch, commands: list[tuple[str, bytes]]
+) -> None:
+    monkeypatch.setitem(transfers.SINGLE_PUT_LIMIT, "s3", 6 * MiB)
+    monkeypatch.setattr(transfers, "MIN_UPLOAD_PART", 5 * MiB)
+    data = os.urandom(11 * MiB)
+    testbed.fs("gs").pipe_file(f"{testbed.bucket}/{name}/t.bin", data)
+    route = copy(vfs, f"/gs/{testbed.bucket}/{name}/t.bin", f"/s3/{testbed.bucket}/{name}/t.bin")
+    assert route == "transfer-cluster"
+    assert testbed.fs("s3").cat_file(f"{testbed.bucket}/{name}/t.bin") == data
+    assert s3_etag(testbed, f"{name}/t.bin").endswith("-3")
+    assert all("Signature" not in command for command, _ in commands)
+
+
+def test_cluster_commands_carry_no_secret(testbed: Testbed, vfs: Vfs, name: str, commands: Any) -> None:
+    data = os.urandom(MiB)
+    testbed.fs("azure").pipe_file(f"{testbed.bucket}/{name}/a.bin", data)
+    target = testbed.cluster_roots["cluster-a"] / f"{name}.bin"
+    try:
+        route = copy(vfs, f"/azure/{testbed.bucket}/{name}/a.bin", f"/clusters/cluster-a/{name}.bin")
+        assert route == "cluster-curl"
+        assert target.read_bytes() == data
+    finally:
+        target.unlink(missing_ok=True)
+    command, stdin = commands[-1]
+    assert "sig=" not in command and "http" not in command
+    assert b"sig=" in stdin
+
+
+def test_curl_config_quotes_values() -> None:
+    request = HttpRequest("PUT", 'http://h/k?a="b"\\c', {"x-ms-blob-type": "BlockBlob"})
+    assert curl_config(request).decode().splitlines() == [
+        'url = "http://h/k?a=\\"b\\"\\\\c"',
+        'request = "PUT"',
+        'header = "x-ms-blob-type: BlockBlob"',
+    ]
+    assert "http" not in repr(request)
+
+
+def test_part_sizes_stay_within_the_limits() -> None:
+    assert transfers.copy_part_size(1 << 30) == 128 * MiB
+    assert transfers.copy_part_size(100 << 40) == 5 << 30
+    assert -(-(40 << 40) // transfers.copy_part_size(40 << 40)) <= transfers.MAX_PARTS
+    assert transfers.upload_part_size(5 << 40) * transfers.MAX_PARTS >= 5 << 40  # S3's largest object
+
+
+def test_tmp_files_of_relays_of_dead_daemons_are_swept(tmp_path: Path) -> None:
+    from rhfs.transfer.direct import sweep
+
+    (tmp_path / "999999999-abc").write_bytes(b"x")
+    (tmp_path / f"{os.getpid()}-def").write_bytes(b"y")
+    sweep(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{os.getpid()}-def"]
