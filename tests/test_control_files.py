@@ -102,9 +102,10 @@ def test_status_json_shows_health_latency_and_outages(mnt: Path, testbed: Testbe
 def test_stats_json_counts_ops_errors_and_bytes_per_system(mnt: Path, testbed: Testbed) -> None:
     before = _json(mnt, "stats.json")
     payload = os.urandom(300_000)
-    path = mnt / "gs" / testbed.bucket / f"stats-{uuid.uuid4().hex[:8]}.bin"
-    path.write_bytes(payload)
-    assert path.read_bytes() == payload
+    name = f"stats-{uuid.uuid4().hex[:8]}"
+    (mnt / "gs" / testbed.bucket / f"{name}-written.bin").write_bytes(payload)
+    testbed.fs("gs").pipe(f"{testbed.bucket}/{name}-read.bin", payload)  # never seen by the mount
+    assert (mnt / "gs" / testbed.bucket / f"{name}-read.bin").read_bytes() == payload
     for _ in range(3):
         with pytest.raises(FileNotFoundError):
             os.stat(mnt / "here" / f"missing-{uuid.uuid4().hex}")
