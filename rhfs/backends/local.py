@@ -18,7 +18,7 @@ import threading
 import uuid
 
 from rhfs.backends.base import Entry, check_name
-from rhfs.errors import NotFound
+from rhfs.errors import NotFound, PermissionDenied
 
 TMP_MARK = ".rhfs-tmp-"
 
@@ -64,7 +64,21 @@ class LocalBackend:
         full = os.path.join(self.root, path) if path else self.root
         if full in self.hidden:
             raise NotFound(path)
+        if "/" in path:
+            self._check_parents(path, full)
         return full
+
+    def _check_parents(self, path: str, full: str) -> None:
+        """The OS follows links in the directories above ``full``: they must not lead out of root.
+
+        Through FUSE the kernel resolves each component itself, but rhfs's own faces
+        (``rhfs ls``, ``rhfs://``) hand over whole paths.
+        """
+        parent = os.path.realpath(os.path.dirname(full))
+        if os.path.commonpath([parent, self.root]) != self.root:
+            raise PermissionDenied(f"{path}: a symbolic link on the way leads out of {self.system}'s root")
+        if any(os.path.commonpath([parent, h]) == h for h in self.hidden):
+            raise NotFound(path)  # the mount point itself: entering it would call the daemon
 
     def stat(self, path: str) -> Entry:
         full = self._abs(path)
