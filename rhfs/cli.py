@@ -103,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("-l", "--long", action="store_true", help="kind, size and modification time")
     ls.add_argument("--config")
 
+    cp = command("cp", _cp, "Copy files by the mount's server-side routes, outside a mount.")
+    cp.add_argument("src", help="s3://bucket/key, CLUSTER:path, a tree path, a mount path or a local path")
+    cp.add_argument("dst", help="the same forms; an existing directory receives SRC under its name")
+    cp.add_argument("-r", "--recursive", action="store_true", help="copy directories and their contents")
+    cp.add_argument("--config")
+
     c = command("config", _config_check, "Configuration commands.")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     check = csub.add_parser(
@@ -395,6 +401,20 @@ def _ls_line(name: str, is_dir: bool, size: int, mtime: float, long: bool) -> st
         return name + ("/" if is_dir else "")
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime))
     return f"{'d' if is_dir else '-'} {size:>12} {when}  {name}{'/' if is_dir else ''}"
+
+
+# -- cp ----------------------------------------------------------------------------------
+def _cp(args: argparse.Namespace) -> int:
+    from rhfs.transfer.command import run_cp
+
+    config = config_mod.load(args.config)
+    rhfs_log.setup(getattr(args, "log_level", None) or "WARNING")
+    result = run_cp(config, args.src, args.dst, recursive=args.recursive, tree_path=tree_path)
+    routes = ", ".join(f"{route} {n}" for route, n in sorted(result.routes.items()))
+    print(f"copied {result.files} files, {_size(result.bytes)}" + (f" ({routes})" if routes else ""))
+    for failure in result.failed:
+        _error(failure)
+    return EXIT_FAILED if result.failed else EXIT_OK
 
 
 # -- config ----------------------------------------------------------------------------

@@ -347,3 +347,54 @@ def test_source_deleted_before_the_copy_leaves_no_destination(
     assert dst.names() == []
     new_lines = bed2.log.read_text()[len(log_before) :].splitlines()
     assert len([line for line in new_lines if "route cluster-curl failed" in line]) == 1, new_lines
+
+
+# -- rhfs cp: the same routes outside a mount -------------------------------------------------
+def rhfs_cp(testbed: Testbed, *args: str) -> subprocess.CompletedProcess[str]:
+    return run(shutil.which("rhfs") or "rhfs", "cp", "--config", str(testbed.config_path), *args, check=False)
+
+
+def test_rhfs_cp_copies_urls_mount_paths_and_local_paths(
+    testbed: Testbed, places: Any, tmp_path: Path
+) -> None:
+    local = tmp_path / "tree"
+    payloads = {rel: os.urandom(n) for rel, n in TREE.items()}
+    for rel, data in payloads.items():
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_bytes(data)
+    s3, cluster, gs = places("s3"), places("cluster-a"), places("gs")
+    steps = [
+        (str(local), f"s3://{testbed.bucket}/{s3.name}/tree", "here-upload"),
+        (f"s3://{testbed.bucket}/{s3.name}/tree", f"cluster-a:{cluster.name}/tree", "cluster-curl"),
+        (f"cluster-a:{cluster.name}/tree", str(gs.path / "tree"), "cluster-curl"),  # a mount path
+        (str(gs.path / "tree"), str(tmp_path / "back"), "here-download"),
+    ]
+    for src, dst, route in steps:
+        result = rhfs_cp(testbed, "-r", src, dst)
+        assert result.returncode == 0, result.stderr
+        assert f"{route} 3" in result.stdout and "empty 1" in result.stdout, result.stdout
+    for place in (s3, cluster, gs):
+        for rel, data in payloads.items():
+            assert place.get(f"tree/{rel}") == data, (place.system, rel)
+    for rel, data in payloads.items():
+        assert (tmp_path / "back" / rel).read_bytes() == data
+
+
+def test_rhfs_cp_of_one_file_into_a_directory(testbed: Testbed, places: Any) -> None:
+    src, dst = places("azure"), places("azure")
+    data = os.urandom(MiB)
+    src.put("one.bin", data)
+    result = rhfs_cp(
+        testbed, f"az://{testbed.bucket}/{src.name}/one.bin", f"az://{testbed.bucket}/{dst.name}"
+    )
+    assert result.returncode == 0 and "store-copy 1" in result.stdout, result.stderr
+    assert dst.get("one.bin") == data
+
+
+def test_rhfs_cp_refuses_a_directory_without_r_and_a_missing_source(testbed: Testbed, places: Any) -> None:
+    src = places("s3")
+    src.put("d/x", b"x")
+    result = rhfs_cp(testbed, f"s3://{testbed.bucket}/{src.name}/d", f"s3://{testbed.bucket}/{src.name}/e")
+    assert result.returncode == 1 and "use -r" in result.stderr
+    result = rhfs_cp(testbed, f"s3://{testbed.bucket}/{src.name}/nope", f"s3://{testbed.bucket}/{src.name}/e")
+    assert result.returncode == 1 and "No such file" in result.stderr
