@@ -109,7 +109,7 @@ def test_overwrite_shorter_append_and_dd(system_dir: Path, local: Path) -> None:
     both("printf 'XXXX' | dd of=n bs=1 seek=500000 conv=notrunc status=none", system_dir, local)
     # past the end: the gap reads as zeros
     both("printf 'YY' | dd of=n bs=1 seek=2000000 conv=notrunc status=none", system_dir, local)
-    both("truncate -s 1000 f && truncate -s 10 g", system_dir, local)
+    both("truncate -s 1000 f && truncate -s 10 g && : > z && truncate -s 4097 z", system_dir, local)
     assert_same_tree(system_dir, local)
 
 

@@ -307,7 +307,9 @@ class ClusterBackend:
         async def go(sftp: Any) -> None:
             try:
                 # block_size -1: the server's own limit (OpenSSH takes at most 256 KiB per write).
-                await sftp.put(local_path, tmp, block_size=-1, max_requests=UPLOAD_REQUESTS)
+                # sparse=False: asyncssh's sparse copy skips holes, and a trailing hole (a file
+                # extended by truncate) would leave the remote file short.
+                await sftp.put(local_path, tmp, block_size=-1, max_requests=UPLOAD_REQUESTS, sparse=False)
                 try:
                     old = await sftp.stat(full)
                 except asyncssh_error():
