@@ -35,7 +35,16 @@ from rhfs import __version__
 
 pytestmark = pytest.mark.timeout(300)
 
-COMMANDS = (["mount"], ["unmount"], ["status"], ["ls"], ["config"], ["config", "check"])
+COMMANDS = (
+    ["mount"],
+    ["unmount"],
+    ["status"],
+    ["ls"],
+    ["cp"],
+    ["config"],
+    ["config", "check"],
+    ["config", "show"],
+)
 SYSTEMS = ("here", "cluster-a", "cluster-b", "s3", "gs", "azure")
 DEAD_STORE = (
     '[stores.dead]\nprotocol = "s3"\nbuckets = ["gone"]\n'
