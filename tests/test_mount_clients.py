@@ -181,3 +181,23 @@ def test_symlinks(system_dir: Path, system: str) -> None:
         subprocess.run(["cat", str(system_dir / "dangling")], check=True, capture_output=True)
     os.unlink(system_dir / "link")
     assert (system_dir / "target").read_text() == "pointed at\n"
+
+
+def test_a_reader_opened_before_removal(system_dir: Path, system: str) -> None:
+    """As locally, on here/ and clusters; a store answers ENOENT or ESTALE instead of old bytes."""
+    (system_dir / "gone").write_bytes(b"first version")
+    (system_dir / "replaced").write_bytes(b"old")
+    (system_dir / "replacement").write_bytes(b"new, longer")
+    with open(system_dir / "gone", "rb") as gone, open(system_dir / "replaced", "rb") as replaced:
+        os.unlink(system_dir / "gone")
+        os.rename(system_dir / "replacement", system_dir / "replaced")
+        if system in STORES:
+            for f in (gone, replaced):
+                with pytest.raises(OSError) as caught:
+                    f.read()
+                assert caught.value.errno in (errno.ENOENT, errno.ESTALE)
+        else:
+            assert gone.read() == b"first version"
+            assert replaced.read() == b"old"
+    assert (system_dir / "replaced").read_bytes() == b"new, longer"
+    assert sorted(os.listdir(system_dir)) == ["replaced"]

@@ -450,3 +450,18 @@ def test_the_trees_own_directories_are_read_only(world: World) -> None:
     assert errno_of(world.vfs.rename, "/mem/x", "/other") == errno.EROFS
     assert errno_of(world.vfs.getattr, "/nowhere") == errno.ENOENT
     assert errno_of(world.vfs.create, "/mem/nodir/x", 0o644, CREATE) == errno.ENOENT
+
+
+def test_readers_on_here_outlive_unlink_and_replacement(world: World) -> None:
+    world.write_file("/mem/kept", b"old bytes")
+    reader = world.vfs.open("/mem/kept", os.O_RDONLY).fh
+    world.vfs.unlink("/mem/kept")
+    assert world.vfs.read(reader, 100, 0) == b"old bytes"
+    world.vfs.release(reader)
+    world.write_file("/mem/target", b"before")
+    world.write_file("/mem/source", b"after")
+    reader = world.vfs.open("/mem/target", os.O_RDONLY).fh
+    world.vfs.rename("/mem/source", "/mem/target")
+    assert world.vfs.read(reader, 100, 0) == b"before"
+    world.vfs.release(reader)
+    assert world.read_file("/mem/target") == b"after"

@@ -321,10 +321,16 @@ class Vfs:
         handle = self._handle(fh)
         if handle.open_file is not None:
             return handle.open_file.read(offset, size)
+        return self._reader(handle).read(offset, size)
+
+    def _reader(self, handle: Handle, *, pin: bool = False) -> Reader:
+        """The handle's reader, made on first use; ``pin`` opens the file on the system now."""
         if handle.reader is None:
             backend, entry = handle.location.backend, handle.entry
             assert backend is not None and entry is not None
             reader = backend.open_reader(handle.location.rel, entry)
+            if pin:
+                reader.read(0, 0)  # a cluster's reader opens its remote file on first read
             if backend.kind in REMOTE_KINDS:
                 reader = ReadAhead(reader, entry.size)
             with self._lock:
@@ -333,7 +339,30 @@ class Vfs:
                 else:
                     reader.close()
         assert handle.reader is not None
-        return handle.reader.read(offset, size)
+        return handle.reader
+
+    def _pin_readers(self, path: str) -> None:
+        """Before ``path`` is removed or replaced, open its readers' files on the system.
+
+        On ``here`` and clusters an open file outlives its name, so readers that opened
+        the file before keep reading its bytes, as on a local filesystem. (Stores answer
+        ESTALE instead: their readers are tied to the version they opened.)
+        """
+        with self._lock:
+            waiting = [
+                h
+                for h in self._handles.values()
+                if h.location.path == path
+                and h.reader is None
+                and h.open_file is None
+                and h.location.backend is not None
+                and h.location.backend.kind in ("here", "cluster")
+            ]
+        for handle in waiting:
+            try:
+                self._reader(handle, pin=True)
+            except RhfsError as e:
+                log.debug("%s: could not keep a reader open: %s", path, e)
 
     def write(self, fh: int, data: bytes, offset: int) -> int:
         handle = self._handle(fh)
@@ -437,6 +466,7 @@ class Vfs:
             if not open_file.remote_exists:
                 self._changed(path)
                 return  # never uploaded: nothing remote to remove
+        self._pin_readers(path)
         try:
             loc.backend.remove(loc.rel)
         except NotFound:
@@ -471,6 +501,8 @@ class Vfs:
                     raise DirectoryNotEmpty(new)
                 if src.backend.kind == "store":
                     src.backend.rmdir(dst.rel)
+        if dst_entry is not None and not dst_entry.is_dir:
+            self._pin_readers(dst.path)
         src.backend.rename(src.rel, dst.rel)
         self._moved(src.path, dst.path)
 
