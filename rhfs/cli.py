@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--config")
 
     cp = command("cp", _cp, "Copy files by the mount's server-side routes, outside a mount.")
-    cp.add_argument("src", help="s3://bucket/key, CLUSTER:path, a tree path, a mount path or a local path")
+    cp.add_argument("src", help="s3://bucket/key, CLUSTER:path, rhfs://tree/path, a mount path, a local path")
     cp.add_argument("dst", help="the same forms; an existing directory receives SRC under its name")
     cp.add_argument("-r", "--recursive", action="store_true", help="copy directories and their contents")
     cp.add_argument("--config")

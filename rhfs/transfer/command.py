@@ -1,8 +1,8 @@
 """``rhfs cp SRC DST [-r]``: the mount's copy planner, run in the calling process.
 
-SRC and DST are tree paths, URLs (``s3://bucket/key``, ``CLUSTER:path``,
-``rhfs://path``), paths inside a live rhfs mount (copied by this process, not
-through the mount), or plain local paths (the ``here`` routes). As with ``cp``:
+SRC and DST are URLs (``s3://bucket/key``, ``CLUSTER:path``, ``rhfs://<tree
+path>``), paths inside a live rhfs mount (copied by this process, not through
+the mount), or any other local path (the ``here`` routes). As with ``cp``:
 a DST that is an existing directory receives SRC under its own name, and a
 directory SRC needs ``-r``.
 
