@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from rhfs.backends.store import StoreBackend
-from rhfs.errors import CantCopy
+from rhfs.errors import CantCopy, NotFound
 
 T = TypeVar("T")
 
@@ -121,8 +121,10 @@ def server_copy(store: StoreBackend, src: str, dst: str, size: int) -> None:
         raise CantCopy(f"{store.system}: no server-side copy for protocol {store.protocol}")
     try:
         _run(store, store.api.copy, sb, sk, db, dk, size=size)
+    except NotFound:
+        raise  # the copy never started: the destination is as it was
     except BaseException:
-        if provider(store) == "az":  # a failed Copy Blob leaves a destination blob behind
+        if provider(store) == "az":  # a Copy Blob that failed once started leaves a broken blob
             _run(store, store.api.delete, db, [dk])
         raise
 
