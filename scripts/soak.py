@@ -95,7 +95,7 @@ class Worker(threading.Thread):
 
     # -- helpers -------------------------------------------------------------------------
     def _payload(self) -> bytes:
-        size = min(int(self.rng.paretovariate(1.2) * 4096), self.max_size)
+        size = min(int(self.rng.paretovariate(1.2) * 16384), self.max_size)
         return self.rng.randbytes(size)
 
     def _new_path(self, system: str | None = None) -> Path:
