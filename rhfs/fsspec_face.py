@@ -18,9 +18,9 @@ import contextlib
 import datetime as dt
 import errno
 import os
+import queue
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
@@ -29,7 +29,8 @@ from rhfs.errors import to_errno
 from rhfs.vfs.core import Vfs
 
 _VFS_BY_CONFIG: dict[str | None, Vfs] = {}
-_closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rhfs-fsspec-close")
+_unclosed: queue.SimpleQueue[RhfsFile] = queue.SimpleQueue()  # put() is safe inside __del__
+_closer_started = threading.Event()
 _VFS_LOCK = threading.Lock()
 
 
@@ -200,6 +201,7 @@ class RhfsFile(AbstractBufferedFile):
     fs: RhfsFileSystem
 
     def __init__(self, fs: RhfsFileSystem, path: str, mode: str = "rb", **kwargs: Any) -> None:
+        _start_closer()
         self.fh: int | None = None
         if mode == "rb":
             with _errors(path):
@@ -250,8 +252,24 @@ class RhfsFile(AbstractBufferedFile):
                 self._release()
 
     def __del__(self) -> None:
-        # The garbage collector may run this on any thread, including the event loop
-        # thread of an async backend, where a blocking release would deadlock it.
+        # The garbage collector may run this on any thread and inside any lock (the event
+        # loop thread of an async backend, an executor's submit): a file left open is
+        # handed to a closing thread instead, with a put that takes no lock.
         if not self.closed:
-            with contextlib.suppress(RuntimeError):  # at interpreter exit: nothing left to release
-                _closer.submit(self.close)
+            _unclosed.put(self)
+
+
+def _close_collected() -> None:
+    while True:
+        f = _unclosed.get()
+        with contextlib.suppress(Exception):
+            f.close()
+        del f
+
+
+def _start_closer() -> None:
+    if not _closer_started.is_set():
+        with _VFS_LOCK:
+            if not _closer_started.is_set():
+                threading.Thread(target=_close_collected, name="rhfs-fsspec-close", daemon=True).start()
+                _closer_started.set()

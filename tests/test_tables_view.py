@@ -176,7 +176,7 @@ def test_reading_a_footer_fetches_only_the_footer(world: World) -> None:
     finally:
         world.vfs.release(opened.fh)
     assert tail[-4:] == b"PAR1"
-    assert world.bytes_read("s3") - before < 1 << 20
+    assert world.bytes_read("s3") - before <= size // 4  # the tail, never the whole file
 
 
 def test_an_invalid_part_is_refused_with_einval_and_the_table_is_unchanged(world: World) -> None:
