@@ -242,7 +242,7 @@ def test_blobs_in_the_mount(testbed: Testbed, mnt: Path) -> None:
 
 
 def test_two_mounts_share_a_catalog_on_a_bucket(
-    testbed: Testbed, tmp_path_factory: pytest.TempPathFactory
+    testbed: Testbed, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     configs = []
@@ -260,6 +260,8 @@ def test_two_mounts_share_a_catalog_on_a_bucket(
         assert os.listdir(b / "tables") == []  # b has looked, and may cache that answer for attr_ttl
         (a / "tables" / "shared").mkdir()
         seen_after = wait_for(lambda: "shared" in os.listdir(b / "tables"), 10 * ATTR_TTL)
+        with capsys.disabled():
+            print(f"\na table made in one mount appeared in the other after {seen_after}s")
         assert seen_after is not None and seen_after <= ATTR_TTL + 0.5, seen_after
 
         (a / "tables" / "shared" / "p.parquet").write_bytes(parquet_bytes(sample_frame(4)))
