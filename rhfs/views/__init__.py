@@ -55,10 +55,12 @@ def build_views(
     from rhfs.views.tables import TablesView
 
     hidden = (mountpoint,) if mountpoint else ()
-    local = Guarded(
-        LocalBackend("/", system="file", hidden=hidden), stats, op_timeout=config.mount.op_timeout
-    )
-    systems = Systems(config, dict(mounts), local, hidden)
+
+    def guard(backend: Backend) -> Guarded:
+        return Guarded(backend, stats, op_timeout=config.mount.op_timeout)
+
+    local = guard(LocalBackend("/", system="file", hidden=hidden))
+    systems = Systems(config, dict(mounts), local, hidden, wrap=guard)
     catalog = open_catalog(systems, config.catalog.url, ttl=config.mount.attr_ttl * CATALOG_TTL_SHARE)
     converter = Converter(expand(config.mount.cache_dir))
     default_url = config.tables.default_url

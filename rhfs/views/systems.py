@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,16 +51,23 @@ class Systems:
     """System names -> backends, for the views, the catalog and the Python API."""
 
     def __init__(
-        self, config: Config, backends: dict[str, Any], local: Any, hidden: tuple[str, ...] = ()
+        self,
+        config: Config,
+        backends: dict[str, Any],
+        local: Any,
+        hidden: tuple[str, ...] = (),
+        wrap: Callable[[Backend], Any] | None = None,
     ) -> None:
         """``backends``: mount key -> backend (``here``, ``s3``, ``clusters/cluster-a``...);
         ``local``: a backend rooted at ``/`` that serves the ``file`` system;
         ``hidden``: local directories never entered (the mount point: entering it would
-        make the daemon call into itself)."""
+        make the daemon call into itself); ``wrap``: applied to a store made here for a
+        URL no configured store serves (the daemon guards it like the others)."""
         self.config = config
         self.mounts = dict(backends)
         self.local = local
         self.hidden = tuple(os.path.realpath(h) for h in hidden)
+        self.wrap = wrap or (lambda backend: backend)
         self._extra: dict[str, Any] = {}
 
     # -- names ----------------------------------------------------------------------
@@ -132,7 +140,7 @@ class Systems:
         if place.system in self.config.stores:
             return f"{self.config.stores[place.system].protocol}://{place.path}"
         if place.system in self._extra:
-            return f"{self._extra[place.system].protocol}://{place.path}"
+            return f"{place.system.removesuffix('-default')}://{place.path}"
         return f"{place.system}:{place.path}"
 
     def parse_url(self, url: str) -> Place:
@@ -160,7 +168,7 @@ class Systems:
         # No configured store: use the provider's standard credential chain.
         name = f"{protocol}-default"
         if name not in self._extra:
-            self._extra[name] = StoreBackend(name, protocol, {})
+            self._extra[name] = self.wrap(StoreBackend(name, protocol, {}))
         return name
 
     def first_bucket(self, system: str) -> str:
