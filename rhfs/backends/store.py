@@ -42,6 +42,7 @@ from rhfs.errors import (
 
 T = TypeVar("T")
 MARKER = "/"
+MAX_KEY_BYTES = 1024  # the longest key S3, GCS and Azure accept
 STARTED_AT = time.time()
 
 
@@ -135,6 +136,8 @@ class StoreBackend:
         if path:
             check_name(path)
         bucket, _, key = path.partition("/")
+        if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
+            raise NameTooLong(f"{path}: keys are at most {MAX_KEY_BYTES} bytes on S3, GCS and Azure")
         return bucket, key
 
     def buckets(self) -> list[str]:
