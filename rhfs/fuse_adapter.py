@@ -78,7 +78,17 @@ def _op(fn: F) -> F:
 
 
 class RhfsFUSE(mfusepy.FUSE):
-    """mfusepy's FUSE plus the ``copy_file_range`` callback of libfuse3."""
+    """mfusepy's FUSE plus the ``copy_file_range`` callback of libfuse3, and ``ftruncate``
+    by handle."""
+
+    def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
+        # mfusepy drops the file info; ftruncate of an unlinked file has only its handle.
+        result: int = self.operations.truncate(
+            None if path is None else path.decode(self.encoding, self.errors),
+            length,
+            fip.contents if fip else None,
+        )
+        return result
 
     def copy_file_range(
         self,
@@ -136,7 +146,7 @@ class Operations(mfusepy.Operations):
             self.on_destroy()
 
     @_op
-    def getattr(self, path: str, fh: Any = None) -> dict[str, int]:
+    def getattr(self, path: str | None, fh: Any = None) -> dict[str, int]:
         return self.vfs.getattr(path, fh.fh if fh is not None else None).as_stat()
 
     @_op
@@ -175,8 +185,6 @@ class Operations(mfusepy.Operations):
 
     @_op
     def truncate(self, path: str | None, length: int, fh: Any = None) -> int:
-        if path is None:
-            raise RhfsError("truncate of an unlinked file", errno_=errno.ENOENT)
         self.vfs.truncate(path, length, fh.fh if fh is not None else None)
         return 0
 

@@ -201,3 +201,26 @@ def test_a_reader_opened_before_removal(system_dir: Path, system: str) -> None:
             assert replaced.read() == b"old"
     assert (system_dir / "replaced").read_bytes() == b"new, longer"
     assert sorted(os.listdir(system_dir)) == ["replaced"]
+
+
+def test_a_file_unlinked_while_open_for_writing(system_dir: Path, local: Path) -> None:
+    """Reads, writes and ftruncate by handle work as locally; fstat and fchmod answer ESTALE."""
+    outcomes = []
+    for root in (system_dir, local):
+        (root / "f").write_bytes(b"0123456789")
+        fd = os.open(root / "f", os.O_RDWR)
+        try:
+            os.unlink(root / "f")
+            os.pwrite(fd, b"ab", 8)
+            os.ftruncate(fd, 12)
+            outcomes.append((os.pread(fd, 100, 0), os.lseek(fd, 0, os.SEEK_END), sorted(os.listdir(root))))
+            if root == system_dir:
+                with pytest.raises(OSError) as by_fstat:
+                    os.fstat(fd)
+                with pytest.raises(OSError) as by_fchmod:
+                    os.fchmod(fd, 0o600)
+                assert by_fstat.value.errno == by_fchmod.value.errno == errno.ESTALE
+        finally:
+            os.close(fd)
+    assert outcomes[0] == outcomes[1] == (b"01234567ab\0\0", 12, [])
+    assert os.listdir(system_dir) == []

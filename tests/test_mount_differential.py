@@ -3,9 +3,11 @@
 Random sequences of create, write, append, ranged read, truncate, mkdir, unlink,
 rmdir, rename, stat and list run on a fresh directory in the mount and on a local
 temp directory; every step must give the same result on both: the same bytes, the
-same listing, or the same errno. At the end of each sequence the two trees must
-be identical. Every call opens and closes its own file, as separate processes
-would (close-to-open consistency).
+same listing, or the same errno. Up to three files are also held open for
+writing across steps (written, read and closed later), as concurrent processes
+would hold them. At the end of each sequence the two trees must
+be identical. The other calls open and close their own file, as separate
+processes would (close-to-open consistency).
 
 The only divergences tolerated are those in docs/SEMANTICS.md, "Compared with a
 local directory": directory sizes, link counts and times are not compared.
@@ -27,7 +29,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from mount_fixtures import assert_same_tree
 
 pytestmark = [pytest.mark.mount, pytest.mark.servers]
@@ -101,6 +109,7 @@ class MountVersusLocal(RuleBasedStateMachine):
         self.mounted = self.mount_base / uuid.uuid4().hex[:8]
         self.mounted.mkdir()
         self.local = Path(tempfile.mkdtemp(dir=self.local_base))
+        self.writers: list[tuple[int, int, str]] = []  # (fd in the mount, local fd, path opened)
 
     def pick(self, choice: Pick, *, dirs: bool = False) -> str:
         existing_first, index, fallback = choice
@@ -189,8 +198,52 @@ class MountVersusLocal(RuleBasedStateMachine):
         path = "" if choice[1] % 4 == 0 else self.pick(choice, dirs=True)
         self.both(f"list {path or '.'}", _list, path)
 
+    # -- files held open across steps: shared spools, renames and unlinks of open files ------
+    def on_fds(self, what: str, fn: Any, writer: tuple[int, int, str], *args: Any) -> Outcome:
+        mounted, local = _do(fn, writer[0], *args), _do(fn, writer[1], *args)
+        assert mounted == local, f"{what} on {writer[2]}: mount gave {mounted!r}, local gave {local!r}"
+        return local
+
+    @precondition(lambda self: len(self.writers) < 3)
+    @rule(choice=paths, truncate=st.booleans())
+    def open_writer(self, choice: Pick, truncate: bool) -> None:
+        path = self.pick(choice)
+        flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if truncate else 0)
+        mounted = _do(os.open, self.mounted / path, flags, 0o644)
+        local = _do(os.open, self.local / path, flags, 0o644)
+        for outcome in (mounted, local):
+            if outcome[0] == "ok" and mounted[0] != local[0]:
+                os.close(outcome[1])
+        assert mounted[0] == local[0] and (mounted[0] == "ok" or mounted == local), (
+            f"open {path} for writing: mount gave {mounted!r}, local gave {local!r}"
+        )
+        if local[0] == "ok":
+            self.writers.append((mounted[1], local[1], path))
+
+    @precondition(lambda self: bool(self.writers))
+    @rule(index=_index, chunk=data, offset=offsets)
+    def write_open(self, index: int, chunk: Chunk, offset: int) -> None:
+        writer = self.writers[index % len(self.writers)]
+        self.on_fds(f"pwrite @{offset} ({chunk[1]} B)", os.pwrite, writer, _bytes(chunk), offset)
+
+    @precondition(lambda self: bool(self.writers))
+    @rule(index=_index, offset=offsets, size=sizes)
+    def read_open(self, index: int, offset: int, size: int) -> None:
+        writer = self.writers[index % len(self.writers)]
+        self.on_fds(f"pread @{offset} +{size}", os.pread, writer, size, offset)
+        # the size by handle; fstat of a file unlinked while open is ESTALE (docs/SEMANTICS.md)
+        self.on_fds("lseek end", lambda fd: os.lseek(fd, 0, os.SEEK_END), writer)
+
+    @precondition(lambda self: bool(self.writers))
+    @rule(index=_index)
+    def close_writer(self, index: int) -> None:
+        writer = self.writers.pop(index % len(self.writers))
+        self.on_fds("close", os.close, writer)
+
     def teardown(self) -> None:
         try:
+            while self.writers:
+                self.close_writer(0)
             assert_same_tree(self.mounted, self.local)
         finally:
             shutil.rmtree(self.mounted, ignore_errors=True)

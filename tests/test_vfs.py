@@ -465,3 +465,47 @@ def test_readers_on_here_outlive_unlink_and_replacement(world: World) -> None:
     assert world.vfs.read(reader, 100, 0) == b"before"
     world.vfs.release(reader)
     assert world.read_file("/mem/target") == b"after"
+
+
+def test_a_directory_holding_a_file_being_written_is_not_empty(world: World) -> None:
+    world.vfs.mkdir("/box/d")
+    world.vfs.mkdir("/box/e")
+    fh = world.vfs.create("/box/d/pending", 0o644, CREATE).fh
+    assert errno_of(world.vfs.rmdir, "/box/d") == errno.ENOTEMPTY
+    assert errno_of(world.vfs.rename, "/box/e", "/box/d") == errno.ENOTEMPTY
+    world.vfs.release(fh)
+    assert world.box.files["d/pending"] == b""
+    world.vfs.unlink("/box/d/pending")
+    world.vfs.rmdir("/box/d")
+
+
+def test_a_file_open_for_writing_keeps_its_bytes_when_removed(world: World) -> None:
+    world.write_file("/box/doomed", b"old content")
+    fh = world.vfs.open("/box/doomed", os.O_RDWR).fh
+    world.vfs.unlink("/box/doomed")
+    assert world.vfs.read(fh, 100, 0) == b"old content"
+    world.vfs.write(fh, b"NEW", 0)
+    assert world.vfs.read(fh, 100, 0) == b"NEW content"
+    world.vfs.release(fh)
+    assert "doomed" not in world.box.files
+    world.write_file("/box/target", b"target bytes")
+    world.write_file("/box/source", b"source")
+    fh = world.vfs.open("/box/target", os.O_RDWR).fh
+    world.vfs.rename("/box/source", "/box/target")
+    assert world.vfs.read(fh, 100, 0) == b"target bytes"
+    world.vfs.write(fh, b"lost", 0)
+    world.vfs.release(fh)
+    assert world.box.files == {"target": b"source"}
+
+
+def test_an_unlinked_open_file_answers_by_handle(world: World) -> None:
+    world.write_file("/mem/u", b"0123456789")
+    fh = world.vfs.open("/mem/u", os.O_RDWR).fh
+    world.vfs.unlink("/mem/u")
+    assert world.vfs.getattr(None, fh).size == 10
+    world.vfs.truncate(None, 4, fh)
+    assert world.vfs.getattr(None, fh).size == 4
+    assert world.vfs.read(fh, 100, 0) == b"0123"
+    world.vfs.release(fh)
+    assert errno_of(world.vfs.getattr, None, fh) == errno.EBADF
+    assert "u" not in world.mem.files

@@ -174,25 +174,29 @@ class Vfs:
         self._versions.pop(path, None)
 
     # -- metadata -----------------------------------------------------------------------
-    def getattr(self, path: str, fh: int | None = None) -> Attr:
-        path = normalize(path)
+    def getattr(self, path: str | None, fh: int | None = None) -> Attr:
+        """Attributes by path, or by handle alone (``path`` None: the file may be unlinked)."""
         handle = self._handles.get(fh) if fh is not None else None
+        if path is None:
+            if handle is None:
+                raise RhfsError("a handle that is not open", errno_=errno.EBADF)
+            if handle.open_file is not None:
+                return self._open_file_attr(handle.open_file)
+            path = handle.location.path
+        path = normalize(path)
         open_file = (handle.open_file if handle else None) or self._open_files.get(path)
         if open_file is not None and not open_file.unlinked:
-            return attr_of(
-                Entry(
-                    name="",
-                    is_dir=False,
-                    size=open_file.size,
-                    mtime=open_file.shown_mtime,
-                    mode=open_file.mode,
-                ),
-                self.read_only,
-            )
+            return self._open_file_attr(open_file)
         loc = self.resolve(path)
         if loc.synthetic or loc.is_system_root:
             return dir_attr(mode=0o555 if loc.synthetic else 0o755)
         return attr_of(self.entry(loc), self.read_only or loc.backend.kind == "control")  # type: ignore[union-attr]
+
+    def _open_file_attr(self, open_file: OpenFile) -> Attr:
+        entry = Entry(
+            name="", is_dir=False, size=open_file.size, mtime=open_file.shown_mtime, mode=open_file.mode
+        )
+        return attr_of(entry, self.read_only)
 
     def readdir(self, path: str) -> list[tuple[str, Attr]]:
         path = normalize(path)
@@ -370,13 +374,20 @@ class Vfs:
             raise RhfsError("file not open for writing", errno_=errno.EBADF)
         return handle.open_file.write(data, offset)
 
-    def truncate(self, path: str, size: int, fh: int | None = None) -> None:
-        path = normalize(path)
+    def truncate(self, path: str | None, size: int, fh: int | None = None) -> None:
+        """Truncate by path, or by handle alone (``path`` None: the file may be unlinked)."""
         handle = self._handles.get(fh) if fh is not None else None
-        open_file = handle.open_file if handle else self._open_files.get(path)
+        open_file = handle.open_file if handle else None
+        if open_file is None and path is not None:
+            open_file = self._open_files.get(normalize(path))
         if open_file is not None:
             open_file.truncate(size)
             return
+        if path is None:
+            if handle is None:
+                raise RhfsError("a handle that is not open", errno_=errno.EBADF)
+            path = handle.location.path
+        path = normalize(path)
         loc = self.resolve(path)
         self._writable(loc)
         entry = self.entry(loc, fresh=True)
@@ -449,8 +460,16 @@ class Vfs:
             raise RhfsError(f"{path} is a system root", errno_=errno.EBUSY)
         self._writable(loc)
         assert loc.backend is not None
+        if self._pending_under(loc.path):
+            raise DirectoryNotEmpty(path)
         loc.backend.rmdir(loc.rel)
         self.cache.invalidate_tree(loc.path)
+
+    def _pending_under(self, path: str) -> bool:
+        """Is a file below ``path`` open for writing (and so shown, perhaps not yet uploaded)?"""
+        prefix = path.rstrip("/") + "/"
+        with self._lock:
+            return any(p.startswith(prefix) and not of.unlinked for p, of in self._open_files.items())
 
     def unlink(self, path: str) -> None:
         path = normalize(path)
@@ -460,19 +479,39 @@ class Vfs:
         self._writable(loc)
         assert loc.backend is not None
         with self._lock:
-            open_file = self._open_files.pop(path, None)
-        if open_file is not None:
-            open_file.unlinked = True
-            if not open_file.remote_exists:
-                self._changed(path)
-                return  # never uploaded: nothing remote to remove
-        self._pin_readers(path)
+            open_file = self._open_files.get(path)
+        if open_file is not None and not open_file.remote_exists:
+            self._detach(open_file)
+            self._changed(path)
+            return  # never uploaded: nothing remote to remove
+        self._keep_readable(path)
         try:
             loc.backend.remove(loc.rel)
         except NotFound:
             if open_file is None:
                 raise
+        if open_file is not None:
+            self._detach(open_file)
         self._changed(path)
+
+    def _keep_readable(self, path: str) -> None:
+        """Before ``path`` is removed or replaced: what is open on it keeps its bytes."""
+        with self._lock:
+            open_file = self._open_files.get(path)
+        if open_file is not None:
+            try:
+                with open_file.lock:
+                    open_file.fill()  # handles open for writing read their spool from now on
+            except RhfsError as e:
+                log.warning("%s: could not fetch the content of a file being removed: %s", path, e)
+        self._pin_readers(path)
+
+    def _detach(self, open_file: OpenFile) -> None:
+        """The file's name is gone: its handles write to nothing visible from now on."""
+        with self._lock:
+            if self._open_files.get(open_file.path) is open_file:
+                del self._open_files[open_file.path]
+        open_file.unlinked = True
 
     def rename(self, old: str, new: str) -> None:
         src = self.resolve(old)
@@ -497,12 +536,12 @@ class Vfs:
             if src_entry.is_dir and not dst_entry.is_dir:
                 raise NotADirectory(new)
             if dst_entry.is_dir:
-                if self._list(dst):
+                if self._pending_under(dst.path) or self._list(dst):
                     raise DirectoryNotEmpty(new)
                 if src.backend.kind == "store":
                     src.backend.rmdir(dst.rel)
         if dst_entry is not None and not dst_entry.is_dir:
-            self._pin_readers(dst.path)
+            self._keep_readable(dst.path)
         src.backend.rename(src.rel, dst.rel)
         self._moved(src.path, dst.path)
 
