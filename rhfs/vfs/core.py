@@ -189,8 +189,16 @@ class Vfs:
             return self._open_file_attr(open_file)
         loc = self.resolve(path)
         if loc.synthetic or loc.is_system_root:
-            return dir_attr(mode=0o555 if loc.synthetic else 0o755)
+            return dir_attr(mode=0o555 if loc.synthetic else self._root_mode(loc))
         return attr_of(self.entry(loc), self.read_only or loc.backend.kind == "control")  # type: ignore[union-attr]
+
+    def _root_mode(self, loc: Location) -> int:
+        """here/ shows its root's own mode: with allow_other, a private home stays private."""
+        if loc.backend is not None and loc.backend.kind == "here":
+            mode = loc.backend.stat("").mode
+            if mode is not None:
+                return mode
+        return 0o755
 
     def _open_file_attr(self, open_file: OpenFile) -> Attr:
         entry = Entry(
