@@ -19,7 +19,7 @@ from rhfs.stats import Stats
 from rhfs.transfer import build_planner
 from rhfs.vfs.control import ControlView
 from rhfs.vfs.core import Vfs
-from rhfs.vfs.files import ReadAhead
+from rhfs.vfs.readahead import ReadAhead
 from rhfs.vfs.tree import MountTable
 from rhfs.views import build_views
 

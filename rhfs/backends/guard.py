@@ -23,6 +23,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 from rhfs.backends.base import Backend, Entry, Reader
+from rhfs.backends.streams import GuardedStream, Stream
 from rhfs.errors import RhfsError, TimedOut, Unavailable, to_errno, translate
 from rhfs.stats import Stats
 
@@ -187,6 +188,14 @@ class GuardedReader:
         data = self.guard.call("read", self.inner.read, offset, size)
         self.guard.stats.add_read(self.guard.system, len(data))
         return data
+
+    def stream(self, offset: int, end: int) -> Stream | None:
+        """The inner reader's stream of ``offset:end`` under this guard, or None if it has none."""
+        opener = getattr(self.inner, "stream", None)
+        if opener is None:
+            return None
+        inner = self.guard.call("read", opener, offset, end)
+        return None if inner is None else GuardedStream(self.guard, inner)
 
     def close(self) -> None:
         try:

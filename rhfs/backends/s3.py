@@ -103,6 +103,19 @@ class S3Objects:
             body.close()
         return data
 
+    async def open_stream(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> Any:
+        """One GET of bytes ``start:end``; its body is read progressively (:mod:`~rhfs.backends.streams`)."""
+        match = {"IfMatch": f'"{etag}"'} if etag else {}
+        try:
+            out = await self.fs._call_s3(
+                "get_object", Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **match
+            )
+        except OSError as e:
+            if etag and _status(e) == 412:
+                raise stale(f"{bucket}/{key}") from e
+            raise
+        return out["Body"]
+
     async def put_file(self, bucket: str, key: str, local_path: str) -> None:
         await self.fs._put_file(local_path, f"{bucket}/{key}", chunksize=UPLOAD_PART)
 

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from rhfs.backends.base import Entry, check_name
 from rhfs.backends.objects import Listing, ObjectApi, ObjectInfo, bounded, open_object_api
+from rhfs.backends.streams import BodyStream
 from rhfs.errors import (
     AlreadyExists,
     DirectoryNotEmpty,
@@ -92,6 +93,15 @@ class StoreReader:
         if offset >= end:
             return b""
         return self.store._run(self.store.api.read, self.bucket, self.key, offset, end, self.etag)
+
+    def stream(self, offset: int, end: int) -> BodyStream | None:
+        """One request for ``offset:end``, read progressively; None if the provider has no streams."""
+        opener = getattr(self.store.api, "open_stream", None)
+        end = min(end, self.size)
+        if opener is None or offset >= end:
+            return None
+        body = self.store._run(opener, self.bucket, self.key, offset, end, self.etag)
+        return BodyStream(self.store._run, body)
 
     def close(self) -> None:
         pass

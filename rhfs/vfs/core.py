@@ -46,7 +46,8 @@ from rhfs.errors import (
 from rhfs.stats import Stats
 from rhfs.vfs.attrs import Attr, attr_of, dir_attr
 from rhfs.vfs.cache import MetadataCache
-from rhfs.vfs.files import OpenFile, ReadAhead
+from rhfs.vfs.files import OpenFile
+from rhfs.vfs.readahead import ReadAhead
 from rhfs.vfs.tree import Location, MountTable, normalize
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,9 @@ class Vfs:
         self._handles: dict[int, Handle] = {}
         self._open_files: dict[str, OpenFile] = {}
         self._versions: dict[str, tuple[object, ...]] = {}
+        # path -> (listing, files pending upload) that readdir last returned; holding the listing
+        # keeps its identity unique
+        self._listed: dict[str, tuple[list[Entry] | None, tuple[str, ...]]] = {}
         self._fh_counter = itertools.count(1)
 
     # -- helpers ----------------------------------------------------------------------
@@ -211,6 +215,7 @@ class Vfs:
         loc = self.resolve(path)
         here = dir_attr()
         if loc.backend is None:
+            self._listed[path] = (None, ())
             return [(".", here), ("..", here)] + [(name, dir_attr()) for name in loc.children]
         entries = self.cache.get_listing(path)
         if entries is None:
@@ -226,7 +231,23 @@ class Vfs:
             name = of.path[len(prefix) :]
             if name not in names and not of.unlinked:
                 out.append((name, self.getattr(of.path)))
+        self._listed[path] = (entries, self._pending_names(path))
         return out
+
+    def opendir(self, path: str) -> bool:
+        """May the kernel keep the entries of ``path`` it read last? Only while they are current:
+        the same cached listing and the same files pending upload (so within ``attr_ttl``)."""
+        path = normalize(path)
+        loc = self.resolve(path)
+        if loc.backend is None:
+            return path in self._listed
+        entries = self.cache.get_listing(path)
+        listed, pending = self._listed.get(path, (None, ()))
+        return entries is not None and entries is listed and pending == self._pending_names(path)
+
+    def _pending_names(self, path: str) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(sorted(p for p, of in self._open_files.items() if posixpath.dirname(p) == path))
 
     def readlink(self, path: str) -> str:
         entry = self.entry(self.resolve(path))

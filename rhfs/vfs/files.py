@@ -1,4 +1,4 @@
-"""Open files: write spools and read-ahead.
+"""Open files: write spools.
 
 An :class:`OpenFile` is shared by every handle open for writing on one path, as
 in rclone's VFS. Its bytes live in a spool file under ``cache_dir/spool``; they
@@ -6,9 +6,8 @@ are uploaded whole at ``flush``/``fsync`` (close-to-open). If the file existed
 and was not truncated, its old content is fetched into the spool on the first
 access that needs it.
 
-A :class:`ReadAhead` serves reads of a remote file. Sequential reads fetch
-aligned chunks ahead of the reader, in parallel; random reads fetch exactly the
-bytes asked for.
+Reads of remote files that are not open for writing are served by
+:mod:`rhfs.vfs.readahead`.
 
 Lock order: ``OpenFile.lock`` is taken before any backend call on that file and
 never while the VFS's table lock is held.
@@ -22,10 +21,8 @@ import shutil
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 
-from rhfs.backends.base import Entry, Reader
+from rhfs.backends.base import Entry
 from rhfs.errors import InvalidArgument, UploadFailed
 from rhfs.vfs import recovery
 from rhfs.vfs.tree import Location
@@ -209,77 +206,3 @@ class OpenFile:
             except FileNotFoundError:
                 pass
             recovery.forget_target(self.spool_path)
-
-
-_prefetch_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="rhfs-readahead")
-
-
-class ReadAhead:
-    """Chunked, adaptive read-ahead over a ranged :class:`Reader`."""
-
-    CHUNK = 4 << 20
-    MAX_AHEAD = 4  # chunks fetched ahead of a sequential reader
-    MAX_CACHED = 8
-
-    def __init__(self, reader: Reader, size: int) -> None:
-        self.reader = reader
-        self.size = size
-        self._chunks: OrderedDict[int, Future[bytes]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._next_offset = 0
-        self._streak = 0
-
-    def _fetch(self, index: int) -> Future[bytes]:
-        future = self._chunks.get(index)
-        if future is None:
-            start = index * self.CHUNK
-            length = min(self.CHUNK, self.size - start)
-            future = _prefetch_pool.submit(self.reader.read, start, length)
-            self._chunks[index] = future
-            while len(self._chunks) > self.MAX_CACHED:
-                old_index, _old = next(iter(self._chunks.items()))
-                if old_index >= index:
-                    break
-                self._chunks.pop(old_index)
-        else:
-            self._chunks.move_to_end(index)
-        return future
-
-    def read(self, offset: int, size: int) -> bytes:
-        size = min(size, self.size - offset)
-        if size <= 0:
-            return b""
-        with self._lock:
-            sequential = offset == self._next_offset or (offset // self.CHUNK) in self._chunks
-            self._streak = self._streak + 1 if sequential else 0
-            self._next_offset = offset + size
-            if not sequential and self._streak == 0 and offset != 0:
-                direct = True
-            else:
-                direct = False
-                first, last = offset // self.CHUNK, (offset + size - 1) // self.CHUNK
-                ahead = min(self.MAX_AHEAD, 1 + self._streak // 4)
-                futures = [self._fetch(i) for i in range(first, last + 1)]
-                for i in range(last + 1, min(last + 1 + ahead, (self.size - 1) // self.CHUNK + 1)):
-                    self._fetch(i)
-        if direct:
-            return self.reader.read(offset, size)
-        parts = []
-        for i, future in zip(range(first, last + 1), futures, strict=True):
-            try:
-                chunk = future.result()
-            except BaseException:
-                with self._lock:
-                    self._chunks.pop(i, None)
-                raise
-            lo = max(offset - i * self.CHUNK, 0)
-            hi = min(offset + size - i * self.CHUNK, len(chunk))
-            parts.append(chunk[lo:hi])
-        return b"".join(parts)
-
-    def close(self) -> None:
-        with self._lock:
-            for future in self._chunks.values():
-                future.cancel()
-            self._chunks.clear()
-        self.reader.close()

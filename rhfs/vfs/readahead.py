@@ -1,0 +1,381 @@
+"""Read-ahead for remote files: streams for sequential readers, exact ranges for random ones.
+
+One :class:`ReadAhead` serves the reads of one open handle of a remote file.
+
+How a read is served:
+- A read inside the reach of a *run* is served from that run's buffer, which a
+  background producer fills ahead of the reader. A handle keeps up to
+  ``MAX_RUNS`` runs, so interleaved sequential readers (pyarrow's column chunks,
+  the kernel's parallel readahead requests) each keep their own.
+- A read of ``SEQUENTIAL_HINT`` bytes or more starts a new run: the kernel sends
+  requests that large only when its own readahead has judged the access sequential.
+  So does a small read that starts where the previous small read ended.
+- A small read near the end of a large file fetches the whole tail (``TAIL`` bytes)
+  in one request: footers (parquet, zip) are read backwards in small steps.
+- Any other read is fetched exactly, with one ranged read.
+
+A run's producer reads one streaming GET of ``[start, end)`` when the reader offers
+streams (:mod:`rhfs.backends.streams`: one request however far the reader goes),
+and otherwise ranged reads of ``RANGED_PIECE`` bytes, ``RANGED_PARALLEL`` in flight.
+It stays within ``window`` bytes of the furthest byte asked for; the window
+doubles, from ``MIN_WINDOW`` to ``MAX_WINDOW``, as the reader keeps up.
+
+Memory: every buffered byte of every run is charged to the process-wide
+:class:`BufferPool`. Speculative fetches happen only while it has room; a piece a
+reader is waiting for is always fetched. Bytes a run's reader has passed are
+dropped, but for ``KEEP_BEHIND`` bytes kept for requests the kernel sends out of
+order. Producers never wait for room or for the reader: they stop, and the next
+read starts them again, so the shared thread pool cannot be exhausted by idle runs.
+
+Lock order: ``ReadAhead._cond`` guards every run of its handle and is never held
+during a backend call; ``BufferPool._lock`` is a leaf taken under it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from rhfs.backends.base import Reader
+from rhfs.errors import RhfsError
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+STREAM_PIECE = MiB  # the kernel's largest request: aligned pieces are returned without a copy
+RANGED_PIECE = 4 * MiB
+RANGED_PARALLEL = 4
+MIN_WINDOW = 8 * MiB
+MAX_WINDOW = 64 * MiB
+REACH = 32 * MiB  # a read this far past a run's frontier still belongs to it (kernel readahead)
+KEEP_BEHIND = 8 * MiB
+SEQUENTIAL_HINT = 128 << 10
+TAIL = MiB
+MAX_RUNS = 8
+POOL_BYTES = 256 * MiB
+
+_producers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rhfs-readahead")
+
+
+class BufferPool:
+    """A byte budget shared by the read-ahead of every open file."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def try_take(self, n: int, *, force: bool = False) -> bool:
+        with self._lock:
+            if not force and self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
+
+
+POOL = BufferPool(POOL_BYTES)
+
+
+@dataclass(eq=False)
+class _Run:
+    """One sequential region being fetched: pieces ``[base, fetch_pos)``, some still in flight."""
+
+    start: int
+    end: int
+    streamed: bool  # one streaming GET, else ranged reads (may fall back once, keeping its pieces)
+    fetch_pos: int = 0  # next byte a producer will claim
+    wanted: int = 0  # furthest byte (exclusive) a reader asked for
+    served: int = 0  # furthest byte (exclusive) handed to a reader
+    base: int = 0  # first byte still held
+    window: int = MIN_WINDOW
+    pieces: dict[int, bytes] = field(default_factory=dict)
+    held: int = 0  # bytes charged to the pool
+    producers: int = 0
+    stream: Any = None
+    error: BaseException | None = None
+    closed: bool = False
+    waiters: int = 0
+    used_at: float = 0.0
+
+    piece: int = 0  # piece size, fixed for the run's life
+
+    def __post_init__(self) -> None:
+        self.fetch_pos = self.base = self.wanted = self.served = self.start
+        self.piece = STREAM_PIECE if self.streamed else RANGED_PIECE
+
+    def piece_at(self, offset: int) -> int:
+        """Start of the piece holding ``offset``: pieces are aligned to the piece size."""
+        return max(self.start, offset // self.piece * self.piece)
+
+    def piece_len(self, pos: int) -> int:
+        return min((pos // self.piece + 1) * self.piece, self.end) - pos
+
+    def reaches(self, offset: int) -> bool:
+        return self.base <= offset < self.end and offset < max(self.fetch_pos, self.wanted) + REACH
+
+
+class ReadAhead:
+    """Adaptive read-ahead over a ranged :class:`Reader` (optionally with ``stream``)."""
+
+    def __init__(self, reader: Reader, size: int, *, pool: BufferPool | None = None) -> None:
+        self.reader = reader
+        self.size = size
+        self.pool = pool or POOL
+        self._cond = threading.Condition(threading.Lock())
+        self._runs: list[_Run] = []
+        self._last_end = -1  # end of the previous exact read
+        self._streams = callable(getattr(reader, "stream", None))
+        self._closed = False
+
+    # -- reads ----------------------------------------------------------------------------
+    def read(self, offset: int, size: int) -> bytes:
+        end = min(offset + size, self.size)
+        parts = []
+        while offset < end:  # a request may straddle the end of a run
+            data = self._read_segment(offset, end)
+            parts.append(data)
+            offset += len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _read_segment(self, offset: int, end: int) -> bytes:
+        """Bytes from ``offset`` up to ``end`` or the end of the run that serves them."""
+        while True:
+            run = self._route(offset, end)
+            if run is None:
+                data = self.reader.read(offset, end - offset)
+                if not data:
+                    raise RhfsError(f"short read at {offset} of {self.size} bytes", errno_=errno.EIO)
+                return data
+            taken = self._take(run, offset, end)
+            if taken is not None:
+                return taken  # else the run was cut short before offset: route again
+
+    def _route(self, offset: int, end: int) -> _Run | None:
+        """The run that serves ``offset`` (started if the read looks sequential), or None: exact."""
+        with self._cond:
+            if self._closed:
+                raise RhfsError("read of a closed file", errno_=errno.EBADF)
+            run = self._find(offset)
+            if run is None:
+                if end - offset >= SEQUENTIAL_HINT or offset == self._last_end:
+                    run = self._start(offset, self.size, streamed=self._streams)
+                elif self.size >= 2 * TAIL and offset >= self.size - TAIL:
+                    run = self._start(self.size - TAIL, self.size, streamed=False, window=TAIL)
+            if run is None:
+                self._last_end = end
+                return None
+            run.wanted = max(run.wanted, min(end, run.end))
+            run.used_at = time.monotonic()
+            self._feed(run)
+            return run
+
+    def _find(self, offset: int) -> _Run | None:
+        for run in self._runs:
+            if run.reaches(offset):
+                return run
+        return None
+
+    def _start(self, start: int, end: int, *, streamed: bool, window: int = MIN_WINDOW) -> _Run:
+        for other in self._runs:  # an earlier run stops where this one begins
+            if other.start < start < other.end and other.fetch_pos <= start:
+                other.end = start
+                self._cond.notify_all()  # its readers past the new end go elsewhere
+        nxt = min((r.start for r in self._runs if r.start > start), default=end)
+        run = _Run(start=start, end=min(end, nxt), streamed=streamed, window=window)
+        self._runs.append(run)
+        if len(self._runs) > MAX_RUNS:
+            idle = [r for r in self._runs if r.waiters == 0 and r is not run]
+            if idle:
+                self._drop(min(idle, key=lambda r: r.used_at))
+        return run
+
+    def _take(self, run: _Run, offset: int, end: int) -> bytes | None:
+        """The run's bytes of ``offset:end``, cut at the run's end; None if it ends before offset."""
+        with self._cond:
+            run.waiters += 1
+            try:
+                while True:
+                    stop = min(end, run.end)
+                    if stop <= offset:
+                        return None
+                    if self._ready(run, offset, stop):
+                        break
+                    if run.error is not None:
+                        raise run.error
+                    if run.closed:  # evicted before we waited: route again (EBADF if the file is)
+                        return None
+                    self._feed(run)
+                    self._cond.wait()
+            finally:
+                run.waiters -= 1
+            data = self._slice(run, offset, stop)
+            run.served = max(run.served, stop)
+            self._trim(run)
+            self._grow(run)
+            self._feed(run)
+            return data
+
+    def _ready(self, run: _Run, offset: int, end: int) -> bool:
+        pos = run.piece_at(offset)
+        while pos < end:
+            piece = run.pieces.get(pos)
+            if piece is None:
+                return False
+            pos += len(piece)
+        return True
+
+    def _slice(self, run: _Run, offset: int, end: int) -> bytes:
+        pos = run.piece_at(offset)
+        piece = run.pieces[pos]
+        if pos == offset and pos + len(piece) == end:
+            return piece  # the common case of an aligned kernel request: no copy
+        parts = []
+        while pos < end:
+            piece = run.pieces[pos]
+            view = memoryview(piece)[max(offset - pos, 0) : min(end - pos, len(piece))]
+            parts.append(view)
+            pos += len(piece)
+        return b"".join(parts)
+
+    def _trim(self, run: _Run) -> None:
+        """Drop the pieces the reader has passed, but for KEEP_BEHIND."""
+        keep_from = run.served - KEEP_BEHIND
+        while run.base < keep_from:
+            piece = run.pieces.get(run.base)
+            if piece is None or run.base + len(piece) > keep_from:
+                break
+            del run.pieces[run.base]
+            run.held -= len(piece)
+            self.pool.give(len(piece))
+            run.base += len(piece)
+
+    def _grow(self, run: _Run) -> None:
+        if run.served - run.start >= run.window and run.window < MAX_WINDOW:
+            run.window *= 2
+
+    # -- producers ------------------------------------------------------------------------
+    def _feed(self, run: _Run) -> None:
+        """Start producers while the run has room to fetch (called with the lock held)."""
+        limit = 1 if run.streamed else RANGED_PARALLEL
+        while run.producers < limit and self._claimable(run):
+            run.producers += 1
+            _producers.submit(self._produce, run)
+
+    def _claimable(self, run: _Run) -> bool:
+        return (
+            not run.closed
+            and run.error is None
+            and run.fetch_pos < run.end
+            and run.fetch_pos < run.wanted + run.window
+        )
+
+    def _claim(self, run: _Run) -> tuple[int, int] | None:
+        """The next piece to fetch, charged to the pool; None when the producer should stop."""
+        with self._cond:
+            if not self._claimable(run):
+                run.producers -= 1
+                if run.fetch_pos >= run.end and run.producers == 0:
+                    self._close_stream(run)  # fetched to its end: free the connection
+                return None
+            pos = run.fetch_pos
+            n = run.piece_len(pos)
+            if not self.pool.try_take(n, force=pos < run.wanted):
+                run.producers -= 1  # speculative and no room: the next read restarts us
+                return None
+            run.fetch_pos += n
+            return pos, n
+
+    def _produce(self, run: _Run) -> None:
+        while True:
+            claimed = self._claim(run)
+            if claimed is None:
+                return
+            pos, n = claimed
+            try:
+                data = self._fetch(run, pos, n)
+            except BaseException as e:
+                self.pool.give(n)
+                with self._cond:
+                    run.producers -= 1
+                    if not run.closed:
+                        run.error = e
+                        if run in self._runs:
+                            self._runs.remove(run)  # the next read starts afresh
+                        self._close_stream(run)
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                if run.closed:
+                    self.pool.give(n)
+                    run.producers -= 1
+                    return
+                run.pieces[pos] = data
+                run.held += n
+                self._cond.notify_all()
+
+    def _fetch(self, run: _Run, pos: int, n: int) -> bytes:
+        data = self._stream_read(run, pos, n) if run.streamed else self.reader.read(pos, n)
+        if len(data) != n:
+            raise RhfsError(f"short read: {len(data)} of {n} bytes at {pos}", errno_=errno.EIO)
+        return data
+
+    def _stream_read(self, run: _Run, pos: int, n: int) -> bytes:
+        """Read the next piece of the run's stream; reopen it once if it broke or timed out."""
+        for attempt in (1, 2):
+            if run.stream is None:
+                if run.closed:
+                    raise RhfsError("read of a closed file", errno_=errno.EBADF)
+                stream = self.reader.stream(pos, run.end)  # type: ignore[attr-defined]
+                if stream is None:  # this system has no streams: ranged reads from now on
+                    with self._cond:
+                        self._streams = run.streamed = False
+                    return self.reader.read(pos, n)
+                with self._cond:
+                    if run.closed:
+                        stream.close()
+                        raise RhfsError("read of a closed file", errno_=errno.EBADF)
+                    run.stream = stream
+            try:
+                data: bytes = run.stream.read(n)
+                return data
+            except RhfsError:
+                raise
+            except Exception as e:
+                if attempt == 2:
+                    raise
+                log.debug("stream broke at %d (%s); reopening", pos, e)
+                with self._cond:
+                    self._close_stream(run)
+        raise AssertionError("unreachable")
+
+    # -- closing --------------------------------------------------------------------------
+    def _close_stream(self, run: _Run) -> None:
+        stream, run.stream = run.stream, None
+        if stream is not None:
+            stream.close()  # never blocks (see rhfs.backends.streams)
+
+    def _drop(self, run: _Run) -> None:
+        run.closed = True
+        if run in self._runs:
+            self._runs.remove(run)
+        self.pool.give(run.held)
+        run.held = 0
+        run.pieces.clear()
+        self._close_stream(run)
+        self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            for run in list(self._runs):
+                self._drop(run)
+        self.reader.close()

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: rhfs through its mount vs rclone mount, s3fs-fuse and direct s3fs.
+
+One command, from a fresh clone (after ``scripts/install-system-deps.sh`` and
+``pip install -e '.[test]'``)::
+
+    python scripts/bench.py                  # everything, about 8-10 minutes on 2 cores
+    python scripts/bench.py --quick          # smaller sizes, a couple of minutes
+    python scripts/bench.py --only seq,random --contenders rhfs,direct
+
+It starts its own moto and s3rver on 127.0.0.1, creates the data, then for each
+repeat and each contender mounts fresh, runs the read workloads (seq, random, ls,
+parquet, rss) in one session and the write workloads (cpr, copy) in a second
+session, and unmounts. It prints the medians with ratios against the best peer
+and against direct s3fs, and writes them all to ``bench-results.json``.
+
+A workload whose first run for a contender takes longer than ``--slow`` seconds
+runs only once for that contender (the table marks such cells with ``n=1``), so
+that the whole run fits in ten minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_env as env
+import bench_work as work
+
+CONTENDERS = ("rhfs", "rclone-off", "rclone-full", "s3fs", "direct")
+PEERS = ("rclone-off", "rclone-full", "s3fs")
+WORKLOADS = (*work.READ_WORKLOADS, *work.WRITE_WORKLOADS)
+
+# metric -> (unit, higher is better, target as text, check(rhfs, best peer, direct) -> bool | None)
+METRICS: dict[str, tuple[str, bool, str, Any]] = {
+    "seq_moto_MiBps": (
+        "MiB/s",
+        True,
+        ">=1.0x best peer, >=0.8x direct",
+        lambda r, p, d: _ge(r, p, 1.0) and _ge(r, d, 0.8),
+    ),
+    "seq_s3r_MiBps": ("MiB/s", True, ">=1.0x best peer", lambda r, p, d: _ge(r, p, 1.0)),
+    "random_per_s": ("reads/s", True, ">=1.0x best peer", lambda r, p, d: _ge(r, p, 1.0)),
+    "random_fetched_MiB": ("MiB", False, "", None),
+    "ls_cold_s": ("s", False, "<=1.0x best peer", lambda r, p, d: _le(r, p, 1.0)),
+    "ls_warm_s": ("s", False, "<=0.05 s", lambda r, p, d: r <= 0.05),
+    "parquet_cold_s": ("s", False, "<=1.1x direct", lambda r, p, d: _le(r, d, 1.1)),
+    "parquet_warm_s": ("s", False, "<=0.15 s", lambda r, p, d: r <= 0.15),
+    "cpr_s": ("s", False, "best peer >=1.3x slower", lambda r, p, d: _le(r, p, 1 / 1.3)),
+    "copy256_s": ("s", False, "<=0.5x best peer", lambda r, p, d: _le(r, p, 0.5)),
+    "copy256_daemon_MiB": ("MiB", False, "0 through rhfs", lambda r, p, d: r < 1),
+    "copy1g_s": ("s", False, "<=0.5x best peer", lambda r, p, d: _le(r, p, 0.5)),
+    "copy1g_daemon_MiB": ("MiB", False, "0 through rhfs", lambda r, p, d: r < 1),
+    "rss_peak_MB": ("MB", False, "<400 MB", lambda r, p, d: r < 400),
+    "rss_read_MiBps": ("MiB/s", True, "", None),
+}
+
+
+def _ge(a: float | None, b: float | None, k: float) -> bool | None:
+    return None if a is None or b is None else a >= k * b
+
+
+def _le(a: float | None, b: float | None, k: float) -> bool | None:
+    return None if a is None or b is None else a <= k * b
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default="", help=f"comma-separated workloads: {','.join(WORKLOADS)}")
+    p.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated contenders")
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a couple of minutes")
+    p.add_argument("--repeats", type=int, default=3, help="runs per workload (the median is reported)")
+    p.add_argument("--slow", type=float, default=12.0, help="a first run slower than this is not repeated")
+    p.add_argument("--json", default="bench-results.json", help="where to write the results")
+    p.add_argument("--workdir", default=None, help="scratch directory (default: a new temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    only = [w for w in args.only.split(",") if w] or list(WORKLOADS)
+    unknown = set(only) - set(WORKLOADS)
+    if unknown:
+        raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))}")
+    contenders = [c for c in args.contenders.split(",") if c]
+    workdir = Path(args.workdir) if args.workdir else env.default_workdir()
+    workdir.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    servers = env.Servers(workdir)
+    samples: dict[str, dict[str, list[float]]] = {c: {} for c in contenders}
+    slow: dict[str, set[str]] = {c: set() for c in contenders}
+    try:
+        servers.start()
+        made = env.create_data(servers, env.Sizes.make(args.quick), workdir)
+        mounts = env.make_mounts(servers, workdir, contenders)
+        sessions = [
+            [w for w in work.READ_WORKLOADS if w in only],
+            [w for w in work.WRITE_WORKLOADS if w in only],
+        ]
+        for rep in range(args.repeats):
+            for contender in contenders:
+                for session in sessions:
+                    todo = [w for w in session if not (rep and w in slow[contender])]
+                    if todo:
+                        _session(
+                            servers, made, mounts.get(contender), contender, rep, todo, samples, slow, args
+                        )
+    finally:
+        for mount in locals().get("mounts", {}).values():
+            mount.stop()
+        servers.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+        },
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "elapsed_s": round(time.monotonic() - began, 1),
+        "sizes": {k: v for k, v in locals().get("made", {}).items() if k != "small_dir"},
+        "samples": samples,
+        "medians": {c: {m: statistics.median(v) for m, v in ms.items()} for c, ms in samples.items()},
+    }
+
+
+def _session(
+    servers: env.Servers,
+    made: dict[str, Any],
+    mount: env.Mount | None,
+    contender: str,
+    rep: int,
+    todo: list[str],
+    samples: dict[str, dict[str, list[float]]],
+    slow: dict[str, set[str]],
+    args: argparse.Namespace,
+) -> None:
+    workloads = {**work.READ_WORKLOADS, **work.WRITE_WORKLOADS}
+    if mount is not None:
+        mount.start()
+    try:
+        for name in todo:
+            ctx = work.Ctx(servers, made, mount, tag=f"{contender}-{rep}")
+            started = time.monotonic()
+            try:
+                result = workloads[name](ctx)
+            except Exception as e:  # one failing contender must not lose the whole run
+                env.log(f"{contender} {name} #{rep + 1} FAILED: {type(e).__name__}: {e}")
+                result = {}
+            took = time.monotonic() - started
+            if took > args.slow:
+                slow[contender].add(name)
+            for metric, value in result.items():
+                samples[contender].setdefault(metric, []).append(value)
+            shown = ", ".join(f"{k}={v:.3g}" for k, v in result.items())
+            env.log(f"{contender} {name} #{rep + 1} ({took:.1f}s): {shown}")
+            if name in ("cpr", "copy"):
+                env.purge(servers.fs("moto"), f"{env.BUCKET}/{'cpr' if name == 'cpr' else 'copy'}")
+    finally:
+        if mount is not None:
+            mount.stop()
+
+
+def table(results: dict[str, Any]) -> str:
+    medians: dict[str, dict[str, float]] = results["medians"]
+    counts = {c: {m: len(v) for m, v in ms.items()} for c, ms in results["samples"].items()}
+    cols = [c for c in CONTENDERS if c in medians]
+    head = ["metric", "unit", *cols, "best peer", "rhfs/peer", "rhfs/direct", "target", "met"]
+    rows = [head]
+    for metric, (unit, higher, target, check) in METRICS.items():
+        if not any(metric in medians[c] for c in cols):
+            continue
+        cells = [metric, unit]
+        for c in cols:
+            v = medians[c].get(metric)
+            n = counts[c].get(metric, 0)
+            cells.append("-" if v is None else f"{v:.3g}" + ("" if n >= results["repeats"] else f" n={n}"))
+        peers = {p: medians[p][metric] for p in PEERS if p in medians and metric in medians[p]}
+        best = (max if higher else min)(peers, key=peers.__getitem__) if peers else None
+        r = medians.get("rhfs", {}).get(metric)
+        d = medians.get("direct", {}).get(metric)
+        p = peers.get(best) if best else None
+        cells.append(best or "-")
+        cells.append(f"{r / p:.2f}x" if r is not None and p else "-")
+        cells.append(f"{r / d:.2f}x" if r is not None and d else "-")
+        cells.append(target)
+        met = check(r, p, d) if check and r is not None else None
+        cells.append("" if met is None else ("yes" if met else "NO"))
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = run(args)
+    text = table(results)
+    print(text)
+    print(f"\nelapsed {results['elapsed_s']} s; medians of up to {args.repeats}; results in {args.json}")
+    results["table"] = text
+    with open(args.json, "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,520 @@
+"""The benchmark's world: two S3 servers, their data, and the contenders' mounts.
+
+Servers (both on 127.0.0.1, started and stopped by :class:`Servers`):
+- ``moto``: ``moto_server``; a ranged GET costs as much as reading the whole object;
+- ``s3r``: the npm ``s3rver`` from ``.testbed-node``; a ranged GET costs about the same
+  whatever the object's size, as on a real store.
+
+Contenders (each a :class:`Mount`, mounted fresh for every cold session so that no
+cache of the kernel or the daemon survives between sessions):
+- ``rhfs``: ``python -m rhfs mount DIR --config CFG --foreground`` with one store per server;
+- ``rclone-off`` / ``rclone-full``: ``rclone mount`` with ``--vfs-cache-mode off|full``
+  and ``--use-server-modtime`` (its best ``ls -l``), one daemon per server;
+- ``s3fs``: s3fs-fuse, one daemon per server.
+
+Every contender exposes the same layout: ``root/moto/KEY`` and ``root/s3r/KEY``.
+
+Nothing here measures; :mod:`bench_work` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+BUCKET = "bench"
+SERVERS = ("moto", "s3r")
+KEYS = {"moto": ("testing", "testing"), "s3r": ("S3RVER", "S3RVER")}
+MiB = 1 << 20
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def alive(pid: int) -> bool:
+    """True unless the process is gone or a zombie (PID 1 here does not reap orphans)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def mounted(path: str) -> bool:
+    target = os.path.abspath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == target for line in f)
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise RuntimeError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    with open(f"/proc/{pid}/io") as f:
+        return {k: int(v) for k, v in (line.split(": ") for line in f)}
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+# ------------------------------------------------------------------------------------ servers
+
+
+@dataclass
+class Servers:
+    workdir: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def endpoint(self, server: str) -> str:
+        return f"http://127.0.0.1:{self.ports[server]}"
+
+    def start(self) -> None:
+        logs = self.workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        moto = Path(sys.executable).parent / "moto_server"
+        moto_cmd = [str(moto)] if moto.exists() else [sys.executable, "-m", "moto.server"]
+        s3rver = REPO / ".testbed-node" / "node_modules" / ".bin" / "s3rver"
+        if not s3rver.exists():
+            raise RuntimeError(f"{s3rver} is missing: run scripts/install-system-deps.sh")
+        data = self.workdir / "s3rver-data"
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir()
+        commands = {
+            "moto": lambda p: [*moto_cmd, "-H", "127.0.0.1", "-p", str(p)],
+            "s3r": lambda p: [str(s3rver), "-d", str(data), "-a", "127.0.0.1", "-p", str(p), "--silent"],
+        }
+        for name, command in commands.items():
+            port = free_port()
+            with open(logs / f"{name}.log", "ab") as out:
+                self.procs[name] = subprocess.Popen(
+                    command(port), stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
+                )
+            self.ports[name] = port
+        for name in SERVERS:
+            wait_for(lambda name=name: self._answers(name), 30, f"{name} to answer")
+
+    def _answers(self, name: str) -> bool:
+        if self.procs[name].poll() is not None:
+            raise RuntimeError(f"{name} exited; see {self.workdir}/logs/{name}.log")
+        try:
+            urllib.request.urlopen(self.endpoint(name), timeout=1).close()
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            stop_process(proc)
+
+    def fs(self, server: str) -> Any:
+        """A fresh s3fs client (no instance or listing cache), as the direct contender uses."""
+        import s3fs
+
+        key, secret = KEYS[server]
+        return s3fs.S3FileSystem(
+            key=key,
+            secret=secret,
+            endpoint_url=self.endpoint(server),
+            skip_instance_cache=True,
+            use_listings_cache=False,
+        )
+
+    def storage_options(self, server: str) -> dict[str, Any]:
+        key, secret = KEYS[server]
+        return {
+            "key": key,
+            "secret": secret,
+            "endpoint_url": self.endpoint(server),
+            "skip_instance_cache": True,
+        }
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+@dataclass(frozen=True)
+class Sizes:
+    seq: int
+    big: int
+    parquet_rows: int
+    small_files: int
+    ls_objects: int
+
+    @staticmethod
+    def make(quick: bool) -> Sizes:
+        if quick:
+            return Sizes(seq=32 * MiB, big=128 * MiB, parquet_rows=500_000, small_files=200, ls_objects=1000)
+        return Sizes(seq=256 * MiB, big=1024 * MiB, parquet_rows=4_200_000, small_files=1000, ls_objects=5000)
+
+
+def _random_file(path: Path, size: int) -> None:
+    block = os.urandom(MiB)
+    with open(path, "wb") as f:
+        for i in range(0, size, MiB):
+            f.write(i.to_bytes(8, "little") + block[8 : min(MiB, size - i)])
+
+
+def _parquet_file(path: Path, rows: int) -> None:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(6)
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(rows, dtype=np.int64),
+            "x": rng.random(rows),
+            "y": rng.normal(size=rows),
+        }
+    )
+    frame.to_parquet(path, index=False)
+
+
+def step(what: str, fn: Callable[[], Any]) -> None:
+    started = time.monotonic()
+    fn()
+    log(f"{what} in {time.monotonic() - started:.1f}s")
+
+
+def create_data(servers: Servers, sizes: Sizes, scratch: Path) -> dict[str, Any]:
+    """Create buckets and objects on both servers; return what was made (keys and sizes)."""
+    started = time.monotonic()
+    local_seq = scratch / "seq.bin"
+    _random_file(local_seq, sizes.seq)
+    local_parquet = scratch / "data.parquet"
+    _parquet_file(local_parquet, sizes.parquet_rows)
+    small = scratch / "small"
+    small.mkdir(exist_ok=True)
+    payload = os.urandom(4096)
+    for i in range(sizes.small_files):
+        (small / f"f{i:05d}").write_bytes(payload)
+
+    def make_moto() -> None:
+        moto = servers.fs("moto")
+        moto.mkdir(BUCKET)
+        # rclone sends HEAD ?versionId=null after a multipart upload, which moto answers with
+        # 400 on an unversioned bucket (BACKENDS.md): every contender gets this versioned bucket.
+        moto.call_s3("put_bucket_versioning", Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        step("moto: seq.bin", lambda: moto.put_file(str(local_seq), f"{BUCKET}/seq.bin"))
+        step("moto: data.parquet", lambda: moto.put_file(str(local_parquet), f"{BUCKET}/data.parquet"))
+        step("moto: big.bin", lambda: _compose(moto, f"{BUCKET}/seq.bin", f"{BUCKET}/big.bin", copies))
+        objects = {f"{BUCKET}/ls/o{i:05d}": b"ls" for i in range(sizes.ls_objects)}
+        step("moto: ls/", lambda: moto.pipe(objects, batch_size=64))
+
+    def make_s3r() -> None:
+        s3r = servers.fs("s3r")
+        s3r.mkdir(BUCKET)
+        one_put = 2 * sizes.big  # s3rver fails to complete big multipart uploads; single PUTs
+        step("s3r: seq.bin", lambda: s3r.put_file(str(local_seq), f"{BUCKET}/seq.bin", chunksize=one_put))
+        step(
+            "s3r: rand.bin",
+            lambda: s3r.call_s3(
+                "copy_object", Bucket=BUCKET, Key="rand.bin", CopySource={"Bucket": BUCKET, "Key": "seq.bin"}
+            ),
+        )
+        local_big = scratch / "big.bin"  # s3rver has no UploadPartCopy
+        with open(local_big, "wb") as out, open(local_seq, "rb") as src:
+            for _ in range(copies):
+                src.seek(0)
+                shutil.copyfileobj(src, out, 8 * MiB)
+        step("s3r: big.bin", lambda: s3r.put_file(str(local_big), f"{BUCKET}/big.bin", chunksize=one_put))
+        local_big.unlink()
+
+    copies = sizes.big // sizes.seq
+    with ThreadPoolExecutor(2) as pool:
+        for future in [pool.submit(make_moto), pool.submit(make_s3r)]:
+            future.result()
+    moto, s3r = servers.fs("moto"), servers.fs("s3r")
+    made = {
+        "seq": sizes.seq,
+        "big": moto.info(f"{BUCKET}/big.bin")["size"],
+        "big_s3r": s3r.info(f"{BUCKET}/big.bin")["size"],
+        "parquet": local_parquet.stat().st_size,
+        "parquet_rows": sizes.parquet_rows,
+        "small_files": sizes.small_files,
+        "ls_objects": sizes.ls_objects,
+        "small_dir": str(small),
+    }
+    log(f"data created in {time.monotonic() - started:.1f}s: {json.dumps({k: v for k, v in made.items()})}")
+    return made
+
+
+def _compose(fs: Any, src: str, dst: str, copies: int) -> None:
+    """dst = src repeated ``copies`` times, by server-side UploadPartCopy (no bytes through us)."""
+    bucket, src_key = src.split("/", 1)
+    dst_key = dst.split("/", 1)[1]
+    upload = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=dst_key)
+    parts = []
+    for n in range(1, copies + 1):
+        out = fs.call_s3(
+            "upload_part_copy",
+            Bucket=bucket,
+            Key=dst_key,
+            UploadId=upload["UploadId"],
+            PartNumber=n,
+            CopySource={"Bucket": bucket, "Key": src_key},
+        )
+        parts.append({"PartNumber": n, "ETag": out["CopyPartResult"]["ETag"]})
+    fs.call_s3(
+        "complete_multipart_upload",
+        Bucket=bucket,
+        Key=dst_key,
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": parts},
+    )
+
+
+def purge(fs: Any, prefix: str) -> None:
+    """Delete every version and delete marker under ``bucket/prefix`` (moto keeps them in memory)."""
+    bucket, key_prefix = prefix.split("/", 1)
+    versions: list[dict[str, str]] = []
+    try:
+        pages = [fs.call_s3("list_object_versions", Bucket=bucket, Prefix=key_prefix)]
+        while pages[-1].get("IsTruncated"):
+            pages.append(
+                fs.call_s3(
+                    "list_object_versions",
+                    Bucket=bucket,
+                    Prefix=key_prefix,
+                    KeyMarker=pages[-1]["NextKeyMarker"],
+                    VersionIdMarker=pages[-1]["NextVersionIdMarker"],
+                )
+            )
+        for page in pages:
+            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                versions.append({"Key": item["Key"], "VersionId": item["VersionId"]})
+    except Exception:  # s3rver has no versions: a plain recursive delete
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(prefix, recursive=True)
+        return
+    for i in range(0, len(versions), 1000):
+        fs.call_s3("delete_objects", Bucket=bucket, Delete={"Objects": versions[i : i + 1000], "Quiet": True})
+
+
+# ------------------------------------------------------------------------------------ mounts
+
+
+class Mount:
+    """One contender's mount of both servers under ``root``: ``root/moto`` and ``root/s3r``."""
+
+    name = ""
+
+    def __init__(self, servers: Servers, workdir: Path) -> None:
+        self.servers = servers
+        self.workdir = workdir / self.name
+        self.root = self.workdir / "mnt"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def path(self, server: str, key: str) -> str:
+        return str(self.root / server / key)
+
+    def daemon_pid(self, server: str) -> int:
+        return self.procs[server].pid
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        for mnt in self.mountpoints():
+            if mounted(mnt):
+                subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
+        for proc in self.procs.values():
+            stop_process(proc)
+        for mnt in self.mountpoints():
+            if mounted(mnt):
+                subprocess.run(["fusermount3", "-uz", mnt], capture_output=True)
+        self.procs = {}
+
+    def mountpoints(self) -> list[str]:
+        return [str(self.root / s) for s in SERVERS]
+
+    def _spawn(self, key: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        logs = self.workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"{key}.log", "ab") as out:
+            self.procs[key] = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+
+    def _wait_mounted(self, mountpoints: list[str], probe: str) -> None:
+        def up() -> bool:
+            for key, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{self.name}: {key} exited; see {self.workdir}/logs/{key}.log")
+            return all(mounted(m) for m in mountpoints) and os.path.exists(probe)
+
+        wait_for(up, 60, f"{self.name} to mount")
+
+    def fresh_dir(self, name: str) -> Path:
+        d = self.workdir / name
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        return d
+
+
+class RhfsMount(Mount):
+    name = "rhfs"
+
+    def __init__(self, servers: Servers, workdir: Path, log_level: str = "WARNING") -> None:
+        super().__init__(servers, workdir)
+        self.log_level = log_level
+
+    def mountpoints(self) -> list[str]:
+        return [str(self.root)]
+
+    def path(self, server: str, key: str) -> str:
+        return str(self.root / server / BUCKET / key)
+
+    def daemon_pid(self, server: str) -> int:
+        return self.procs["rhfs"].pid
+
+    def stats(self) -> dict[str, Any]:
+        with open(self.root / ".rhfs" / "stats.json") as f:
+            return dict(json.load(f))
+
+    def config_text(self, cache_dir: Path) -> str:
+        lines = ["[mount]", "attr_ttl = 5.0", f"cache_dir = {json.dumps(str(cache_dir))}", ""]
+        lines += ["[here]", f"root = {json.dumps(str(self.workdir / 'here'))}", ""]
+        for server in SERVERS:
+            key, secret = KEYS[server]
+            lines += [
+                f"[stores.{server}]",
+                'protocol = "s3"',
+                f'buckets = ["{BUCKET}"]',
+                f"options = {{ key = {json.dumps(key)}, secret = {json.dumps(secret)}, "
+                f"endpoint_url = {json.dumps(self.servers.endpoint(server))} }}",
+                "",
+            ]
+        return "\n".join(lines)
+
+    def start(self) -> None:
+        cache = self.fresh_dir("cache")
+        self.fresh_dir("here")
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "rhfs.toml"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.config_text(cache))
+        argv = [sys.executable, "-m", "rhfs", "--log-level", self.log_level, "mount", str(self.root)]
+        self._spawn("rhfs", [*argv, "--config", str(config), "--foreground"])
+        self._wait_mounted([str(self.root)], str(self.root / "moto" / BUCKET))
+
+
+class RcloneMount(Mount):
+    def __init__(self, servers: Servers, workdir: Path, cache_mode: str) -> None:
+        self.name = f"rclone-{cache_mode}"
+        self.cache_mode = cache_mode
+        super().__init__(servers, workdir)
+
+    def start(self) -> None:
+        cache = self.fresh_dir("cache")
+        env = {}
+        for server in SERVERS:
+            key, secret = KEYS[server]
+            up = server.upper()
+            env.update(
+                {
+                    f"RCLONE_CONFIG_{up}_TYPE": "s3",
+                    f"RCLONE_CONFIG_{up}_PROVIDER": "Other",
+                    f"RCLONE_CONFIG_{up}_ENDPOINT": self.servers.endpoint(server),
+                    f"RCLONE_CONFIG_{up}_ACCESS_KEY_ID": key,
+                    f"RCLONE_CONFIG_{up}_SECRET_ACCESS_KEY": secret,
+                    f"RCLONE_CONFIG_{up}_NO_CHECK_BUCKET": "true",
+                }
+            )
+        os.environ.pop("AWS_CA_BUNDLE", None)
+        for server in SERVERS:
+            mnt = self.root / server
+            mnt.mkdir(parents=True, exist_ok=True)
+            argv = ["rclone", "mount", f"{server}:{BUCKET}", str(mnt), "--vfs-cache-mode", self.cache_mode]
+            argv += ["--use-server-modtime", "--cache-dir", str(cache / server), "--config", "/dev/null"]
+            self._spawn(server, argv, env)
+        self._wait_mounted(self.mountpoints(), str(self.root / "moto" / "seq.bin"))
+
+
+class S3fsMount(Mount):
+    name = "s3fs"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for server in SERVERS:
+            key, secret = KEYS[server]
+            passwd = self.workdir / f"passwd-{server}"
+            fd = os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{key}:{secret}\n")
+            mnt = self.root / server
+            mnt.mkdir(parents=True, exist_ok=True)
+            argv = ["s3fs", BUCKET, str(mnt), "-f", "-o", f"url={self.servers.endpoint(server)}"]
+            argv += ["-o", "use_path_request_style", "-o", f"passwd_file={passwd}"]
+            self._spawn(server, argv)
+        self._wait_mounted(self.mountpoints(), str(self.root / "moto" / "seq.bin"))
+
+
+def make_mounts(servers: Servers, workdir: Path, names: list[str]) -> dict[str, Mount]:
+    factories = {
+        "rhfs": lambda: RhfsMount(servers, workdir),
+        "rclone-off": lambda: RcloneMount(servers, workdir, "off"),
+        "rclone-full": lambda: RcloneMount(servers, workdir, "full"),
+        "s3fs": lambda: S3fsMount(servers, workdir),
+    }
+    return {name: factories[name]() for name in names if name in factories}
+
+
+def default_workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="rhfs-bench-"))

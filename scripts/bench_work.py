@@ -1,0 +1,268 @@
+"""The benchmark's workloads, each measured for one contender.
+
+A contender is either a :class:`bench_env.Mount` (rhfs, rclone, s3fs-fuse: measured
+through the kernel with ordinary file calls and coreutils) or ``None`` for the direct
+fsspec call (s3fs in this process). Every workload returns ``{metric: value}``.
+
+Cold means a fresh mount (see :mod:`bench_env`): the caller mounts before a session.
+"Counted until in the bucket" polls the server with a separate client; a copy counts
+as landed at the start of the first check that finds it complete.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench_env import BUCKET, MiB, Mount, RhfsMount, Servers, proc_io, rss_bytes
+
+READ_BUFFER = MiB
+RANDOM_READS = 200
+RANDOM_SIZE = 64 << 10
+
+
+@dataclass
+class Ctx:
+    servers: Servers
+    made: dict[str, Any]
+    mount: Mount | None  # None: the direct fsspec call
+    tag: str  # unique per contender and repeat, for keys that writes create
+
+    @property
+    def direct(self) -> bool:
+        return self.mount is None
+
+
+def _read_all(path: str) -> int:
+    buf = bytearray(READ_BUFFER)
+    view = memoryview(buf)
+    total = 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while True:
+            n = os.readv(fd, [view])
+            if n == 0:
+                return total
+            total += n
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------------ reads
+
+
+def seq(ctx: Ctx) -> dict[str, float]:
+    """Sequential read of seq.bin, cold, from each server."""
+    out = {}
+    for server in ("moto", "s3r"):
+        size = ctx.made["seq"]
+        started = time.perf_counter()
+        if ctx.mount is None:
+            got = len(ctx.servers.fs(server).cat_file(f"{BUCKET}/seq.bin"))
+        else:
+            got = _read_all(ctx.mount.path(server, "seq.bin"))
+        elapsed = time.perf_counter() - started
+        assert got == size, (got, size)
+        out[f"seq_{server}_MiBps"] = size / MiB / elapsed
+    return out
+
+
+def random_reads(ctx: Ctx) -> dict[str, float]:
+    """RANDOM_READS preads of RANDOM_SIZE at seeded offsets of rand.bin on s3rver, open to close."""
+    size = ctx.made["seq"]
+    rng = random.Random(6)
+    offsets = [rng.randrange(0, size - RANDOM_SIZE) & ~4095 for _ in range(RANDOM_READS)]
+    before = _daemon_bytes(ctx, "s3r")
+    started = time.perf_counter()
+    if ctx.mount is None:
+        fs = ctx.servers.fs("s3r")
+        for off in offsets:
+            assert len(fs.cat_file(f"{BUCKET}/rand.bin", start=off, end=off + RANDOM_SIZE)) == RANDOM_SIZE
+    else:
+        fd = os.open(ctx.mount.path("s3r", "rand.bin"), os.O_RDONLY)
+        try:
+            for off in offsets:
+                assert len(os.pread(fd, RANDOM_SIZE, off)) == RANDOM_SIZE
+        finally:
+            os.close(fd)
+    elapsed = time.perf_counter() - started
+    out = {"random_per_s": RANDOM_READS / elapsed}
+    after = _daemon_bytes(ctx, "s3r")
+    if before is not None and after is not None:
+        out["random_fetched_MiB"] = (after - before) / MiB
+    return out
+
+
+def ls(ctx: Ctx) -> dict[str, float]:
+    """``ls -l`` of a directory of ls_objects objects: cold (first after mount), then warm."""
+    out: dict[str, float] = {}
+    if ctx.mount is None:
+        fs = ctx.servers.fs("moto")
+        for phase in ("cold", "warm"):
+            started = time.perf_counter()
+            n = len(fs.ls(f"{BUCKET}/ls", detail=True, refresh=True))
+            out[f"ls_{phase}_s"] = time.perf_counter() - started
+            assert n == ctx.made["ls_objects"], n
+        return out
+    path = ctx.mount.path("moto", "ls")
+    ops_before = _rhfs_ops(ctx)
+    for phase in ("cold", "warm"):
+        started = time.perf_counter()
+        result = subprocess.run(["ls", "-l", path], capture_output=True, text=True, check=True)
+        out[f"ls_{phase}_s"] = time.perf_counter() - started
+        lines = result.stdout.count("\n") - 1  # "total N"
+        assert lines == ctx.made["ls_objects"], lines
+    ops_after = _rhfs_ops(ctx)
+    if ops_before is not None and ops_after is not None:
+        for op in ("getattr", "readdir", "getxattr", "listxattr"):
+            out[f"ls_fuse_{op}"] = ops_after.get(op, 0) - ops_before.get(op, 0)
+    return out
+
+
+def parquet(ctx: Ctx) -> dict[str, float]:
+    """``pandas.read_parquet`` of data.parquet: cold, then warm."""
+    import pandas as pd
+
+    out = {}
+    for phase in ("cold", "warm"):
+        started = time.perf_counter()
+        if ctx.mount is None:
+            frame = pd.read_parquet(
+                f"s3://{BUCKET}/data.parquet", storage_options=ctx.servers.storage_options("moto")
+            )
+        else:
+            frame = pd.read_parquet(ctx.mount.path("moto", "data.parquet"))
+        out[f"parquet_{phase}_s"] = time.perf_counter() - started
+        assert len(frame) == ctx.made["parquet_rows"]
+    return out
+
+
+def rss(ctx: Ctx) -> dict[str, float]:
+    """The daemon's peak RSS while big.bin is read sequentially from s3rver."""
+    if ctx.mount is None:
+        return {}
+    pid = ctx.mount.daemon_pid("s3r")
+    peak = [rss_bytes(pid)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_bytes(pid))
+            done.wait(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        got = _read_all(ctx.mount.path("s3r", "big.bin"))
+    finally:
+        done.set()
+        sampler.join()
+    elapsed = time.perf_counter() - started
+    assert got == ctx.made["big_s3r"]
+    return {"rss_peak_MB": peak[0] / 1e6, "rss_read_MiBps": got / MiB / elapsed}
+
+
+# ------------------------------------------------------------------------------------ writes
+
+
+def cpr(ctx: Ctx) -> dict[str, float]:
+    """``cp -r`` of small_files x 4 KiB into the moto bucket, until all are in the bucket."""
+    src = ctx.made["small_dir"]
+    count = ctx.made["small_files"]
+    prefix = f"cpr-{ctx.tag}"
+    checker = ctx.servers.fs("moto")
+    started = time.perf_counter()
+    if ctx.mount is None:
+        ctx.servers.fs("moto").put(src.rstrip("/") + "/", f"{BUCKET}/{prefix}/", recursive=True)
+    else:
+        subprocess.run(["cp", "-r", src, ctx.mount.path("moto", prefix)], check=True)
+    returned = time.perf_counter() - started
+
+    def landed() -> bool:
+        found = checker.find(f"{BUCKET}/{prefix}", detail=True)
+        return len(found) == count and all(v["size"] == 4096 for v in found.values())
+
+    landed_at = _poll(landed) - started
+    return {"cpr_s": landed_at, "cpr_returned_s": returned}
+
+
+def copy(ctx: Ctx) -> dict[str, float]:
+    """``cp`` of seq.bin and big.bin to new keys in the same bucket, until in the bucket."""
+    out = {}
+    checker = ctx.servers.fs("moto")
+    for label, key, size in (("copy256", "seq.bin", ctx.made["seq"]), ("copy1g", "big.bin", ctx.made["big"])):
+        dst = f"{label}-{ctx.tag}"
+        before = _daemon_bytes(ctx, "moto")
+        started = time.perf_counter()
+        if ctx.mount is None:
+            ctx.servers.fs("moto").copy(f"{BUCKET}/{key}", f"{BUCKET}/{dst}")
+        else:
+            subprocess.run(["cp", ctx.mount.path("moto", key), ctx.mount.path("moto", dst)], check=True)
+        returned = time.perf_counter() - started
+
+        def landed(dst: str = dst, size: int = size) -> bool:
+            try:
+                return bool(checker.info(f"{BUCKET}/{dst}", refresh=True)["size"] == size)
+            except FileNotFoundError:
+                return False
+
+        out[f"{label}_s"] = _poll(landed) - started
+        out[f"{label}_returned_s"] = returned
+        after = _daemon_bytes(ctx, "moto")
+        out[f"{label}_daemon_MiB"] = 0.0 if ctx.mount is None else (after or 0) / MiB - (before or 0) / MiB
+    return out
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _poll(check: Callable[[], bool], timeout: float = 300.0) -> float:
+    """The perf_counter time at which a successful check began."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        began = time.perf_counter()
+        if check():
+            return began
+        time.sleep(0.05)
+    raise RuntimeError("data did not reach the bucket in time")
+
+
+def _daemon_bytes(ctx: Ctx, server: str) -> int | None:
+    """Bytes through the daemon serving ``server``.
+
+    Peers: ``read()`` bytes of the daemon process (``rchar``: FUSE writes reaching it and
+    socket reads made with read()). rhfs: bytes it read from, wrote to and relayed for
+    that store, by its own counters (Python's socket calls are not in ``rchar``), plus
+    the FUSE bytes it read (``rchar``).
+    """
+    if ctx.mount is None:
+        return None
+    pid = ctx.mount.daemon_pid(server)
+    rchar = proc_io(pid)["rchar"]
+    if isinstance(ctx.mount, RhfsMount):
+        system = ctx.mount.stats()["systems"].get(server, {})
+        return rchar + sum(system.get(k, 0) for k in ("bytes_read", "bytes_written", "bytes_relayed"))
+    return rchar
+
+
+def _rhfs_ops(ctx: Ctx) -> dict[str, int] | None:
+    if not isinstance(ctx.mount, RhfsMount):
+        return None
+    return dict(ctx.mount.stats()["ops"])
+
+
+READ_WORKLOADS: dict[str, Callable[[Ctx], dict[str, float]]] = {
+    "seq": seq,
+    "random": random_reads,
+    "ls": ls,
+    "parquet": parquet,
+    "rss": rss,
+}
+WRITE_WORKLOADS: dict[str, Callable[[Ctx], dict[str, float]]] = {"cpr": cpr, "copy": copy}

@@ -1,0 +1,332 @@
+"""Read-ahead (rhfs.vfs.readahead) and body streams (rhfs.backends.streams), without FUSE.
+
+A scripted reader serves bytes from memory and records every request, so each test
+checks both the bytes returned and the requests made: one stream for a sequential
+reader, exact ranges for random reads, one request for a footer, nothing left in
+the buffer pool after close, errors passed on and recovered from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from rhfs.backends.streams import BodyStream
+from rhfs.errors import RhfsError
+from rhfs.vfs import readahead
+from rhfs.vfs.readahead import BufferPool, ReadAhead
+
+MiB = 1 << 20
+
+
+class Stream:
+    def __init__(self, owner: ScriptedReader, offset: int, end: int) -> None:
+        self.owner, self.pos, self.end = owner, offset, end
+        self.closed = False
+
+    def read(self, n: int) -> bytes:
+        with self.owner.lock:
+            self.owner.stream_reads += 1
+            if self.owner.break_stream_at is not None and self.pos >= self.owner.break_stream_at:
+                self.owner.break_stream_at = None
+                raise ConnectionResetError("connection reset by peer")
+        data = self.owner.data[self.pos : min(self.pos + n, self.end)]
+        self.pos += len(data)
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class ScriptedReader:
+    """An in-memory Reader that records its requests; ``streams=False`` hides ``stream``."""
+
+    def __init__(self, data: bytes, *, streams: bool | None = True) -> None:
+        self.data = data
+        self.lock = threading.Lock()
+        self.ranges: list[tuple[int, int]] = []
+        self.opened: list[Stream] = []
+        self.stream_reads = 0
+        self.fail_reads = 0
+        self.break_stream_at: int | None = None
+        self.closed = False
+        self.streams = streams
+        if streams is False:
+            self.stream = None  # type: ignore[assignment]
+
+    def read(self, offset: int, size: int) -> bytes:
+        with self.lock:
+            self.ranges.append((offset, size))
+            if self.fail_reads:
+                self.fail_reads -= 1
+                raise RhfsError("the server said no", errno_=errno.EIO)
+        return self.data[offset : offset + size]
+
+    def stream(self, offset: int, end: int) -> Stream | None:
+        if self.streams is None:
+            return None  # the reader has the method, its system has no streams (a guarded reader)
+        with self.lock:
+            stream = Stream(self, offset, end)
+            self.opened.append(stream)
+            return stream
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def pool(monkeypatch: pytest.MonkeyPatch) -> BufferPool:
+    pool = BufferPool(64 * MiB)
+    monkeypatch.setattr(readahead, "POOL", pool)
+    return pool
+
+
+def drained(pool: BufferPool) -> bool:
+    """Producers still fetching when the file was closed give their pieces back as they finish."""
+    deadline = time.monotonic() + 10
+    while pool.used and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pool.used == 0
+
+
+def payload(size: int) -> bytes:
+    return random.Random(size).randbytes(size)
+
+
+def read_sequentially(ra: ReadAhead, size: int, step: int = MiB) -> bytes:
+    return b"".join(ra.read(off, step) for off in range(0, size, step))
+
+
+def test_a_sequential_reader_is_served_by_one_stream(pool: BufferPool) -> None:
+    data = payload(40 * MiB + 12345)
+    reader = ScriptedReader(data)
+    ra = ReadAhead(reader, len(data))
+    assert read_sequentially(ra, len(data)) == data
+    assert len(reader.opened) == 1
+    assert reader.ranges == []
+    ra.close()
+    assert drained(pool)
+    assert reader.closed and all(s.closed for s in reader.opened)
+
+
+def test_without_streams_sequential_reads_use_large_ranges(pool: BufferPool) -> None:
+    data = payload(20 * MiB + 7)
+    reader = ScriptedReader(data, streams=False)
+    ra = ReadAhead(reader, len(data))
+    assert read_sequentially(ra, len(data), step=256 << 10) == data
+    assert all(size <= readahead.RANGED_PIECE for _, size in reader.ranges)
+    assert len(reader.ranges) <= len(data) // readahead.RANGED_PIECE + 2
+    covered = sorted(reader.ranges)
+    assert covered[0][0] == 0 and sum(size for _, size in covered) == len(data)
+    ra.close()
+    assert drained(pool)
+
+
+def test_a_reader_whose_system_has_no_streams_falls_back_to_ranges(pool: BufferPool) -> None:
+    data = payload(12 * MiB + 5)
+    reader = ScriptedReader(data, streams=None)
+    ra = ReadAhead(reader, len(data))
+    assert read_sequentially(ra, len(data), step=128 << 10) == data
+    assert sum(size for _, size in reader.ranges) == len(data)
+    ra.close()
+    assert drained(pool)
+
+
+def test_a_request_straddling_two_runs(pool: BufferPool) -> None:
+    data = payload(20 * MiB)
+    reader = ScriptedReader(data)
+    ra = ReadAhead(reader, len(data))
+    assert ra.read(8 * MiB, MiB) == data[8 * MiB : 9 * MiB]  # a run from 8 MiB
+    assert ra.read(0, MiB) == data[:MiB]  # a run from 0, cut at 8 MiB
+    for off in range(MiB, 7 * MiB, MiB):
+        assert ra.read(off, MiB) == data[off : off + MiB]
+    assert ra.read(7 * MiB + 4096, MiB) == data[7 * MiB + 4096 : 8 * MiB + 4096]
+    assert ra.read(9 * MiB, MiB) == data[9 * MiB : 10 * MiB]
+    ra.close()
+    assert drained(pool)
+
+
+def test_small_random_reads_fetch_exactly_what_is_asked(pool: BufferPool) -> None:
+    data = payload(64 * MiB)
+    reader = ScriptedReader(data)
+    ra = ReadAhead(reader, len(data))
+    rng = random.Random(1)
+    offsets = [rng.randrange(0, 60 * MiB) & ~4095 for _ in range(50)]
+    for off in offsets:
+        assert ra.read(off, 65536) == data[off : off + 65536]
+    assert reader.ranges == [(off, 65536) for off in offsets]
+    assert reader.opened == []
+    ra.close()
+
+
+def test_a_footer_is_fetched_in_one_request(pool: BufferPool) -> None:
+    data = payload(30 * MiB)
+    reader = ScriptedReader(data)
+    ra = ReadAhead(reader, len(data))
+    end = len(data)
+    assert ra.read(end - 8, 8) == data[-8:]  # a parquet reader: magic and footer length
+    assert ra.read(end - 40000, 39992) == data[end - 40000 : end - 8]  # then the footer
+    assert reader.ranges == [(end - readahead.TAIL, readahead.TAIL)]
+    ra.close()
+
+
+def test_adjacent_small_reads_become_a_stream(pool: BufferPool) -> None:
+    data = payload(8 * MiB)
+    reader = ScriptedReader(data)
+    ra = ReadAhead(reader, len(data))
+    out = [ra.read(off, 4096) for off in range(MiB, 3 * MiB, 4096)]
+    assert b"".join(out) == data[MiB : 3 * MiB]
+    assert reader.ranges == [(MiB, 4096)]  # the first is exact, the next starts a stream
+    assert len(reader.opened) == 1
+    ra.close()
+
+
+def test_interleaved_sequential_readers_keep_their_own_runs(pool: BufferPool) -> None:
+    data = payload(48 * MiB)
+    reader = ScriptedReader(data)
+    ra = ReadAhead(reader, len(data))
+    starts = [0, 16 * MiB, 32 * MiB]
+    for i in range(0, 16 * MiB, MiB):
+        for start in starts:
+            assert ra.read(start + i, MiB) == data[start + i : start + i + MiB]
+    assert len(reader.opened) == 3
+    assert reader.ranges == []
+    ra.close()
+    assert drained(pool)
+
+
+def test_parallel_out_of_order_requests_get_the_right_bytes(pool: BufferPool) -> None:
+    data = payload(32 * MiB + 999)
+    reader = ScriptedReader(data)
+    ra = ReadAhead(reader, len(data))
+    offsets = list(range(0, len(data), MiB))
+    # what the kernel's readahead does: several requests in flight, finishing in any order
+    batches = [offsets[i : i + 6] for i in range(0, len(offsets), 6)]
+    with ThreadPoolExecutor(6) as pool_:
+        for batch in batches:
+            random.Random(len(batch)).shuffle(batch)
+            for off, got in zip(batch, pool_.map(lambda o: ra.read(o, MiB), batch), strict=True):
+                assert got == data[off : off + MiB]
+    ra.close()
+    assert drained(pool)
+
+
+def test_the_pool_bounds_what_is_fetched_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    small = BufferPool(4 * MiB)
+    monkeypatch.setattr(readahead, "POOL", small)
+    data = payload(64 * MiB)
+    reader = ScriptedReader(data)
+    ra = ReadAhead(reader, len(data))
+    seen = 0
+    for off in range(0, len(data), MiB):
+        assert ra.read(off, MiB) == data[off : off + MiB]
+        seen = max(seen, small.used)
+    assert seen <= 4 * MiB + readahead.KEEP_BEHIND + 2 * MiB  # plus what readers were waiting for
+    ra.close()
+    assert drained(small)
+
+
+def test_a_failed_fetch_fails_the_read_and_the_next_read_starts_afresh(pool: BufferPool) -> None:
+    data = payload(16 * MiB)
+    reader = ScriptedReader(data, streams=False)
+    reader.fail_reads = 1
+    ra = ReadAhead(reader, len(data))
+    with pytest.raises(RhfsError) as caught:
+        ra.read(0, MiB)
+    assert caught.value.errno == errno.EIO
+    assert read_sequentially(ra, len(data)) == data
+    ra.close()
+    assert drained(pool)
+
+
+def test_a_broken_stream_is_reopened_where_it_broke(pool: BufferPool) -> None:
+    data = payload(24 * MiB)
+    reader = ScriptedReader(data)
+    reader.break_stream_at = 5 * MiB
+    ra = ReadAhead(reader, len(data))
+    assert read_sequentially(ra, len(data)) == data
+    assert [s.pos for s in reader.opened][-1] == len(data)
+    assert len(reader.opened) == 2
+    ra.close()
+
+
+def test_reads_past_the_end_and_of_a_closed_file(pool: BufferPool) -> None:
+    data = payload(3 * MiB)
+    ra = ReadAhead(ScriptedReader(data), len(data))
+    assert ra.read(len(data), MiB) == b""
+    assert ra.read(len(data) - 10, MiB) == data[-10:]
+    ra.close()
+    with pytest.raises(RhfsError) as caught:
+        ra.read(0, 10)
+    assert caught.value.errno == errno.EBADF
+
+
+# -- BodyStream over an async body ------------------------------------------------------------
+
+
+class AsyncBody:
+    """An aiohttp-like body: read(n) returns what has arrived, at most n bytes."""
+
+    def __init__(self, data: bytes, piece: int) -> None:
+        self.data, self.piece, self.pos = data, piece, 0
+        self.closed = False
+
+    async def read(self, n: int) -> bytes:
+        await asyncio.sleep(0)
+        out = self.data[self.pos : self.pos + min(n, self.piece)]
+        self.pos += len(out)
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.close()
+
+
+def runner(loop: asyncio.AbstractEventLoop):  # type: ignore[no-untyped-def]
+    def run(fn, *args):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(fn(*args), loop).result()
+
+    return run
+
+
+def test_a_body_stream_returns_exact_pieces_then_the_rest(loop: asyncio.AbstractEventLoop) -> None:
+    data = os.urandom(5 * MiB + 321)
+    body = AsyncBody(data, piece=100_000)
+    stream = BodyStream(runner(loop), body)
+    got = []
+    while True:
+        piece = stream.read(MiB)
+        if not piece:
+            break
+        got.append(piece)
+    assert b"".join(got) == data
+    assert [len(p) for p in got[:-1]] == [MiB] * 5 and len(got[-1]) == 321
+    assert body.closed
+
+
+def test_closing_a_body_stream_early_drops_the_connection(loop: asyncio.AbstractEventLoop) -> None:
+    data = os.urandom(64 * MiB)
+    body = AsyncBody(data, piece=MiB)
+    stream = BodyStream(runner(loop), body)
+    assert stream.read(MiB) == data[:MiB]
+    stream.close()
+    asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), loop).result()
+    assert body.closed
+    assert body.pos < len(data)  # not drained
