@@ -15,8 +15,11 @@ from __future__ import annotations
 import ctypes.util
 import errno
 import functools
+import itertools
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -52,6 +55,13 @@ if mfusepy.fuse_version_major != 3:
 
 LIBFUSE_VERSION = (mfusepy.fuse_version_major, mfusepy.fuse_version_minor)
 MAX_THREADS = 16  # libfuse worker threads: requests served at once
+MAX_REQUEST = 1 << 20  # the largest read/write request libfuse 3.14 can take (256 pages)
+READ_AHEAD_KB = 4096  # the mount's kernel readahead: four 1 MiB requests in flight per reader
+MAX_BACKGROUND = 32  # readahead requests the kernel may have in flight
+FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
+FUSE_READDIR_PLUS = 1 << 0
+FUSE_FILL_DIR_PLUS = 1 << 1
+OWN_XATTR_PREFIX = b"user.rhfs."
 
 
 def _op(fn: F) -> F:
@@ -78,8 +88,15 @@ def _op(fn: F) -> F:
 
 
 class RhfsFUSE(mfusepy.FUSE):
-    """mfusepy's FUSE plus the ``copy_file_range`` callback of libfuse3, and ``ftruncate``
-    by handle."""
+    """mfusepy's FUSE plus the ``copy_file_range`` callback of libfuse3, ``ftruncate``
+    by handle, and C-level callbacks that mfusepy serves less well: ``readdir`` with whole
+    attributes, ``opendir`` with the kernel's directory cache, and ``getxattr`` of names
+    rhfs never has."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._listings: dict[int, list[tuple[str, dict[str, int], int]]] = {}  # dir handle -> entries
+        self._dir_handles = itertools.count(1)
+        super().__init__(*args, **kwargs)
 
     def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
         # mfusepy drops the file info; ftruncate of an unlinked file has only its handle.
@@ -88,6 +105,51 @@ class RhfsFUSE(mfusepy.FUSE):
             length,
             fip.contents if fip else None,
         )
+        return result
+
+    def readdir_fuse_3(
+        self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any, flags: int
+    ) -> int:
+        # mfusepy passes only the mode, and offsets of 0, with which libfuse 3.14 sends
+        # readdirplus entries the kernel ignores. Here every entry carries its attributes and
+        # its position, so ``ls -l`` stats each entry from the kernel's cache, not by a LOOKUP.
+        # The listing is taken once per opendir; later chunks resume from the kernel's offset.
+        fh = fip.contents.fh
+        items = self._listings.get(fh) if offset else None
+        if items is None:
+            items = self.operations.readdir(
+                None if path is None else path.decode(self.encoding, self.errors), fh
+            )
+            self._listings[fh] = items
+        plus = FUSE_FILL_DIR_PLUS if flags & FUSE_READDIR_PLUS else 0
+        st = mfusepy.c_stat()
+        size = ctypes.sizeof(st)
+        for index in range(offset, len(items)):
+            name, attrs, _ = items[index]
+            ctypes.memset(ctypes.byref(st), 0, size)
+            mfusepy.set_st_attrs(st, attrs, use_ns=True)
+            if filler(buf, name.encode(self.encoding, self.errors), st, index + 1, plus) != 0:
+                break
+        return 0
+
+    def opendir(self, path: bytes, fip: Any) -> int:
+        fi = fip.contents
+        keep = self.operations.opendir(path.decode(self.encoding, self.errors))
+        fi.fh = next(self._dir_handles)
+        fi.cache_readdir = 1  # the kernel may serve readdir from its cache...
+        fi.keep_cache = int(keep)  # ...but drops it unless what it read last is current
+        return 0
+
+    def releasedir(self, path: bytes | None, fip: Any) -> int:
+        self._listings.pop(fip.contents.fh, None)
+        return 0
+
+    def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
+        # The kernel asks for security.capability before every write and ls for ACLs and
+        # SELinux labels: answer names rhfs never has here, without an exception or a log line.
+        if not name.startswith(OWN_XATTR_PREFIX):
+            return -errno.ENODATA
+        result: int = super().getxattr(path, name, value, size, *args)
         return result
 
     def copy_file_range(
@@ -135,8 +197,13 @@ class Operations(mfusepy.Operations):
             config.kernel_cache = 0
             config.auto_cache = 0
         if conn is not None:
-            conn.max_write = 1 << 20
-            conn.max_readahead = 1 << 20
+            conn.max_write = MAX_REQUEST
+            conn.max_readahead = READ_AHEAD_KB << 10
+            conn.max_background = MAX_BACKGROUND
+            conn.congestion_threshold = MAX_BACKGROUND * 3 // 4
+            # readdirplus on every readdir, not only the first of a directory: ls -l of a big
+            # directory reads it in several getdents calls
+            conn.want &= ~FUSE_CAP_READDIRPLUS_AUTO
         if self.on_init:
             self.on_init()
 
@@ -152,6 +219,14 @@ class Operations(mfusepy.Operations):
     @_op
     def readdir(self, path: str, fh: int) -> list[tuple[str, dict[str, int], int]]:
         return [(name, attr.as_stat(), 0) for name, attr in self.vfs.readdir(path)]
+
+    @_op
+    def opendir(self, path: str) -> bool:
+        """Whether the kernel's cached entries of ``path`` are current (RhfsFUSE makes the handle)."""
+        return self.vfs.opendir(path)
+
+    def releasedir(self, path: str | None, fh: int) -> int:
+        return 0  # RhfsFUSE drops the listing it kept for the handle
 
     @_op
     def readlink(self, path: str) -> str:
@@ -299,4 +374,37 @@ def serve(
         options["default_permissions"] = True
     if read_only:
         options["ro"] = True
+    threading.Thread(target=_tune_bdi, args=(mountpoint,), name="rhfs-tune", daemon=True).start()
+    threading.Thread(target=_warm_up, args=(operations.vfs,), name="rhfs-warm-up", daemon=True).start()
     RhfsFUSE(operations, mountpoint, raw_fi=True, foreground=True, nothreads=False, debug=debug, **options)
+
+
+def _tune_bdi(mountpoint: str, timeout: float = 60.0) -> None:
+    """Raise the mount's kernel readahead once it is mounted.
+
+    The kernel caps a FUSE mount's readahead at 128 KiB, whatever ``max_readahead``
+    says; only the bdi's ``read_ahead_kb`` raises it (root only). Found by the mount's
+    device number in mountinfo: stat()ing our own mount from here could deadlock.
+    """
+    target = os.path.abspath(mountpoint)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/self/mountinfo") as f:
+            device = next((ln.split()[2] for ln in f if ln.split()[4] == target and " - fuse" in ln), None)
+        if device is not None:
+            try:
+                with open(f"/sys/class/bdi/{device}/read_ahead_kb", "w") as bdi:
+                    bdi.write(str(READ_AHEAD_KB))
+            except OSError as e:
+                log.info("kernel readahead left at its default (%s): %s", device, e)
+            return
+        time.sleep(0.05)
+
+
+def _warm_up(vfs: Vfs) -> None:
+    """Make each store's client now (imports, no request), not in the first user's request."""
+    for backend in vfs.table.backends():
+        try:
+            getattr(getattr(backend, "inner", None), "api", None)
+        except Exception as e:  # the first real request will say what is wrong
+            log.debug("warming up %s: %s", backend.system, e)
