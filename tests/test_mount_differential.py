@@ -42,8 +42,8 @@ pytestmark = [pytest.mark.mount, pytest.mark.servers]
 
 NAMES = ("a", "b", "c")
 PATHS = [*NAMES, *(f"{p}/{c}" for p in NAMES for c in NAMES)]
-EXAMPLES = int(os.environ.get("RHFS_DIFF_EXAMPLES", "12"))
-STEPS = int(os.environ.get("RHFS_DIFF_STEPS", "30"))
+EXAMPLES = int(os.environ.get("RHFS_DIFF_EXAMPLES", "20"))
+STEPS = int(os.environ.get("RHFS_DIFF_STEPS", "40"))
 
 # A path is either one that exists now (most of the time) or any name of the small universe.
 Pick = tuple[bool, int, str]

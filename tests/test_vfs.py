@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from rhfs.backends.base import Entry
 from rhfs.backends.guard import Guarded
-from rhfs.backends.memory import MemoryBackend
-from rhfs.errors import UploadFailed, to_errno
+from rhfs.backends.memory import MemoryBackend, MemoryReader
+from rhfs.errors import RhfsError, UploadFailed, to_errno
 from rhfs.stats import Stats
 from rhfs.vfs.core import Vfs
 from rhfs.vfs.tree import MountTable
@@ -53,11 +54,27 @@ class FlakyBackend(MemoryBackend):
         super().upload(local_path, path)
 
 
+class StoreLikeBackend(FlakyBackend):
+    """Like a store: a rename makes new objects (new etags), and a reader refuses another version."""
+
+    def rename(self, src: str, dst: str) -> None:
+        super().rename(src, dst)
+        with self._lock:
+            for path in [p for p in self.files if p == dst or p.startswith(dst + "/")]:
+                self._touch(path)
+
+    def open_reader(self, path: str, entry: Entry) -> MemoryReader:
+        with self._lock:
+            if path in self.files and self.etags.get(path) != entry.etag:
+                raise RhfsError(f"{path} changed since it was opened", errno_=errno.ESTALE)
+        return super().open_reader(path, entry)
+
+
 class World:
     def __init__(self, tmp: Path, ttl: float = 3600.0) -> None:
         self.stats = Stats()
         self.mem = ModeMemoryBackend("mem", "here")
-        self.box = FlakyBackend("box", "store")
+        self.box = StoreLikeBackend("box", "store")
         table = MountTable(
             {
                 "mem": Guarded(self.mem, self.stats, op_timeout=10),  # type: ignore[arg-type]
@@ -509,3 +526,31 @@ def test_an_unlinked_open_file_answers_by_handle(world: World) -> None:
     world.vfs.release(fh)
     assert errno_of(world.vfs.getattr, None, fh) == errno.EBADF
     assert "u" not in world.mem.files
+
+
+def test_open_files_follow_a_rename_on_a_store(world: World) -> None:
+    world.write_file("/box/old", b"stored bytes")
+    writer = world.vfs.open("/box/old", os.O_RDWR).fh  # content not fetched yet
+    reader = world.vfs.open("/box/old", os.O_RDONLY).fh
+    world.vfs.rename("/box/old", "/box/new")
+    assert world.vfs.read(reader, 100, 0) == b"stored bytes"  # shares the writer's spool
+    world.vfs.write(writer, b"S", 0)
+    world.vfs.release(reader)
+    world.vfs.release(writer)
+    assert world.box.files == {"new": b"Stored bytes"}
+    world.write_file("/box/plain", b"read me")
+    reader = world.vfs.open("/box/plain", os.O_RDONLY).fh
+    assert world.vfs.read(reader, 4, 0) == b"read"
+    world.vfs.rename("/box/plain", "/box/moved")
+    assert world.vfs.read(reader, 100, 0) == b"read me"
+    world.vfs.release(reader)
+
+
+def test_a_listing_shows_what_files_being_written_hold(world: World) -> None:
+    world.write_file("/box/f", b"x" * 400)
+    assert dict(world.vfs.readdir("/box"))["f"].size == 400
+    fh = world.vfs.open("/box/f", os.O_RDWR).fh
+    world.vfs.truncate("/box/f", 0)
+    assert dict(world.vfs.readdir("/box"))["f"].size == 0
+    world.vfs.release(fh)
+    assert dict(world.vfs.readdir("/box"))["f"].size == 0

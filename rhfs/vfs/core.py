@@ -226,11 +226,14 @@ class Vfs:
         names = {e.name for e in entries}
         prefix = path.rstrip("/") + "/"
         with self._lock:
-            pending = [of for p, of in self._open_files.items() if posixpath.dirname(p) == path]
-        for of in pending:
-            name = of.path[len(prefix) :]
-            if name not in names and not of.unlinked:
-                out.append((name, self.getattr(of.path)))
+            pending = {
+                p[len(prefix) :]: of
+                for p, of in self._open_files.items()
+                if posixpath.dirname(p) == path and not of.unlinked
+            }
+        if pending:  # files being written show what they hold now, listed or not yet uploaded
+            out = [(name, self._open_file_attr(pending[name]) if name in pending else a) for name, a in out]
+            out += [(name, self._open_file_attr(of)) for name, of in pending.items() if name not in names]
         self._listed[path] = (entries, self._pending_names(path))
         return out
 
@@ -597,18 +600,46 @@ class Vfs:
             replaced = [p for p in self._open_files if p == new or p.startswith(new_prefix)]
             for p in replaced:
                 self._open_files.pop(p).unlinked = True  # its writers now write to nothing visible
+            moved_files = []
             for p in [p for p in self._open_files if moved_path(p) is not None]:
                 open_file = self._open_files.pop(p)
                 open_file.location = self.resolve(moved_path(p) or p)
                 self._open_files[open_file.path] = open_file
+                moved_files.append(open_file)
+            moved_handles = []
             for handle in self._handles.values():
                 target = moved_path(handle.location.path)
                 if target is not None:
                     handle.location = self.resolve(target)
+                    moved_handles.append(handle)
             for p in [p for p in self._versions if moved_path(p) is not None or p == new]:
                 del self._versions[p]
         self.cache.invalidate_tree(old)
         self.cache.invalidate_tree(new)
+        self._follow_move(moved_files, moved_handles)
+
+    def _follow_move(self, moved_files: list[OpenFile], moved_handles: list[Handle]) -> None:
+        """Moved objects on a store are new objects (copies): take their versions, so that
+        content fetched later is not refused as stale. Readers tied to the old object reopen.
+        On ``here`` and clusters an open file follows its rename by itself."""
+        for open_file in moved_files:
+            if open_file.needs_fill and open_file.location.backend is not None:
+                try:
+                    open_file.entry = self.entry(open_file.location, fresh=True)
+                except RhfsError as e:
+                    log.warning("%s: cannot follow the rename of an open file: %s", open_file.path, e)
+        for handle in moved_handles:
+            if handle.open_file is not None or handle.location.backend is None:
+                continue
+            if handle.location.backend.kind != "store":
+                continue
+            reader, handle.reader = handle.reader, None
+            if reader is not None:
+                reader.close()
+            try:
+                handle.entry = self.entry(handle.location, fresh=True)
+            except RhfsError as e:
+                log.warning("%s: cannot follow the rename of an open file: %s", handle.location.path, e)
 
     def symlink(self, target: str, path: str) -> None:
         loc = self._resolve_new(path)
