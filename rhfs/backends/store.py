@@ -146,7 +146,11 @@ class StoreBackend:
         if path:
             check_name(path)
         bucket, _, key = path.partition("/")
-        if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
+        try:
+            size = len(key.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"{path!r}: object keys are UTF-8, and this name is not") from None
+        if size > MAX_KEY_BYTES:
             raise NameTooLong(f"{path}: keys are at most {MAX_KEY_BYTES} bytes on S3, GCS and Azure")
         return bucket, key
 
