@@ -55,6 +55,7 @@ from testbed import Testbed, fsspec_filesystem
 pytestmark = [pytest.mark.mount, pytest.mark.servers, pytest.mark.timeout(240)]
 
 MiB = 1 << 20
+ATTR_TTL = 1.0  # the testbed config's
 OTHERS = ("here", "gs", "azure", "cluster-b")
 
 
@@ -95,11 +96,13 @@ class FaultBed:
     def recovered(self, system: str) -> bool:
         """Wait out the fail-fast window: True once the system answers through the mount again.
 
-        The probe is a lookup of a new name each time, which no cache can answer.
+        The probe writes and removes a small file: no cache can answer that (a lookup of a
+        new name can be answered "absent" from a listing cached within attr_ttl).
         """
 
         def answers() -> bool:
-            return errno_of(lambda: os.stat(self.root(system) / f"probe-{uuid.uuid4().hex}")) == errno.ENOENT
+            probe = self.root(system) / f".probe-{uuid.uuid4().hex}"
+            return errno_of(lambda: (probe.write_bytes(b"probe"), probe.unlink())) == 0
 
         return wait_for(answers, timeout=DEADLINE * 2)
 
@@ -165,6 +168,7 @@ def test_outage_fails_fast_for_its_subtree_only_then_recovers(bed: FaultBed, sys
     d = bed.fresh_dir(system)
     payload = os.urandom(256 << 10)
     (d / "kept.bin").write_bytes(payload)
+    time.sleep(ATTR_TTL * 1.3)  # cached attributes and listings expire: every call below reaches the system
 
     with bed.proxy(system).fault(fault):
         # A hung call in flight must not hold up the rest of the tree.
@@ -200,9 +204,11 @@ def test_read_cut_mid_file_fails_then_the_same_handle_resumes(bed: FaultBed, sys
     d = bed.fresh_dir(system)
     payload = os.urandom(24 * MiB)
     (d / "big.bin").write_bytes(payload)
+    proxy = bed.proxy(system)
+    proxy.slow(2 * MiB)  # so that read-ahead cannot have fetched the far end before the cut
     with open(d / "big.bin", "rb", buffering=0) as f:
         assert f.read(MiB) == payload[:MiB]
-        with bed.proxy(system).fault(fault):
+        with proxy.fault(fault):
             f.seek(20 * MiB)
             code, took = timed_errno(lambda: f.read(MiB))
             assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
@@ -259,8 +265,10 @@ def test_cluster_server_crashed_mid_write_and_restarted(bed: FaultBed) -> None:
     writer = open(d / "w.bin", "wb", buffering=0)  # noqa: SIM115
     try:
         writer.write(new[:MiB])
+        bed.cluster.slow(2 * MiB)  # so that read-ahead cannot have fetched the far end before the crash
         assert reader.read(4096) == readable[:4096]
         bed.sshd.stop()
+        bed.cluster.pass_through()
         writer.write(new[MiB:])
         code, took = timed_errno(writer.close)
         assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
@@ -333,7 +341,7 @@ def test_slow_server_answers_small_requests_and_times_out_big_ones(bed: FaultBed
     (d / "small.bin").write_bytes(small)
     (here / "big.bin").write_bytes(big)
     with bed.s3.fault("slow", 128 << 10):
-        time.sleep(1.2)  # let the attribute cache expire: every call below reaches the server
+        time.sleep(ATTR_TTL * 1.3)  # let the attribute cache expire: every call below reaches the server
         assert (d / "small.bin").read_bytes() == small
         # A copy too slow for its time limit fails; its source is untouched.
         started = time.monotonic()
@@ -374,7 +382,7 @@ def test_dropped_connections_fail_cleanly_and_lose_nothing(bed: FaultBed) -> Non
     (d / "r.bin").write_bytes(payload)
     (d / "w.bin").write_bytes(old)
     f = open(d / "w.bin", "wb", buffering=0)  # noqa: SIM115 - truncated: nothing to fetch
-    time.sleep(1.2)  # attributes expire: the reads below go to the server
+    time.sleep(ATTR_TTL * 1.3)  # attributes expire: the reads below go to the server
     with bed.s3.fault("drop-after", 64 << 10):
         code, took = timed_errno(lambda: (d / "r.bin").read_bytes())
         assert code in OUTAGE_ERRNOS and took < DEADLINE, (code, took)
