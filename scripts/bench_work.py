@@ -187,7 +187,8 @@ def cpr(ctx: Ctx) -> dict[str, float]:
 
     def landed() -> bool:
         found = checker.find(f"{BUCKET}/{prefix}", detail=True)
-        return len(found) == count and all(v["size"] == 4096 for v in found.values())
+        files = [v for k, v in found.items() if k.rsplit("/", 1)[-1].startswith("f")]  # no markers
+        return len(files) == count and all(v["size"] == 4096 for v in files)
 
     landed_at = _poll(landed) - started
     return {"cpr_s": landed_at, "cpr_returned_s": returned}

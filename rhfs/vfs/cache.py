@@ -6,6 +6,13 @@ at once; changes made elsewhere are seen within ``ttl``.
 
 Invariant: a listing implies the attributes of its children; a cached listing
 is dropped whenever one of its children changes.
+
+A listing also records the names in its directory, so that a lookup of any other
+name is answered "absent" without asking the system (cp -r into a directory makes
+one request per file, its upload). The names are kept current with the mount's own
+changes: every invalidated path is added back to its directory's names, so a name
+is only ever answered absent when no listing within ``ttl`` had it and the mount
+has not touched it since.
 """
 
 from __future__ import annotations
@@ -16,12 +23,16 @@ import time
 
 from rhfs.backends.base import Entry
 
+RELIST_NAMES = 1000  # one LIST page on S3
+
 
 class MetadataCache:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._entries: dict[str, tuple[Entry, float]] = {}
         self._listings: dict[str, tuple[list[Entry], float]] = {}
+        self._names: dict[str, tuple[set[str], float]] = {}  # directory -> names that may exist
+        self._touched: dict[str, dict[str, float]] = {}  # directory -> name -> when the mount touched it
         self._lock = threading.Lock()
 
     def get_entry(self, path: str) -> Entry | None:
@@ -57,8 +68,55 @@ class MetadataCache:
         prefix = path.rstrip("/") + "/"
         with self._lock:
             self._listings[path] = (entries, expires)
+            self._names[path] = ({entry.name for entry in entries} | self._recent(path), expires)
             for entry in entries:
                 self._entries[prefix + entry.name] = (entry, expires)
+
+    def known_absent(self, path: str) -> bool:
+        """Is ``path`` absent from its directory's last listing (and untouched by the mount since)?"""
+        with self._lock:
+            hit = self._names.get(posixpath.dirname(path))
+            if hit is None or hit[1] < time.monotonic():
+                return False
+            return posixpath.basename(path) not in hit[0]
+
+    def worth_relisting(self, path: str) -> bool:
+        """Did ``path`` have a listing of at most RELIST_NAMES names, now expired? One LIST then
+        answers every lookup in it, where each lookup of a new name would cost a request."""
+        with self._lock:
+            hit = self._names.get(path)
+            return hit is not None and hit[1] < time.monotonic() and len(hit[0]) <= RELIST_NAMES
+
+    def knows_dir(self, path: str) -> bool:
+        """Was ``path`` listed (or made empty by the mount) within ``ttl``: a directory that exists?"""
+        with self._lock:
+            hit = self._names.get(path)
+            return hit is not None and hit[1] >= time.monotonic()
+
+    def new_empty_dir(self, path: str) -> None:
+        """The mount has just made ``path`` as an empty directory."""
+        if self.ttl > 0:
+            with self._lock:
+                self._names[path] = (set(), time.monotonic() + self.ttl)
+
+    def _touch(self, path: str) -> None:
+        """``path`` may now exist: never answer it absent from an older listing, nor from a
+        listing that was under way when the mount touched it (lock held)."""
+        parent, name = posixpath.split(path)
+        hit = self._names.get(parent)
+        if hit is not None:
+            hit[0].add(name)
+        now = time.monotonic()
+        touched = self._touched.setdefault(parent, {})
+        touched[name] = now
+        if len(touched) > 64:
+            for old in [n for n, t in touched.items() if now - t > self.ttl]:
+                del touched[old]
+
+    def _recent(self, path: str) -> set[str]:
+        """Names in ``path`` the mount touched within ``ttl`` (lock held)."""
+        now = time.monotonic()
+        return {n for n, t in self._touched.get(path, {}).items() if now - t <= self.ttl}
 
     def invalidate(self, path: str) -> None:
         """Forget ``path``, its listing, and its parent's listing."""
@@ -66,17 +124,21 @@ class MetadataCache:
             self._entries.pop(path, None)
             self._listings.pop(path, None)
             self._listings.pop(posixpath.dirname(path), None)
+            self._touch(path)
 
     def invalidate_tree(self, path: str) -> None:
         """Forget ``path`` and everything below it (after a directory rename or removal)."""
         prefix = path.rstrip("/") + "/"
         with self._lock:
-            for table in (self._entries, self._listings):
+            for table in (self._entries, self._listings, self._names, self._touched):
                 for key in [k for k in table if k == path or k.startswith(prefix)]:
                     del table[key]
             self._listings.pop(posixpath.dirname(path), None)
+            self._touch(path)
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._listings.clear()
+            self._names.clear()
+            self._touched.clear()

@@ -137,10 +137,32 @@ class Vfs:
             cached = self.cache.get_entry(loc.path)
             if cached is not None:
                 return cached
+            if self.cache.known_absent(loc.path):
+                raise NotFound(loc.path)
+            if self._relisted(posixpath.dirname(loc.path)):
+                cached = self.cache.get_entry(loc.path)
+                if cached is not None:
+                    return cached
+                if self.cache.known_absent(loc.path):
+                    raise NotFound(loc.path)
         self.stats.add_metadata_call(loc.backend.system, "stat")
         entry = loc.backend.stat(loc.rel)
         self.cache.put_entry(loc.path, entry)
         return entry
+
+    def _relisted(self, path: str) -> bool:
+        """List ``path`` again if its expired listing was small (see MetadataCache.worth_relisting)."""
+        if not self.cache.worth_relisting(path):
+            return False
+        loc = self.resolve(path)
+        if loc.backend is None:
+            return False
+        try:
+            self.cache.put_listing(path, self._list(loc))
+        except RhfsError as e:
+            log.debug("relisting %s: %s", path, e)
+            return False
+        return True
 
     def _list(self, loc: Location) -> list[Entry]:
         """The backend's listing of a directory, uncached (counted in stats)."""
@@ -321,7 +343,7 @@ class Vfs:
         if loc.synthetic or loc.is_system_root:
             raise AlreadyExists(path)
         parent = self.resolve(posixpath.dirname(path))
-        if not parent.synthetic and not self.entry(parent).is_dir:
+        if not parent.synthetic and not self.cache.knows_dir(parent.path) and not self.entry(parent).is_dir:
             raise NotADirectory(path)
         existing = self._exists(loc)
         if existing is not None:
@@ -483,6 +505,7 @@ class Vfs:
         assert loc.backend is not None
         loc.backend.mkdir(loc.rel)
         self._changed(loc.path)
+        self.cache.new_empty_dir(loc.path)
         if stat.S_IMODE(mode) != DEFAULT_DIR_MODE and loc.backend.has("set_mode"):
             loc.backend.ability("set_mode", loc.rel, stat.S_IMODE(mode))
 

@@ -1,0 +1,139 @@
+"""Lookups answered from listings (rhfs.vfs.cache names): fewer requests, never a wrong answer.
+
+``cp -r`` into a directory made through the mount costs one request per file (its
+upload); a name missing from a listing is answered absent only within ``attr_ttl``
+and only until the mount itself touches it; an expired small listing is listed again
+instead of one request per name.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rhfs.backends.base import Entry
+from rhfs.backends.guard import Guarded
+from rhfs.backends.memory import MemoryBackend
+from rhfs.errors import NotFound, to_errno
+from rhfs.stats import Stats
+from rhfs.vfs.cache import MetadataCache
+from rhfs.vfs.core import Vfs
+from rhfs.vfs.tree import MountTable
+
+CREATE = os.O_WRONLY | os.O_CREAT
+
+
+class World:
+    def __init__(self, tmp: Path, ttl: float) -> None:
+        self.stats = Stats()
+        self.box = MemoryBackend("box", "store")
+        self.table = MountTable({"box": Guarded(self.box, self.stats, op_timeout=10)})  # type: ignore[arg-type]
+        self.vfs = Vfs(self.table, cache_dir=str(tmp / "cache"), attr_ttl=ttl, stats=self.stats)
+
+    def cp(self, path: str, data: bytes) -> None:
+        """What cp does for one file: a lookup that fails, create, write, close."""
+        assert errno_of(self.vfs.getattr, path) == 2
+        fh = self.vfs.create(path, 0o644, CREATE).fh
+        self.vfs.write(fh, data, 0)
+        self.vfs.flush(fh)
+        self.vfs.release(fh)
+
+    def requests(self) -> list[str]:
+        return [c.split()[0] for c in self.box.calls]
+
+
+def errno_of(fn, *args):  # type: ignore[no-untyped-def]
+    try:
+        fn(*args)
+    except Exception as e:
+        return to_errno(e)
+    return 0
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path, ttl=3600)
+    yield w
+    for guarded in w.table.backends():
+        guarded.close()
+
+
+def test_cp_r_into_a_new_directory_makes_one_request_per_file(world: World) -> None:
+    world.vfs.mkdir("/box/dst")
+    world.box.calls.clear()
+    for i in range(20):
+        world.cp(f"/box/dst/f{i}", b"x" * i)
+    assert world.requests() == ["upload"] * 20
+    assert sorted(n for n, _ in world.vfs.readdir("/box/dst") if n[0] != ".") == sorted(
+        f"f{i}" for i in range(20)
+    )
+    assert world.vfs.getattr("/box/dst/f7").size == 7
+
+
+def test_a_listed_directory_answers_lookups_of_other_names(world: World) -> None:
+    world.box.mkdir("d")
+    world.box.files["d/a"] = b"a"
+    world.vfs.readdir("/box/d")
+    world.box.calls.clear()
+    assert world.vfs.getattr("/box/d/a").size == 1
+    assert errno_of(world.vfs.getattr, "/box/d/missing") == 2
+    assert world.box.calls == []
+
+
+def test_names_touched_by_the_mount_are_never_answered_absent(world: World) -> None:
+    world.box.mkdir("d")
+    world.vfs.readdir("/box/d")
+    world.cp("/box/d/new", b"1")  # uploaded after the listing
+    world.vfs.rename("/box/d/new", "/box/d/renamed")
+    assert world.vfs.getattr("/box/d/renamed").size == 1
+    world.vfs.mkdir("/box/d/sub")
+    assert world.vfs.getattr("/box/d/sub").is_dir
+    world.cp("/box/d/sub/inner", b"22")
+    world.vfs.rename("/box/d/sub", "/box/d/sub2")
+    assert world.vfs.getattr("/box/d/sub2/inner").size == 2
+    assert errno_of(world.vfs.getattr, "/box/d/sub/inner") == 2
+
+
+def test_a_listing_that_raced_with_an_upload_keeps_the_uploaded_name() -> None:
+    cache = MetadataCache(ttl=60)
+    cache.put_listing("/d", [Entry(name="a", is_dir=False)])
+    listed_before_upload = [Entry(name="a", is_dir=False)]
+    cache.invalidate("/d/b")  # the mount uploaded /d/b while a LIST was under way
+    cache.put_listing("/d", listed_before_upload)  # ... and that LIST did not see it
+    assert not cache.known_absent("/d/b")
+    assert cache.known_absent("/d/c")
+
+
+def test_outside_changes_show_within_ttl_and_a_small_directory_is_listed_again(tmp_path: Path) -> None:
+    w = World(tmp_path, ttl=0.3)
+    try:
+        w.box.mkdir("d")
+        for i in range(5):
+            w.box.files[f"d/f{i}"] = b"x"
+        w.vfs.readdir("/box/d")
+        w.box.files["d/late"] = b"made elsewhere"
+        assert errno_of(w.vfs.getattr, "/box/d/late") == 2  # the listing is younger than ttl
+        time.sleep(0.4)  # let the listing expire (not a timing assertion)
+        w.box.calls.clear()
+        assert w.vfs.getattr("/box/d/late").size == len(b"made elsewhere")
+        assert errno_of(w.vfs.getattr, "/box/d/other") == 2
+        assert w.vfs.getattr("/box/d/f3").size == 1
+        assert w.requests() == ["list"]  # one listing answered all three
+    finally:
+        for guarded in w.table.backends():
+            guarded.close()
+
+
+def test_an_unlinked_name_is_asked_for_again(world: World) -> None:
+    world.box.mkdir("d")
+    world.box.files["d/a"] = b"a"
+    world.vfs.readdir("/box/d")
+    world.vfs.unlink("/box/d/a")
+    with pytest.raises(NotFound):
+        world.vfs.entry(world.vfs.resolve("/box/d/a"))
+    world.box.files["d/a"] = b"back"  # recreated elsewhere: seen at once, the name was touched
+    assert world.vfs.getattr("/box/d/a").size == 4
