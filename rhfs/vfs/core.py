@@ -95,6 +95,7 @@ class Handle:
     entry: Entry | None
     open_file: OpenFile | None = None
     reader: Reader | None = None
+    served: bool = False  # a read has returned bytes of ``entry``'s version
 
 
 class Vfs:
@@ -379,7 +380,29 @@ class Vfs:
         handle = self._handle(fh)
         if handle.open_file is not None:
             return handle.open_file.read(offset, size)
-        return self._reader(handle).read(offset, size)
+        try:
+            data = self._reader(handle).read(offset, size)
+        except RhfsError as e:
+            if e.errno != errno.ESTALE or handle.served:
+                raise
+            data = self._reopen_at_current_version(handle).read(offset, size)
+        handle.served = True
+        return data
+
+    def _reopen_at_current_version(self, handle: Handle) -> Reader:
+        """The version opened (from a cached entry) was already replaced and nothing of it was
+        served: read the current version instead of failing, if the kernel's idea of the size
+        (the old entry's) is still right. Otherwise ESTALE stands: never a mix of two versions."""
+        entry = self.entry(handle.location, fresh=True)
+        old_entry = handle.entry
+        if entry.is_dir or old_entry is None or entry.size != old_entry.size:
+            raise RhfsError(f"{handle.location.path} changed while open", errno_=errno.ESTALE)
+        with self._lock:
+            old, handle.reader, handle.entry = handle.reader, None, entry
+        if old is not None:
+            old.close()
+        self._versions[handle.location.path] = entry.version
+        return self._reader(handle)
 
     def _reader(self, handle: Handle, *, pin: bool = False) -> Reader:
         """The handle's reader, made on first use; ``pin`` opens the file on the system now."""
