@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from rhfs.backends.base import Entry
+from rhfs.backends.base import BytesReader, Entry
 from rhfs.backends.guard import Guarded
-from rhfs.backends.memory import MemoryBackend, MemoryReader
+from rhfs.backends.memory import MemoryBackend
 from rhfs.errors import RhfsError, UploadFailed, to_errno
 from rhfs.stats import Stats
 from rhfs.vfs.core import Vfs
@@ -63,7 +63,7 @@ class StoreLikeBackend(FlakyBackend):
             for path in [p for p in self.files if p == dst or p.startswith(dst + "/")]:
                 self._touch(path)
 
-    def open_reader(self, path: str, entry: Entry) -> MemoryReader:
+    def open_reader(self, path: str, entry: Entry) -> BytesReader:
         with self._lock:
             if path in self.files and self.etags.get(path) != entry.etag:
                 raise RhfsError(f"{path} changed since it was opened", errno_=errno.ESTALE)

@@ -51,6 +51,19 @@ class Reader(Protocol):
     def close(self) -> None: ...
 
 
+class BytesReader:
+    """A :class:`Reader` over bytes already in memory (generated files, the memory backend)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read(self, offset: int, size: int) -> bytes:
+        return self.data[offset : offset + size]
+
+    def close(self) -> None:
+        pass
+
+
 @runtime_checkable
 class Backend(Protocol):
     system: str  # the name shown in stats and status: "here", "s3", "cluster-a", ...

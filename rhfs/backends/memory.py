@@ -16,7 +16,7 @@ import posixpath
 import threading
 import time
 
-from rhfs.backends.base import Entry, check_name
+from rhfs.backends.base import BytesReader, Entry, check_name
 from rhfs.errors import (
     AlreadyExists,
     DirectoryNotEmpty,
@@ -25,17 +25,6 @@ from rhfs.errors import (
     NotADirectory,
     NotFound,
 )
-
-
-class MemoryReader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def read(self, offset: int, size: int) -> bytes:
-        return self.data[offset : offset + size]
-
-    def close(self) -> None:
-        pass
 
 
 class MemoryBackend:
@@ -96,13 +85,13 @@ class MemoryBackend:
             self._need_dir(self._check(path))
             return [self._entry(p) for p in self._children(path)]
 
-    def open_reader(self, path: str, entry: Entry) -> MemoryReader:
+    def open_reader(self, path: str, entry: Entry) -> BytesReader:
         with self._lock:
             if self._check(path) in self.dirs:
                 raise IsADirectory(path)
             if path not in self.files:
                 raise NotFound(path)
-            return MemoryReader(self.files[path])
+            return BytesReader(self.files[path])
 
     def upload(self, local_path: str, path: str) -> None:
         self.calls.append(f"upload {path}")

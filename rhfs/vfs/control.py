@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 
 from rhfs import __version__
-from rhfs.backends.base import Entry
+from rhfs.backends.base import BytesReader, Entry
 from rhfs.config import Config, redacted
 from rhfs.errors import NotADirectory, NotFound, ReadOnly
 from rhfs.stats import Stats
@@ -34,17 +34,6 @@ if TYPE_CHECKING:
     from rhfs.vfs.core import Vfs
 
 CONTROL_MOUNT = ".rhfs"
-
-
-class BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def read(self, offset: int, size: int) -> bytes:
-        return self.data[offset : offset + size]
-
-    def close(self) -> None:
-        pass
 
 
 class ControlView:
