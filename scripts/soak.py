@@ -91,6 +91,7 @@ class Worker(threading.Thread):
         self.dirs, self.totals, self.deadline, self.max_size = dirs, totals, deadline, max_size
         self.files: dict[Path, str] = {}  # path -> sha256 of what it must hold
         self.sizes: dict[Path, int] = {}
+        self.history: dict[Path, list[str]] = collections.defaultdict(list)  # for a corrupt file's report
         self.counter = 0
 
     # -- helpers -------------------------------------------------------------------------
@@ -114,14 +115,21 @@ class Worker(threading.Thread):
         with self.totals.lock:
             self.totals.live_bytes -= self.sizes.pop(path, 0)
 
+    def _note(self, path: Path, event: str) -> None:
+        self.history[path].append(f"{time.strftime('%H:%M:%S')} {event}")
+        del self.history[path][:-8]
+
+    def _corrupt(self, path: Path, what: str) -> None:
+        with self.totals.lock:
+            self.totals.corrupt.append(f"{path}: {what}; history: {self.history.get(path, [])}")
+
     def _pick(self) -> Path | None:
         return self.rng.choice(list(self.files)) if self.files else None
 
     def verify(self, path: Path) -> None:
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != self.files[path]:
-            with self.totals.lock:
-                self.totals.corrupt.append(f"{path}: {len(data)} bytes, expected {self.sizes[path]}")
+            self._corrupt(path, f"{len(data)} bytes, expected {self.sizes[path]}")
             return
         with self.totals.lock:
             self.totals.bytes_verified += len(data)
@@ -132,9 +140,11 @@ class Worker(threading.Thread):
         data = self._payload()
         try:
             path.write_bytes(data)
-        except OSError:
-            self._forget(path)  # a failed close: its bytes are kept under cache_dir/failed
+        except OSError as e:
+            self._note(path, f"write failed {e.errno}")
+            self._forget(path)  # a failed close: old or new content; its bytes are kept under failed/
             raise
+        self._note(path, f"written {len(data)}")
         self._remember(path, data)
         with self.totals.lock:
             self.totals.bytes_written += len(data)
@@ -157,7 +167,9 @@ class Worker(threading.Thread):
         result = subprocess.run(["cp", str(src), str(dst)], capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
             code = errno.EIO if "Input/output" in result.stderr else errno.ETIMEDOUT
+            self._note(dst, f"copy failed {code}")
             raise OSError(code, result.stderr.strip()[-200:], str(dst))
+        self._note(dst, f"copied from {src.name}")
         self.files[dst], self.sizes[dst] = self.files[src], self.sizes[src]
         with self.totals.lock:
             self.totals.live_bytes += self.sizes[src]
@@ -169,10 +181,14 @@ class Worker(threading.Thread):
         dst = self._new_path(next(s for s, d in self.dirs.items() if d == src.parent))
         try:
             os.rename(src, dst)
-        except OSError:
-            if not src.exists():  # a store's rename is a copy then a delete: see where it stopped
-                self._forget(src)
+        except OSError as e:
+            # A failed rename may have happened in full, in part (a store copies, then deletes) or
+            # not at all: neither name can be expected any more.
+            self._note(src, f"rename to {dst.name} failed {e.errno}")
+            self._forget(src)
             raise
+        self._note(src, f"renamed to {dst.name}")
+        self._note(dst, f"renamed from {src.name}")
         self.files[dst], self.sizes[dst] = self.files.pop(src), self.sizes.pop(src)
 
     def do_delete(self) -> None:
@@ -180,25 +196,24 @@ class Worker(threading.Thread):
         if path is not None:
             try:
                 path.unlink()
-            except OSError:
-                if not path.exists():
-                    self._forget(path)
+            except OSError as e:
+                self._note(path, f"unlink failed {e.errno}")  # the DELETE may still have happened
+                self._forget(path)
                 raise
+            self._note(path, "unlinked")
             self._forget(path)
 
     def do_list(self) -> None:
         system = self.rng.choice(list(self.dirs))
         listed = set(os.listdir(self.dirs[system]))
         missing = [p.name for p in self.files if p.parent == self.dirs[system] and p.name not in listed]
-        if missing:
-            with self.totals.lock:
-                self.totals.corrupt.append(f"{self.dirs[system]}: not listed: {missing[:3]}")
+        for name in missing[:3]:
+            self._corrupt(self.dirs[system] / name, "not listed")
 
     def do_stat(self) -> None:
         path = self._pick()
         if path is not None and os.stat(path).st_size != self.sizes[path]:
-            with self.totals.lock:
-                self.totals.corrupt.append(f"{path}: stat size differs from {self.sizes[path]}")
+            self._corrupt(path, f"stat size differs from {self.sizes[path]}")
 
     def run(self) -> None:
         kinds, weights = list(OPS), list(OPS.values())
@@ -330,6 +345,7 @@ def main() -> int:
                     final_checked += 1
                 except OSError as e:
                     totals.error("final-read", e, path)
+                    w._corrupt(path, f"unreadable at the end: {e}")
         for w in workers:
             for d in w.dirs.values():
                 shutil.rmtree(d, ignore_errors=True)
