@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from rhfs.errors import RhfsError, is_expected, to_errno
+from rhfs.vfs.attrs import Attr
 from rhfs.vfs.core import Vfs
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
 FUSE_READDIR_PLUS = 1 << 0
 FUSE_FILL_DIR_PLUS = 1 << 1
 OWN_XATTR_PREFIX = b"user.rhfs."
+UNSUPPORTED_XATTR_PREFIXES = (b"security.", b"system.")  # no labels, capabilities or ACLs
+PACKED_LISTINGS = 64  # directories whose converted listing is kept for the next readdir
 
 
 def _op(fn: F) -> F:
@@ -94,7 +97,8 @@ class RhfsFUSE(mfusepy.FUSE):
     rhfs never has."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._listings: dict[int, list[tuple[str, dict[str, int], int]]] = {}  # dir handle -> entries
+        self._listings: dict[int, tuple[list[bytes], Any]] = {}  # dir handle -> packed listing
+        self._packed: dict[str, tuple[list[tuple[str, Attr]], tuple[list[bytes], Any]]] = {}
         self._dir_handles = itertools.count(1)
         super().__init__(*args, **kwargs)
 
@@ -115,22 +119,32 @@ class RhfsFUSE(mfusepy.FUSE):
         # its position, so ``ls -l`` stats each entry from the kernel's cache, not by a LOOKUP.
         # The listing is taken once per opendir; later chunks resume from the kernel's offset.
         fh = fip.contents.fh
-        items = self._listings.get(fh) if offset else None
-        if items is None:
-            items = self.operations.readdir(
-                None if path is None else path.decode(self.encoding, self.errors), fh
-            )
-            self._listings[fh] = items
+        packed = self._listings.get(fh) if offset else None
+        if packed is None:
+            decoded = "" if path is None else path.decode(self.encoding, self.errors)
+            packed = self._pack(decoded, self.operations.readdir_attrs(decoded))
+            self._listings[fh] = packed
+        names, stats = packed
         plus = FUSE_FILL_DIR_PLUS if flags & FUSE_READDIR_PLUS else 0
-        st = mfusepy.c_stat()
-        size = ctypes.sizeof(st)
-        for index in range(offset, len(items)):
-            name, attrs, _ = items[index]
-            ctypes.memset(ctypes.byref(st), 0, size)
-            mfusepy.set_st_attrs(st, attrs, use_ns=True)
-            if filler(buf, name.encode(self.encoding, self.errors), st, index + 1, plus) != 0:
+        for index in range(offset, len(names)):
+            if filler(buf, names[index], stats[index], index + 1, plus) != 0:
                 break
         return 0
+
+    def _pack(self, path: str, items: list[tuple[str, Attr]]) -> tuple[list[bytes], Any]:
+        """Names and ``struct stat``s of a listing, built once per listing the VFS returns."""
+        memo = self._packed.get(path)
+        if memo is not None and memo[0] is items:
+            return memo[1]
+        stats = (mfusepy.c_stat * len(items))()
+        for st, (_, attr) in zip(stats, items, strict=True):
+            mfusepy.set_st_attrs(st, attr.as_stat(), use_ns=True)
+        packed = ([name.encode(self.encoding, self.errors) for name, _ in items], stats)
+        self._packed.pop(path, None)
+        self._packed[path] = (items, packed)
+        while len(self._packed) > PACKED_LISTINGS:
+            del self._packed[next(iter(self._packed))]
+        return packed
 
     def opendir(self, path: bytes, fip: Any) -> int:
         fi = fip.contents
@@ -145,8 +159,12 @@ class RhfsFUSE(mfusepy.FUSE):
         return 0
 
     def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
-        # The kernel asks for security.capability before every write and ls for ACLs and
-        # SELinux labels: answer names rhfs never has here, without an exception or a log line.
+        # Names rhfs never has are answered here, without an exception or a log line. The
+        # kernel asks for security.capability before every write; ``ls -l`` asks for an ACL
+        # and a security label for every entry, unless told once that the filesystem has
+        # none (EOPNOTSUPP), which it remembers for the rest of the listing.
+        if name.startswith(UNSUPPORTED_XATTR_PREFIXES):
+            return -errno.EOPNOTSUPP
         if not name.startswith(OWN_XATTR_PREFIX):
             return -errno.ENODATA
         result: int = super().getxattr(path, name, value, size, *args)
@@ -219,6 +237,11 @@ class Operations(mfusepy.Operations):
     @_op
     def readdir(self, path: str, fh: int) -> list[tuple[str, dict[str, int], int]]:
         return [(name, attr.as_stat(), 0) for name, attr in self.vfs.readdir(path)]
+
+    @_op
+    def readdir_attrs(self, path: str) -> list[tuple[str, Attr]]:
+        """The entries with their attributes; the same list object while the listing is unchanged."""
+        return self.vfs.readdir(path)
 
     @_op
     def opendir(self, path: str) -> bool:
@@ -402,9 +425,14 @@ def _tune_bdi(mountpoint: str, timeout: float = 60.0) -> None:
 
 
 def _warm_up(vfs: Vfs) -> None:
-    """Make each store's client now (imports, no request), not in the first user's request."""
+    """Make each system's client now (imports, models), not in the first user's request.
+
+    Called on the inner backends, not through their guards: a failure here is not an
+    outage; the first real request will say what is wrong."""
     for backend in vfs.table.backends():
-        try:
-            getattr(getattr(backend, "inner", None), "api", None)
-        except Exception as e:  # the first real request will say what is wrong
-            log.debug("warming up %s: %s", backend.system, e)
+        warm_up = getattr(getattr(backend, "inner", None), "warm_up", None)
+        if callable(warm_up):
+            try:
+                warm_up()
+            except Exception as e:
+                log.debug("warming up %s: %s", backend.system, e)

@@ -120,7 +120,7 @@ def ls(ctx: Ctx) -> dict[str, float]:
         assert lines == ctx.made["ls_objects"], lines
     ops_after = _rhfs_ops(ctx)
     if ops_before is not None and ops_after is not None:
-        for op in ("getattr", "readdir", "getxattr", "listxattr"):
+        for op in ("getattr", "readdir_attrs", "getxattr", "listxattr"):
             out[f"ls_fuse_{op}"] = ops_after.get(op, 0) - ops_before.get(op, 0)
     return out
 

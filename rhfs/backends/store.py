@@ -140,6 +140,12 @@ class StoreBackend:
         result: T = sync(self.api.loop, fn, *args, **kwargs)
         return result
 
+    def warm_up(self) -> None:
+        """Make the client now (imports, service models; no request), not in the first request."""
+        connect = getattr(getattr(self.api, "fs", None), "connect", None)
+        if callable(connect):
+            connect()
+
     # -- paths and lookups ----------------------------------------------------------------
     @staticmethod
     def _split(path: str) -> tuple[str, str]:

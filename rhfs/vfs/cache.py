@@ -24,6 +24,7 @@ import time
 from rhfs.backends.base import Entry
 
 RELIST_NAMES = 1000  # one LIST page on S3
+NAMED_DIRS = 4096  # directories whose names are kept (the oldest are forgotten first)
 
 
 class MetadataCache:
@@ -68,7 +69,9 @@ class MetadataCache:
         prefix = path.rstrip("/") + "/"
         with self._lock:
             self._listings[path] = (entries, expires)
+            self._names.pop(path, None)
             self._names[path] = ({entry.name for entry in entries} | self._recent(path), expires)
+            self._forget_oldest_names()
             for entry in entries:
                 self._entries[prefix + entry.name] = (entry, expires)
 
@@ -98,6 +101,13 @@ class MetadataCache:
         if self.ttl > 0:
             with self._lock:
                 self._names[path] = (set(), time.monotonic() + self.ttl)
+                self._forget_oldest_names()
+
+    def _forget_oldest_names(self) -> None:
+        """Keep the names of at most NAMED_DIRS directories (lock held)."""
+        while len(self._names) > NAMED_DIRS:
+            self._touched.pop(next(iter(self._names)), None)
+            del self._names[next(iter(self._names))]
 
     def _touch(self, path: str) -> None:
         """``path`` may now exist: never answer it absent from an older listing, nor from a
@@ -112,6 +122,11 @@ class MetadataCache:
         if len(touched) > 64:
             for old in [n for n, t in touched.items() if now - t > self.ttl]:
                 del touched[old]
+        if len(self._touched) > NAMED_DIRS:  # touches older than ttl matter to no listing
+            for old_dir in [d for d, names in self._touched.items() if now - max(names.values()) > self.ttl]:
+                del self._touched[old_dir]
+            while len(self._touched) > NAMED_DIRS:
+                del self._touched[next(iter(self._touched))]
 
     def _recent(self, path: str) -> set[str]:
         """Names in ``path`` the mount touched within ``ttl`` (lock held)."""

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 XATTR_URL = "user.rhfs.url"
 XATTR_ETAG = "user.rhfs.etag"
 REMOTE_KINDS = ("store", "cluster")
+LISTINGS_KEPT = 256  # directories whose last readdir is remembered (kernel cache, memo)
 WRITABLE_KINDS = ("here", "cluster", "store", "view")
 DEFAULT_FILE_MODE = 0o644  # what a new file gets on every system without a chmod
 DEFAULT_DIR_MODE = 0o755
@@ -124,6 +125,7 @@ class Vfs:
         # path -> (listing, files pending upload) that readdir last returned; holding the listing
         # keeps its identity unique
         self._listed: dict[str, tuple[list[Entry] | None, tuple[str, ...]]] = {}
+        self._readdir_out: dict[str, tuple[list[Entry], list[tuple[str, Attr]]]] = {}
         self._fh_counter = itertools.count(1)
 
     # -- helpers ----------------------------------------------------------------------
@@ -244,6 +246,9 @@ class Vfs:
         if entries is None:
             entries = self._list(loc)
             self.cache.put_listing(path, entries)
+        last = self._readdir_out.get(path)
+        if last is not None and last[0] is entries and not self._pending_names(path):
+            return last[1]  # the same list again: the adapter converts it once
         read_only = self.read_only or loc.backend.kind == "control"
         out = [(".", here), ("..", here)] + [(e.name, attr_of(e, read_only)) for e in entries]
         names = {e.name for e in entries}
@@ -257,8 +262,17 @@ class Vfs:
         if pending:  # files being written show what they hold now, listed or not yet uploaded
             out = [(name, self._open_file_attr(pending[name]) if name in pending else a) for name, a in out]
             out += [(name, self._open_file_attr(of)) for name, of in pending.items() if name not in names]
-        self._listed[path] = (entries, self._pending_names(path))
+        self._remember_listing(path, entries, out)
         return out
+
+    def _remember_listing(self, path: str, entries: list[Entry], out: list[tuple[str, Attr]]) -> None:
+        """What readdir returned, for opendir and the next readdir (the latest LISTINGS_KEPT)."""
+        for memo in (self._listed, self._readdir_out):
+            memo.pop(path, None)
+            while len(memo) >= LISTINGS_KEPT:
+                del memo[next(iter(memo))]
+        self._listed[path] = (entries, self._pending_names(path))
+        self._readdir_out[path] = (entries, out)
 
     def opendir(self, path: str) -> bool:
         """May the kernel keep the entries of ``path`` it read last? Only while they are current:
