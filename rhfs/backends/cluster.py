@@ -28,6 +28,7 @@ from rhfs.backends.base import Entry, check_name
 from rhfs.errors import (
     AlreadyExists,
     DirectoryNotEmpty,
+    InvalidArgument,
     IsADirectory,
     NotADirectory,
     NotFound,
@@ -396,6 +397,14 @@ class ClusterBackend:
         except NotFound:
             self._check_parent(dst)
             raise
+
+    def check_path(self, path: str) -> None:
+        """Refuse, without a request, a path SFTP cannot carry (its paths are UTF-8 here)."""
+        check_name(path)
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"{path!r}: cluster paths are UTF-8, and this name is not") from None
 
     def url(self, path: str) -> str:
         user = f"{self.user}@" if self.user else ""

@@ -160,6 +160,10 @@ class StoreBackend:
             raise NameTooLong(f"{path}: keys are at most {MAX_KEY_BYTES} bytes on S3, GCS and Azure")
         return bucket, key
 
+    def check_path(self, path: str) -> None:
+        """Refuse, without a request, a path no key can name (EINVAL, ENAMETOOLONG)."""
+        self._split(path)
+
     def buckets(self) -> list[str]:
         if self.configured_buckets is not None:
             return list(self.configured_buckets)

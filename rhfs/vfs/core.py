@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from rhfs.backends.base import Entry, Reader, basename
+from rhfs.backends.base import Entry, Reader, basename, check_name
 from rhfs.errors import (
     AlreadyExists,
     CantCopy,
@@ -174,13 +174,22 @@ class Vfs:
         return loc.backend.list(loc.rel)
 
     def _resolve_new(self, path: str) -> Location:
-        """Resolve a path about to be created: EROFS inside the tree's own directories."""
+        """Resolve a path about to be created: EROFS inside the tree's own directories.
+
+        A name the system cannot hold is refused here, before any lookup: a lookup may be
+        answered "absent" from a cached listing, and the name would then fail only at close.
+        """
         try:
-            return self.resolve(path)
+            loc = self.resolve(path)
         except NotFound:
             if self.resolve(posixpath.dirname(normalize(path))).synthetic:
                 raise ReadOnly(f"{path}: the tree's own directories are read-only") from None
             raise
+        if loc.backend is not None and loc.rel:
+            check_name(loc.rel)
+            if loc.backend.has("check_path"):
+                loc.backend.inner.check_path(loc.rel)  # type: ignore[attr-defined]
+        return loc
 
     def _exists(self, loc: Location) -> Entry | None:
         try:
