@@ -23,6 +23,7 @@ from rhfs.backends.base import Entry
 from rhfs.backends.guard import Guarded
 from rhfs.backends.local import TMP_MARK
 from rhfs.errors import CantCopy, RhfsError
+from rhfs.fileio import pwrite_all
 from rhfs.transfer.planner import Job, Route, kind
 from rhfs.transfer.shell import backend
 from rhfs.vfs.tree import Location
@@ -45,7 +46,7 @@ def fetch(loc: Location, entry: Entry, local_path: str, *, mode: int = 0o600) ->
                 raise RhfsError(
                     f"{loc.path} changed during the copy: {len(data)} bytes at {offset}, not {want}"
                 )
-            os.pwrite(fd, data, offset)
+            pwrite_all(fd, data, offset)  # a full disk fails the copy, never shortens it
 
         offsets = range(0, entry.size, FETCH_CHUNK)
         if offsets:

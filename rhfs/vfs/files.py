@@ -24,6 +24,7 @@ import uuid
 
 from rhfs.backends.base import Entry
 from rhfs.errors import InvalidArgument, UploadFailed
+from rhfs.fileio import pwrite_all
 from rhfs.vfs import recovery
 from rhfs.vfs.tree import Location
 
@@ -82,7 +83,7 @@ class OpenFile:
                 data = reader.read(offset, min(FILL_CHUNK, entry.size - offset))
                 if not data:
                     break
-                os.pwrite(self.fd, data, offset)
+                pwrite_all(self.fd, data, offset)
                 offset += len(data)
         finally:
             reader.close()
@@ -96,7 +97,7 @@ class OpenFile:
     def write(self, data: bytes, offset: int) -> int:
         with self.lock:
             self.fill()
-            written = os.pwrite(self.fd, data, offset)
+            written = pwrite_all(self.fd, data, offset)  # never a short count: it fails the write
             self.size = max(self.size, offset + written)
             self.dirty = True
             self.mtime = time.time()
