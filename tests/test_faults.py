@@ -509,3 +509,63 @@ def test_kill_9_mid_write_claims_nothing_shows_nothing_and_recovers(
             assert status(mnt)["s3"]["health"] == "ok"
     finally:
         proxy.close()
+
+
+# -- a full disk on the daemon host ----------------------------------------------------------
+def test_a_full_disk_fails_copies_and_writes_and_never_stores_a_short_file(
+    testbed: Testbed, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Writes to a full disk may be partial before they fail: rhfs must never keep the part.
+
+    ``prlimit --fsize`` on the daemon is a full disk that needs no mount: a write past the
+    limit is cut short, and the next one fails with EFBIG.
+    """
+    d = tmp_path_factory.mktemp("full-disk")
+    here_root = d / "here"
+    here_root.mkdir()
+
+    def private_here(cfg: dict[str, object]) -> None:
+        cfg["here"] = {"root": str(here_root)}  # type: ignore[index]
+
+    config = write_config(testbed, d, op_timeout=30, edit=private_here)
+    payload = os.urandom(3 * MiB)
+    limit = MiB + 12345
+    with mounted(config, d / "mnt") as mnt:
+        s3, gs, here = (mnt / "s3" / testbed.bucket, mnt / "gs" / testbed.bucket, mnt / "here")
+        top = f"full-{uuid.uuid4().hex[:8]}"
+        for root in (s3, gs):
+            (root / top).mkdir()
+        (s3 / top / "src.bin").write_bytes(payload)
+        pid = daemon_pid(mnt)
+        subprocess.run(["prlimit", f"--pid={pid}", f"--fsize={limit}:unlimited"], check=True)
+        try:
+            # store -> here/ (downloaded by the daemon) and store -> another store (relayed through
+            # a spool): each must fail, and leave no destination at all.
+            for dst in (here / "copy.bin", gs / top / "copy.bin"):
+                cp = subprocess.run(
+                    ["cp", str(s3 / top / "src.bin"), str(dst)], capture_output=True, text=True
+                )
+                assert cp.returncode != 0, f"cp to {dst} claimed success on a full disk"
+                assert read_or_errno(dst) in (errno.ENOENT, payload), f"{dst}: a short copy was kept"
+            assert [p.name for p in here_root.iterdir()] == []
+            # A write into an existing file first fetches it into the spool, which must not be cut short.
+            f = open(s3 / top / "src.bin", "r+b", buffering=0)  # noqa: SIM115
+            code = errno_of(lambda: f.write(b"!"))
+            close = errno_of(f.close)
+            assert errno.EFBIG in (code, close), (code, close)
+        finally:
+            subprocess.run(["prlimit", f"--pid={pid}", "--fsize=unlimited:unlimited"], check=True)
+        assert bed_bytes(testbed, f"{top}/src.bin") in (payload, b"!" + payload[1:])
+        assert not fsspec_filesystem(testbed, "gs").exists(f"{testbed.bucket}/{top}/copy.bin")
+
+
+def read_or_errno(path: Path) -> bytes | int:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        return e.errno or -1
+
+
+def bed_bytes(tb: Testbed, key: str) -> bytes:
+    data: bytes = fsspec_filesystem(tb, "s3").cat_file(f"{tb.bucket}/{key}")
+    return data
