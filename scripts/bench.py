@@ -40,6 +40,7 @@ import bench_work as work
 CONTENDERS = ("rhfs", "rclone-off", "rclone-full", "s3fs", "direct")
 PEERS = ("rclone-off", "rclone-full", "s3fs")
 WORKLOADS = (*work.READ_WORKLOADS, *work.WRITE_WORKLOADS)
+MOUNT_COST = 3.0  # seconds to mount and unmount a contender, for the budget
 
 # metric -> (unit, higher is better, target as text, check(rhfs, best peer, direct) -> bool | None)
 METRICS: dict[str, tuple[str, bool, str, Any]] = {
@@ -81,6 +82,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a couple of minutes")
     p.add_argument("--repeats", type=int, default=3, help="runs per workload (the median is reported)")
     p.add_argument("--slow", type=float, default=12.0, help="a first run slower than this is not repeated")
+    p.add_argument(
+        "--budget", type=float, default=570.0, help="seconds: no repeat starts that would end later"
+    )
+    p.add_argument("--timeout", type=float, default=90.0, help="seconds a cp may take before it is cut short")
     p.add_argument("--json", default="bench-results.json", help="where to write the results")
     p.add_argument("--workdir", default=None, help="scratch directory (default: a new temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -95,10 +100,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     contenders = [c for c in args.contenders.split(",") if c]
     workdir = Path(args.workdir) if args.workdir else env.default_workdir()
     workdir.mkdir(parents=True, exist_ok=True)
-    began = time.monotonic()
+    free_gb = shutil.disk_usage(workdir).free / 1e9
+    if free_gb < 20:
+        env.log(f"only {free_gb:.0f} GB free under {workdir}: moto keeps copies on disk until it stops")
+    runner = Runner(args, time.monotonic())
     servers = env.Servers(workdir)
-    samples: dict[str, dict[str, list[float]]] = {c: {} for c in contenders}
-    slow: dict[str, set[str]] = {c: set() for c in contenders}
+    mounts: dict[str, env.Mount] = {}
+    made: dict[str, Any] = {}
     try:
         servers.start()
         made = env.create_data(servers, env.Sizes.make(args.quick), workdir)
@@ -110,13 +118,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for rep in range(args.repeats):
             for contender in contenders:
                 for session in sessions:
-                    todo = [w for w in session if not (rep and w in slow[contender])]
-                    if todo:
-                        _session(
-                            servers, made, mounts.get(contender), contender, rep, todo, samples, slow, args
-                        )
+                    runner.session(servers, made, mounts.get(contender), contender, rep, session)
     finally:
-        for mount in locals().get("mounts", {}).values():
+        for mount in mounts.values():
             mount.stop()
         servers.stop()
         if not args.keep:
@@ -127,51 +131,94 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpus": os.cpu_count(),
             "kernel": platform.release(),
             "python": platform.python_version(),
+            "load_average": os.getloadavg(),
         },
         "quick": args.quick,
         "repeats": args.repeats,
-        "elapsed_s": round(time.monotonic() - began, 1),
-        "sizes": {k: v for k, v in locals().get("made", {}).items() if k != "small_dir"},
-        "samples": samples,
-        "medians": {c: {m: statistics.median(v) for m, v in ms.items()} for c, ms in samples.items()},
+        "budget_s": args.budget,
+        "elapsed_s": round(time.monotonic() - runner.began, 1),
+        "sizes": {k: v for k, v in made.items() if k != "small_dir"},
+        "samples": runner.samples,
+        "timed_out": {c: sorted(m) for c, m in runner.timed_out.items() if m},
+        "skipped": runner.skipped,
+        "medians": {c: {m: statistics.median(v) for m, v in ms.items()} for c, ms in runner.samples.items()},
     }
 
 
-def _session(
-    servers: env.Servers,
-    made: dict[str, Any],
-    mount: env.Mount | None,
-    contender: str,
-    rep: int,
-    todo: list[str],
-    samples: dict[str, dict[str, list[float]]],
-    slow: dict[str, set[str]],
-    args: argparse.Namespace,
-) -> None:
-    workloads = {**work.READ_WORKLOADS, **work.WRITE_WORKLOADS}
-    if mount is not None:
-        mount.start()
-    try:
-        for name in todo:
-            ctx = work.Ctx(servers, made, mount, tag=f"{contender}-{rep}")
-            started = time.monotonic()
-            try:
-                result = workloads[name](ctx)
-            except Exception as e:  # one failing contender must not lose the whole run
-                env.log(f"{contender} {name} #{rep + 1} FAILED: {type(e).__name__}: {e}")
-                result = {}
-            took = time.monotonic() - started
-            if took > args.slow:
-                slow[contender].add(name)
-            for metric, value in result.items():
-                samples[contender].setdefault(metric, []).append(value)
-            shown = ", ".join(f"{k}={v:.3g}" for k, v in result.items())
-            env.log(f"{contender} {name} #{rep + 1} ({took:.1f}s): {shown}")
-            if name in ("cpr", "copy"):
-                env.purge(servers.fs("moto"), f"{env.BUCKET}/{'cpr' if name == 'cpr' else 'copy'}")
-    finally:
+class Runner:
+    """Runs sessions, keeps the samples, and decides what the time budget still allows.
+
+    A workload whose first run took longer than ``--slow`` seconds is not repeated. A
+    repeat is skipped when the first run of its session says it would end past the
+    budget; the table then shows how many runs each median has.
+    """
+
+    def __init__(self, args: argparse.Namespace, began: float) -> None:
+        self.args = args
+        self.began = began
+        self.samples: dict[str, dict[str, list[float]]] = {}
+        self.slow: dict[str, set[str]] = {}
+        self.took: dict[tuple[str, str], float] = {}
+        self.timed_out: dict[str, set[str]] = {}
+        self.skipped: list[str] = []
+
+    def session(
+        self,
+        servers: env.Servers,
+        made: dict[str, Any],
+        mount: env.Mount | None,
+        contender: str,
+        rep: int,
+        session: list[str],
+    ) -> None:
+        slow = self.slow.setdefault(contender, set())
+        todo = [w for w in session if not (rep and w in slow)]
+        if not todo:
+            return
+        if rep:
+            estimate = sum(self.took.get((contender, w), 0.0) for w in todo) + MOUNT_COST
+            if time.monotonic() + estimate > self.began + self.args.budget:
+                self.skipped.append(f"{contender} {','.join(todo)} #{rep + 1}")
+                env.log(f"skipping {contender} {','.join(todo)} #{rep + 1}: past the time budget")
+                return
+        workloads = {**work.READ_WORKLOADS, **work.WRITE_WORKLOADS}
         if mount is not None:
-            mount.stop()
+            mount.start()
+        try:
+            for name in todo:
+                self._one(servers, made, mount, contender, rep, name, workloads[name])
+        finally:
+            if mount is not None:
+                mount.stop()
+
+    def _one(
+        self,
+        servers: env.Servers,
+        made: dict[str, Any],
+        mount: env.Mount | None,
+        contender: str,
+        rep: int,
+        name: str,
+        workload: Any,
+    ) -> None:
+        ctx = work.Ctx(servers, made, mount, tag=f"{contender}-{rep}", timeout=self.args.timeout)
+        started = time.monotonic()
+        try:
+            result = workload(ctx)
+        except Exception as e:  # one failing contender must not lose the whole run
+            env.log(f"{contender} {name} #{rep + 1} FAILED: {type(e).__name__}: {e}")
+            result = {}
+        took = time.monotonic() - started
+        self.took.setdefault((contender, name), took)
+        if took > self.args.slow:
+            self.slow[contender].add(name)
+        for metric, value in result.items():
+            self.samples.setdefault(contender, {}).setdefault(metric, []).append(value)
+        self.timed_out.setdefault(contender, set()).update(ctx.timed_out)
+        shown = ", ".join(f"{k}={v:.3g}" for k, v in result.items())
+        env.log(f"{contender} {name} #{rep + 1} ({took:.1f}s): {shown}")
+        if name in ("cpr", "copy"):
+            env.purge(servers.fs("moto"), f"{env.BUCKET}/{name}")
 
 
 def table(results: dict[str, Any]) -> str:
@@ -187,7 +234,9 @@ def table(results: dict[str, Any]) -> str:
         for c in cols:
             v = medians[c].get(metric)
             n = counts[c].get(metric, 0)
-            cells.append("-" if v is None else f"{v:.3g}" + ("" if n >= results["repeats"] else f" n={n}"))
+            over = ">" if metric in results.get("timed_out", {}).get(c, ()) else ""
+            runs = "" if n >= results["repeats"] else f" n={n}"
+            cells.append("-" if v is None else f"{over}{v:.3g}{runs}")
         peers = {p: medians[p][metric] for p in PEERS if p in medians and metric in medians[p]}
         best = (max if higher else min)(peers, key=peers.__getitem__) if peers else None
         r = medians.get("rhfs", {}).get(metric)

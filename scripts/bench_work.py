@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench_env import BUCKET, MiB, Mount, RhfsMount, Servers, proc_io, rss_bytes
@@ -33,6 +33,8 @@ class Ctx:
     made: dict[str, Any]
     mount: Mount | None  # None: the direct fsspec call
     tag: str  # unique per contender and repeat, for keys that writes create
+    timeout: float = 90.0  # a cp slower than this is cut short; its time is then a lower bound
+    timed_out: set[str] = field(default_factory=set)  # metrics that are lower bounds
 
     @property
     def direct(self) -> bool:
@@ -181,8 +183,8 @@ def cpr(ctx: Ctx) -> dict[str, float]:
     started = time.perf_counter()
     if ctx.mount is None:
         ctx.servers.fs("moto").put(src.rstrip("/") + "/", f"{BUCKET}/{prefix}/", recursive=True)
-    else:
-        subprocess.run(["cp", "-r", src, ctx.mount.path("moto", prefix)], check=True)
+    elif not _cp(ctx, "cpr_s", "-r", src, ctx.mount.path("moto", prefix)):
+        return {"cpr_s": ctx.timeout}
     returned = time.perf_counter() - started
 
     def landed() -> bool:
@@ -190,8 +192,11 @@ def cpr(ctx: Ctx) -> dict[str, float]:
         files = [v for k, v in found.items() if k.rsplit("/", 1)[-1].startswith("f")]  # no markers
         return len(files) == count and all(v["size"] == 4096 for v in files)
 
-    landed_at = _poll(landed) - started
-    return {"cpr_s": landed_at, "cpr_returned_s": returned}
+    landed_at = _poll(landed, started + ctx.timeout)
+    if landed_at is None:
+        ctx.timed_out.add("cpr_s")
+        return {"cpr_s": ctx.timeout, "cpr_returned_s": returned}
+    return {"cpr_s": landed_at - started, "cpr_returned_s": returned}
 
 
 def copy(ctx: Ctx) -> dict[str, float]:
@@ -204,8 +209,9 @@ def copy(ctx: Ctx) -> dict[str, float]:
         started = time.perf_counter()
         if ctx.mount is None:
             ctx.servers.fs("moto").copy(f"{BUCKET}/{key}", f"{BUCKET}/{dst}")
-        else:
-            subprocess.run(["cp", ctx.mount.path("moto", key), ctx.mount.path("moto", dst)], check=True)
+        elif not _cp(ctx, f"{label}_s", ctx.mount.path("moto", key), ctx.mount.path("moto", dst)):
+            out[f"{label}_s"] = ctx.timeout
+            continue
         returned = time.perf_counter() - started
 
         def landed(dst: str = dst, size: int = size) -> bool:
@@ -214,7 +220,10 @@ def copy(ctx: Ctx) -> dict[str, float]:
             except FileNotFoundError:
                 return False
 
-        out[f"{label}_s"] = _poll(landed) - started
+        landed_at = _poll(landed, started + ctx.timeout)
+        if landed_at is None:
+            ctx.timed_out.add(f"{label}_s")
+        out[f"{label}_s"] = ctx.timeout if landed_at is None else landed_at - started
         out[f"{label}_returned_s"] = returned
         after = _daemon_bytes(ctx, "moto")
         out[f"{label}_daemon_MiB"] = 0.0 if ctx.mount is None else (after or 0) / MiB - (before or 0) / MiB
@@ -224,15 +233,25 @@ def copy(ctx: Ctx) -> dict[str, float]:
 # ------------------------------------------------------------------------------------ helpers
 
 
-def _poll(check: Callable[[], bool], timeout: float = 300.0) -> float:
-    """The perf_counter time at which a successful check began."""
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
+def _cp(ctx: Ctx, metric: str, *args: str) -> bool:
+    """Run cp; False (and ``metric`` marked as a lower bound) if it took longer than the timeout."""
+    try:
+        subprocess.run(["cp", *args], check=True, timeout=ctx.timeout)
+    except subprocess.TimeoutExpired:
+        ctx.timed_out.add(metric)
+        return False
+    return True
+
+
+def _poll(check: Callable[[], bool], deadline: float) -> float | None:
+    """The perf_counter time at which a successful check began; None if none did by ``deadline``."""
+    while True:
         began = time.perf_counter()
         if check():
             return began
+        if began > deadline:
+            return None
         time.sleep(0.05)
-    raise RuntimeError("data did not reach the bucket in time")
 
 
 def _daemon_bytes(ctx: Ctx, server: str) -> int | None:

@@ -10,9 +10,11 @@ A reader offers streams with an optional method ``stream(offset, end)`` returnin
 back to ranged ``read`` calls.
 
 :class:`BodyStream` keeps the socket busy: a pump task on the client's event loop
-reads the body as fast as it arrives into a buffer of at most ``BUFFER`` bytes,
-and ``read`` takes from that buffer. Without it the connection would sit idle
-(and the server would stall on a full socket) between one ``read`` and the next.
+reads the body as fast as it arrives into a buffer, and ``read`` takes from that
+buffer. The buffer starts at ``FIRST_BUFFER`` bytes and doubles up to ``BUFFER`` as
+the reader takes what it holds, so a stream opened on a wrong guess costs little.
+Without a pump the connection would sit idle (and the server would stall on a full
+socket) between one ``read`` and the next.
 
 Invariants:
 - ``read(n)`` returns exactly ``n`` bytes, fewer only at the end, ``b""`` after it;
@@ -36,7 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BUFFER = 8 << 20  # bytes a pump reads ahead of its reader
+FIRST_BUFFER = 2 << 20  # bytes a pump reads ahead of a new reader (a sequential guess may be wrong)
+BUFFER = 16 << 20  # ... doubling, as the reader takes them, up to this: the read-ahead of a stream
 PUMP_READ = 1 << 20
 
 
@@ -58,6 +61,8 @@ class BodyStream:
         self._cond = threading.Condition(threading.Lock())
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
+        self._limit = FIRST_BUFFER
+        self._taken = 0
         self._done = False
         self._error: BaseException | None = None
         self._closed = False
@@ -83,7 +88,7 @@ class BodyStream:
                         break
                     self._chunks.append(data)
                     self._buffered += len(data)
-                    if self._buffered >= BUFFER:
+                    if self._buffered >= self._limit:
                         self._room.clear()
                     self._cond.notify_all()
         except BaseException as e:  # the reader sees it; cancellation is a close
@@ -112,7 +117,10 @@ class BodyStream:
                 parts.append(chunk)
                 got += len(chunk)
             self._buffered -= got
-            wake = self._buffered < BUFFER and self._room is not None and not self._room.is_set()
+            self._taken += got
+            if self._taken >= self._limit and self._limit < BUFFER:
+                self._limit *= 2  # the reader keeps up: read further ahead
+            wake = self._buffered < self._limit and self._room is not None and not self._room.is_set()
         if wake and self._loop is not None and self._room is not None:
             self._loop.call_soon_threadsafe(self._room.set)
         return parts[0] if len(parts) == 1 else b"".join(parts)
@@ -129,13 +137,18 @@ class BodyStream:
 
 
 class GuardedStream:
-    """A :class:`Stream` whose reads run under a system's guard (time limit, health, traffic)."""
+    """A :class:`Stream` opened under a system's guard, with its traffic counted.
+
+    Its reads run in the caller's thread, not on the guard's pool: the pump has done the
+    network work, a read only takes from its buffer, and waits at most the stream's own
+    timeout. A stream that breaks is reopened through the guard, which then sees an outage.
+    """
 
     def __init__(self, guard: Guarded, inner: Stream) -> None:
         self.guard, self.inner = guard, inner
 
     def read(self, n: int) -> bytes:
-        data = self.guard.call("read", self.inner.read, n)
+        data = self.inner.read(n)
         self.guard.stats.add_read(self.guard.system, len(data))
         return data
 

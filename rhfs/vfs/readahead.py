@@ -100,6 +100,7 @@ class _Run:
     pieces: dict[int, bytes] = field(default_factory=dict)
     held: int = 0  # bytes charged to the pool
     producers: int = 0
+    reading: bool = False  # a reader thread is pulling the stream (streamed runs have no producers)
     stream: Any = None
     error: BaseException | None = None
     closed: bool = False
@@ -213,6 +214,9 @@ class ReadAhead:
                         raise run.error
                     if run.closed:  # evicted before we waited: route again (EBADF if the file is)
                         return None
+                    if run.streamed and not run.reading:
+                        self._pull(run, stop)
+                        continue
                     self._feed(run)
                     self._cond.wait()
             finally:
@@ -262,11 +266,56 @@ class ReadAhead:
         if run.served - run.start >= run.window and run.window < MAX_WINDOW:
             run.window *= 2
 
-    # -- producers ------------------------------------------------------------------------
+    # -- fetching -------------------------------------------------------------------------
+    def _pull(self, run: _Run, stop: int) -> None:
+        """Read the run's stream up to ``stop`` in this reader's thread (lock held on entry and exit).
+
+        A stream needs no producer: its pump reads ahead on the event loop, so taking the
+        next pieces from it costs a copy, not a round trip. One reader pulls at a time; the
+        others wait for the pieces it stores.
+        """
+        run.reading = True
+        try:
+            while run.streamed and run.fetch_pos < stop and not run.closed and run.error is None:
+                pos = run.fetch_pos
+                n = run.piece_len(pos)
+                self.pool.try_take(n, force=True)  # a reader is waiting for it
+                run.fetch_pos += n
+                self._cond.release()
+                try:
+                    data: bytes | None = self._fetch(run, pos, n)
+                    failure: BaseException | None = None
+                except BaseException as e:
+                    data, failure = None, e
+                finally:
+                    self._cond.acquire()
+                if data is None or run.closed:
+                    self.pool.give(n)
+                    if failure is not None and not run.closed:
+                        self._fail(run, failure)
+                    return
+                run.pieces[pos] = data
+                run.held += n
+                self._cond.notify_all()
+            if run.fetch_pos >= run.end:
+                self._close_stream(run)  # read to its end (or cut short): free the connection
+        finally:
+            run.reading = False
+            self._cond.notify_all()
+
+    def _fail(self, run: _Run, error: BaseException) -> None:
+        """The run cannot go on: its waiters get the error, the next read starts afresh (lock held)."""
+        run.error = error
+        if run in self._runs:
+            self._runs.remove(run)
+        self._close_stream(run)
+        self._cond.notify_all()
+
     def _feed(self, run: _Run) -> None:
-        """Start producers while the run has room to fetch (called with the lock held)."""
-        limit = 1 if run.streamed else RANGED_PARALLEL
-        while run.producers < limit and self._claimable(run):
+        """Start producers while a ranged run has room to fetch (called with the lock held)."""
+        if run.streamed:
+            return
+        while run.producers < RANGED_PARALLEL and self._claimable(run):
             run.producers += 1
             _producers.submit(self._produce, run)
 
@@ -307,10 +356,7 @@ class ReadAhead:
                 with self._cond:
                     run.producers -= 1
                     if not run.closed:
-                        run.error = e
-                        if run in self._runs:
-                            self._runs.remove(run)  # the next read starts afresh
-                        self._close_stream(run)
+                        self._fail(run, e)
                     self._cond.notify_all()
                 return
             with self._cond:
