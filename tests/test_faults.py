@@ -148,6 +148,10 @@ def kept_copy(config: Path, tree_path: str) -> Path:
     return kept
 
 
+def tree_path_kept(config: Path, tree_path: str) -> bool:
+    return bool(re.search(rf"{re.escape(tree_path)}\b.*?data kept at ", log_text(config)))
+
+
 def tree(bed: FaultBed, path: Path) -> str:
     return "/" + path.relative_to(bed.mnt).as_posix()
 
@@ -503,7 +507,9 @@ def test_kill_9_mid_write_claims_nothing_shows_nothing_and_recovers(
             assert again.returncode == 0, again.stderr
             assert wait_for(lambda: not _multipart_uploads(testbed, key), timeout=30), "orphan not aborted"
             for name, size in (("spooled.bin", spooled_size), ("uploading.bin", uploading_size)):
-                kept = kept_copy(config, f"/s3/{testbed.bucket}/{prefix}/{name}")
+                tree_path = f"/s3/{testbed.bucket}/{prefix}/{name}"
+                assert wait_for(lambda t=tree_path: tree_path_kept(config, t), timeout=30), name  # background
+                kept = kept_copy(config, tree_path)
                 assert kept.read_bytes() == expected[size], name
                 assert errno_of(lambda n=name: os.stat(bucket / prefix / n)) == errno.ENOENT
             assert status(mnt)["s3"]["health"] == "ok"
