@@ -95,13 +95,11 @@ class Place:
         return f"{self.tb.bucket}/{self.name}/{rel}"
 
     def put(self, rel: str, data: bytes) -> None:
-        """Write straight to the server, not through the mount."""
-        local = self._local(rel)
-        if local is not None:
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.write_bytes(data)
-        else:
-            self.tb.fs(self.system).pipe_file(self._key(rel), data)
+        """Write a source file through the mount, so the mount knows it at once (a write made
+        straight to the server may stay unseen for ``attr_ttl``, by design)."""
+        target = self.path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
 
     def get(self, rel: str) -> bytes | None:
         """Read straight from the server; None if there is no such file."""

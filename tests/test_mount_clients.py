@@ -138,8 +138,11 @@ def test_ls_l_does_one_listing(system_dir: Path, mnt: Path, system: str) -> None
     lines = sh("ls -l .", system_dir).stdout.splitlines()
     after = stats(mnt)["systems"][system]["metadata_calls"]
     assert len(lines) == count + 2  # "total" and the subdirectory
-    assert after.get("list", 0) - before.get("list", 0) == 1
-    assert after.get("stat", 0) - before.get("stat", 0) <= 2  # the directory itself, not its entries
+    # The directory's one listing, plus at most its expired ancestors' listings, which now
+    # answer their lookups: nothing that grows with the number of entries.
+    assert after.get("list", 0) - before.get("list", 0) <= 3
+    assert after.get("stat", 0) - before.get("stat", 0) <= 2
+    assert sum(after.values()) - sum(before.values()) <= 5
 
 
 def test_outside_changes_show_within_attr_ttl(
