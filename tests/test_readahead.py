@@ -166,6 +166,22 @@ def test_small_random_reads_fetch_exactly_what_is_asked(pool: BufferPool) -> Non
     ra.close()
 
 
+def test_a_random_reader_s_large_requests_stay_exact(pool: BufferPool) -> None:
+    data = payload(64 * MiB)
+    reader = ScriptedReader(data)
+    ra = ReadAhead(reader, len(data))
+    for off in (5 * MiB, 40 * MiB, 17 * MiB):
+        assert ra.read(off, 65536) == data[off : off + 65536]
+    # the kernel's readahead when a read lands just after cached pages: large, but not a stream
+    assert ra.read(30 * MiB, MiB) == data[30 * MiB : 31 * MiB]
+    assert reader.opened == [] and reader.ranges[-1] == (30 * MiB, MiB)
+    # ... until the reader shows it goes on from there
+    for off in range(31 * MiB, 36 * MiB, MiB):
+        assert ra.read(off, MiB) == data[off : off + MiB]
+    assert len(reader.opened) == 1
+    ra.close()
+
+
 def test_a_footer_is_fetched_in_one_request(pool: BufferPool) -> None:
     data = payload(30 * MiB)
     reader = ScriptedReader(data)

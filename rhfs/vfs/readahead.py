@@ -9,7 +9,10 @@ How a read is served:
   the kernel's parallel readahead requests) each keep their own.
 - A read of ``SEQUENTIAL_HINT`` bytes or more starts a new run: the kernel sends
   requests that large only when its own readahead has judged the access sequential.
-  So does a small read that starts where the previous small read ended.
+  So does a small read that starts where the previous small read ended. After
+  ``RANDOM_AFTER`` exact reads, a large request starts a run only at offset 0 or where
+  the previous read ended: a random reader's reads that land next to cached pages also
+  come as large requests.
 - A small read near the end of a large file fetches the whole tail (``TAIL`` bytes)
   in one request: footers (parquet, zip) are read backwards in small steps.
 - Any other read is fetched exactly, with one ranged read.
@@ -55,6 +58,7 @@ MAX_WINDOW = 64 * MiB
 REACH = 32 * MiB  # a read this far past a run's frontier still belongs to it (kernel readahead)
 KEEP_BEHIND = 8 * MiB
 SEQUENTIAL_HINT = 128 << 10
+RANDOM_AFTER = 2  # exact reads after which a large request no longer starts a run by itself
 TAIL = MiB
 MAX_RUNS = 8
 POOL_BYTES = 256 * MiB
@@ -134,6 +138,7 @@ class ReadAhead:
         self._cond = threading.Condition(threading.Lock())
         self._runs: list[_Run] = []
         self._last_end = -1  # end of the previous exact read
+        self._exact_reads = 0  # reads served by one exact ranged read: a random reader
         self._streams = callable(getattr(reader, "stream", None))
         self._closed = False
 
@@ -167,17 +172,26 @@ class ReadAhead:
                 raise RhfsError("read of a closed file", errno_=errno.EBADF)
             run = self._find(offset)
             if run is None:
-                if end - offset >= SEQUENTIAL_HINT or offset == self._last_end:
+                if self._looks_sequential(offset, end):
                     run = self._start(offset, self.size, streamed=self._streams)
                 elif self.size >= 2 * TAIL and offset >= self.size - TAIL:
                     run = self._start(self.size - TAIL, self.size, streamed=False, window=TAIL)
             if run is None:
                 self._last_end = end
+                self._exact_reads += 1
                 return None
             run.wanted = max(run.wanted, min(end, run.end))
             run.used_at = time.monotonic()
             self._feed(run)
             return run
+
+    def _looks_sequential(self, offset: int, end: int) -> bool:
+        """Start a run here? Yes where the last exact read ended, or for a large request (the
+        kernel's readahead), unless this handle has been reading at random: the kernel then
+        also sends large requests now and then, when a read lands just after cached pages."""
+        if offset == self._last_end:
+            return True
+        return end - offset >= SEQUENTIAL_HINT and (offset == 0 or self._exact_reads < RANDOM_AFTER)
 
     def _find(self, offset: int) -> _Run | None:
         for run in self._runs:
@@ -193,6 +207,7 @@ class ReadAhead:
         nxt = min((r.start for r in self._runs if r.start > start), default=end)
         run = _Run(start=start, end=min(end, nxt), streamed=streamed, window=window)
         self._runs.append(run)
+        log.debug("run %d-%d of %d (%s)", start, run.end, self.size, "stream" if streamed else "ranges")
         if len(self._runs) > MAX_RUNS:
             idle = [r for r in self._runs if r.waiters == 0 and r is not run]
             if idle:
