@@ -174,7 +174,9 @@ class ReadAhead:
             if run is None:
                 if self._looks_sequential(offset, end):
                     run = self._start(offset, self.size, streamed=self._streams)
-                elif self.size >= 2 * TAIL and offset >= self.size - TAIL:
+                elif (
+                    self.size >= 2 * TAIL and offset >= self.size - TAIL and self._exact_reads < RANDOM_AFTER
+                ):
                     run = self._start(self.size - TAIL, self.size, streamed=False, window=TAIL)
             if run is None:
                 self._last_end = end
