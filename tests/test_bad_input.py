@@ -20,6 +20,7 @@ import errno
 import os
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -157,6 +158,10 @@ def test_a_part_that_is_not_parquet_is_refused_and_kept(testbed: Testbed, mnt: P
         before = len(warnings_about(testbed, "part-0.parquet"))
         assert errno_of(f.close) == errno.EINVAL
         assert warnings_about(testbed, "part-0.parquet")[before:], "no log line for the refused part"
+        # The kernel sends RELEASE after close() returns; until then the refused file is open.
+        deadline = time.monotonic() + 10
+        while os.listdir(table) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert os.listdir(table) == []
         assert testbed.cache_dir is not None
         kept = sorted((testbed.cache_dir / "failed").glob(f"*{table.name}*part-0.parquet"))
