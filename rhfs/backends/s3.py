@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 from functools import partial
 from typing import Any
 
 from rhfs.backends.objects import Listing, ObjectInfo, bounded, clean_etag, stale, to_epoch
-from rhfs.backends.s3_gets import PresignedGets, RawBody
 from rhfs.errors import NotFound
 
-log = logging.getLogger(__name__)
 SINGLE_COPY_LIMIT = 5 << 30
 UPLOAD_PART = 16 << 20
 DELETE_BATCH = 1000
@@ -59,7 +56,6 @@ class S3Objects:
             fs.session = AioSession(**getattr(fs, "kwargs", {}))
             parsers = fs.session.get_component("response_parser_factory")
             parsers.set_parser_defaults(timestamp_parser=fast_timestamp)
-        self.gets = PresignedGets(fs)  # reads without botocore's work per request
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -111,15 +107,6 @@ class S3Objects:
             kwargs["ContinuationToken"] = token
 
     async def read(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> bytes:
-        response = await self.gets.get(bucket, key, start, end, etag)
-        if response is not None:
-            try:
-                data: bytes = await response.read()
-                return data
-            except Exception as e:  # cut short: once more through botocore, which retries
-                log.debug("presigned GET of %s/%s broke: %s", bucket, key, e)
-            finally:
-                response.release()
         match = {"IfMatch": f'"{etag}"'} if etag else {}
         try:
             out = await self.fs._call_s3(
@@ -131,16 +118,13 @@ class S3Objects:
             raise
         body = out["Body"]
         try:
-            data = await body.read()
+            data: bytes = await body.read()
         finally:
             body.close()
         return data
 
     async def open_stream(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> Any:
         """One GET of bytes ``start:end``; its body is read progressively (:mod:`~rhfs.backends.streams`)."""
-        response = await self.gets.get(bucket, key, start, end, etag)
-        if response is not None:
-            return RawBody(response)
         match = {"IfMatch": f'"{etag}"'} if etag else {}
         try:
             out = await self.fs._call_s3(
