@@ -26,7 +26,10 @@ from rhfs import __version__, fstab
 from rhfs import config as config_mod
 from rhfs import log as rhfs_log
 from rhfs import mountpoint as mp
-from rhfs.errors import ConfigError, NotFound, RhfsError
+from rhfs.errors import ConfigError, RhfsError
+from rhfs.reachability import probe_all
+from rhfs.status_table import format_status, human_size
+from rhfs.urls import tree_path
 
 DEFAULT_MOUNTPOINT = "~/rh"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED = 0, 1, 2, 3
@@ -292,80 +295,7 @@ def _read_json(path: str) -> dict[str, Any]:
     return data
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    days, s = divmod(s, 86400)
-    hours, s = divmod(s, 3600)
-    minutes, s = divmod(s, 60)
-    return f"{days}d{hours}h" if days else f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{s:02d}s"
-
-
-def format_status(status: dict[str, Any], stats: dict[str, Any]) -> str:
-    """The table ``rhfs status`` prints, from status.json and stats.json."""
-    d = status.get("daemon", {})
-    lines = [
-        f"rhfs {d.get('version', '?')} at {d.get('mountpoint', '?')}  pid {d.get('pid', '?')}  "
-        f"up {_duration(d.get('uptime_s', 0))}  config {d.get('config', '?')}",
-        "",
-        f"{'SYSTEM':<18} {'KIND':<8} {'HEALTH':<8} {'LATENCY':>9} {'READ':>10} {'WRITTEN':>10} "
-        f"{'RELAYED':>10}  LAST ERROR",
-    ]
-    traffic = stats.get("systems", {})
-    for name, s in sorted(status.get("systems", {}).items()):
-        t = traffic.get(name, {})
-        latency = "-" if s.get("latency_ms") is None else f"{s['latency_ms']:.1f}ms"
-        lines.append(
-            f"{name:<18} {s.get('kind', '?'):<8} {s.get('health', '?'):<8} {latency:>9} "
-            f"{_size(t.get('bytes_read', 0)):>10} {_size(t.get('bytes_written', 0)):>10} "
-            f"{_size(t.get('bytes_relayed', 0)):>10}  {s.get('last_error') or '-'}"
-        )
-    ops = stats.get("ops", {})
-    errors = ", ".join(f"{k} {v}" for k, v in sorted(stats.get("errors", {}).items())) or "none"
-    copies = ", ".join(
-        f"{route} {c.get('count', 0)} ({_size(c.get('bytes', 0))})"
-        for route, c in sorted(stats.get("copies", {}).items())
-    )
-    lines += ["", f"ops {sum(ops.values())}; errors: {errors}" + (f"; copies: {copies}" if copies else "")]
-    return "\n".join(lines)
-
-
 # -- ls --------------------------------------------------------------------------------
-def tree_path(url: str, config: config_mod.Config) -> str:
-    """The tree path (``/s3/bucket/key``) that a URL names: ``PROTO://bucket/key``,
-    ``rhfs://path``, ``CLUSTER:path`` or a tree path."""
-    if url.startswith("rhfs://"):
-        return "/" + url[len("rhfs://") :].strip("/")
-    if "://" in url:
-        protocol, _, rest = url.partition("://")
-        bucket = rest.split("/", 1)[0]
-        provider = _PROVIDERS.get(protocol, protocol)
-        stores = [s for s in config.stores.values() if _PROVIDERS.get(s.protocol, s.protocol) == provider]
-        chosen = [s for s in stores if s.buckets is None or bucket in s.buckets] or stores
-        if not chosen:
-            raise NotFound(f"{url}: no configured store speaks {protocol}:// (add a [stores.NAME] table)")
-        return f"/{chosen[0].name}/{rest.strip('/')}".rstrip("/")
-    head, sep, rest = url.partition(":")
-    if sep and head in config.clusters:
-        root = config.clusters[head].root
-        if rest.startswith("/"):
-            if not root.startswith("/") or not (rest + "/").startswith(root.rstrip("/") + "/"):
-                raise NotFound(f"{url}: outside {head}'s root ({root}); give a path relative to it")
-            rest = rest[len(root.rstrip("/")) :]
-        return f"/clusters/{head}/{rest.strip('/')}".rstrip("/")
-    return "/" + url.strip("/")
-
-
-_PROVIDERS = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs", "az": "az", "abfs": "az", "adl": "az"}
-
-
 def _ls(args: argparse.Namespace) -> int:
     url = args.url
     local = os.path.abspath(config_mod.expand(url)) if "://" not in url else ""
@@ -411,7 +341,7 @@ def _cp(args: argparse.Namespace) -> int:
     rhfs_log.setup(getattr(args, "log_level", None) or "WARNING")
     result = run_cp(config, args.src, args.dst, recursive=args.recursive, tree_path=tree_path)
     routes = ", ".join(f"{route} {n}" for route, n in sorted(result.routes.items()))
-    print(f"copied {result.files} files, {_size(result.bytes)}" + (f" ({routes})" if routes else ""))
+    print(f"copied {result.files} files, {human_size(result.bytes)}" + (f" ({routes})" if routes else ""))
     for failure in result.failed:
         _error(failure)
     return EXIT_FAILED if result.failed else EXIT_OK
@@ -419,8 +349,6 @@ def _cp(args: argparse.Namespace) -> int:
 
 # -- config ----------------------------------------------------------------------------
 def _config_check(args: argparse.Namespace) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
     rhfs_log.setup(getattr(args, "log_level", None) or "ERROR")
     path = config_mod.find_config_file(args.config)
     try:
@@ -431,48 +359,18 @@ def _config_check(args: argparse.Namespace) -> int:
         print(f"rhfs: {len(e.problems)} problem(s) in {path}", file=sys.stderr)
         return EXIT_USAGE
     print(f"config: {path}" if path else "config: embedded default (no file found)")
-    checks = _reachability_checks(config, args.timeout)
-    with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
-        results = list(pool.map(lambda item: _try(*item), checks.items()))
+    results = probe_all(config, args.timeout)
     failed = 0
-    for name, kind, ok, detail in results:
-        failed += not ok
-        print(f"  {name:<24} {kind:<8} {'reachable' if ok else 'UNREACHABLE'}: {rhfs_log.redact(detail)}")
+    for r in results:
+        failed += not r.ok
+        state = "reachable" if r.ok else "UNREACHABLE"
+        print(f"  {r.name:<24} {r.kind:<8} {state}: {rhfs_log.redact(r.detail)}")
     if failed:
         print(f"rhfs: {failed} system(s) unreachable", file=sys.stderr)
     code = EXIT_DEGRADED if failed else EXIT_OK
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # a hung system's worker thread must not hold the process open
-
-
-def _reachability_checks(config: config_mod.Config, timeout: float) -> dict[str, tuple[Any, list[str]]]:
-    """Mount key -> (guarded backend, paths to list): a store's buckets, or the system's root."""
-    from rhfs.backends.guard import Guarded
-    from rhfs.stats import Stats
-    from rhfs.wiring import raw_backends
-
-    stats = Stats()
-    checks: dict[str, tuple[Any, list[str]]] = {}
-    for key, backend in raw_backends(config).items():
-        guarded = Guarded(backend, stats, op_timeout=timeout, retry_interval=0)
-        store = config.stores.get(key)
-        checks[key] = (guarded, ["", *(store.buckets or ())] if store else [""])
-    return checks
-
-
-def _try(name: str, item: tuple[Any, list[str]]) -> tuple[str, str, bool, str]:
-    backend, paths = item
-    started = time.monotonic()
-    try:
-        for path in paths:
-            backend.list(path)
-    except Exception as e:
-        where = f"{path}: " if path else ""
-        return name, backend.kind, False, f"{where}{e}"
-    ms = (time.monotonic() - started) * 1000
-    listed = f"listed {', '.join(p for p in paths if p)} " if len(paths) > 1 else ""
-    return name, backend.kind, True, f"{listed}in {ms:.0f} ms"
 
 
 def _config_show(args: argparse.Namespace) -> int:

@@ -29,11 +29,11 @@ from rhfs.backends.base import Backend, Entry, join
 from rhfs.backends.store import StoreBackend
 from rhfs.config import Config, expand
 from rhfs.errors import AlreadyExists, ConfigError, InvalidArgument, NotFound, RhfsError
+from rhfs.urls import store_for
 
 LOCAL = "file"
 MISSING = (NotFound, FileNotFoundError)  # what a backend may raise for a missing path
 LOCAL_ALIASES = frozenset({"file", "here", "local"})
-_PROVIDERS = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs", "az": "az", "abfs": "az", "adl": "az"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,15 +156,9 @@ class Systems:
         return Place(LOCAL, os.path.abspath(expand(url)))
 
     def _store_for(self, protocol: str, bucket: str) -> str:
-        provider = _PROVIDERS.get(protocol, protocol)
-        candidates = [
-            s for s in self.config.stores.values() if _PROVIDERS.get(s.protocol, s.protocol) == provider
-        ]
-        for store in candidates:
-            if store.buckets is None or bucket in store.buckets:
-                return store.name
-        if candidates:
-            return candidates[0].name
+        store = store_for(self.config, protocol, bucket)
+        if store is not None:
+            return store.name
         # No configured store: use the provider's standard credential chain.
         name = f"{protocol}-default"
         if name not in self._extra:

@@ -1,0 +1,53 @@
+"""The table ``rhfs status`` prints, from the mount's status.json and stats.json.
+
+Pure formatting: no I/O. Sizes are decimal (kB, MB, GB) as ``df -H`` prints them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def human_duration(seconds: float) -> str:
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    return f"{days}d{hours}h" if days else f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{s:02d}s"
+
+
+def format_status(status: dict[str, Any], stats: dict[str, Any]) -> str:
+    """One header line, one row per system, and a line of op, error and copy counts."""
+    d = status.get("daemon", {})
+    lines = [
+        f"rhfs {d.get('version', '?')} at {d.get('mountpoint', '?')}  pid {d.get('pid', '?')}  "
+        f"up {human_duration(d.get('uptime_s', 0))}  config {d.get('config', '?')}",
+        "",
+        f"{'SYSTEM':<18} {'KIND':<8} {'HEALTH':<8} {'LATENCY':>9} {'READ':>10} {'WRITTEN':>10} "
+        f"{'RELAYED':>10}  LAST ERROR",
+    ]
+    traffic = stats.get("systems", {})
+    for name, s in sorted(status.get("systems", {}).items()):
+        t = traffic.get(name, {})
+        latency = "-" if s.get("latency_ms") is None else f"{s['latency_ms']:.1f}ms"
+        lines.append(
+            f"{name:<18} {s.get('kind', '?'):<8} {s.get('health', '?'):<8} {latency:>9} "
+            f"{human_size(t.get('bytes_read', 0)):>10} {human_size(t.get('bytes_written', 0)):>10} "
+            f"{human_size(t.get('bytes_relayed', 0)):>10}  {s.get('last_error') or '-'}"
+        )
+    ops = stats.get("ops", {})
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(stats.get("errors", {}).items())) or "none"
+    copies = ", ".join(
+        f"{route} {c.get('count', 0)} ({human_size(c.get('bytes', 0))})"
+        for route, c in sorted(stats.get("copies", {}).items())
+    )
+    lines += ["", f"ops {sum(ops.values())}; errors: {errors}" + (f"; copies: {copies}" if copies else "")]
+    return "\n".join(lines)
