@@ -21,6 +21,7 @@ from testbed import Testbed
 
 from rhfs.backends import transfers
 from rhfs.backends.cluster import ClusterBackend
+from rhfs.backends.store import StoreBackend
 from rhfs.backends.transfers import HttpRequest
 from rhfs.config import load_file
 from rhfs.transfer.planner import Planner
@@ -92,7 +93,7 @@ def test_big_s3_copies_use_parallel_upload_part_copy(
 
 def test_a_failed_parallel_copy_is_aborted(testbed: Testbed, vfs: Vfs, name: str) -> None:
     store = vfs.resolve("/s3").backend
-    assert store is not None
+    assert store is not None and isinstance(store.inner, StoreBackend)
     with pytest.raises(FileNotFoundError):
         transfers.server_copy(
             store.inner, f"{testbed.bucket}/{name}/none", f"{testbed.bucket}/{name}/x", 2 << 30
@@ -100,6 +101,31 @@ def test_a_failed_parallel_copy_is_aborted(testbed: Testbed, vfs: Vfs, name: str
     uploads = testbed.fs("s3").list_multipart_uploads(testbed.bucket)
     assert [u for u in uploads if u["Key"].startswith(name)] == []
     assert not testbed.fs("s3").exists(f"{testbed.bucket}/{name}/x")
+
+
+def test_s3_copies_wait_for_the_server_longer_than_the_store_clients_read_timeout(
+    testbed: Testbed, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server copies before it answers: with the store's read timeout, every copy request
+    here would time out and be retried while the first still runs (moto then fails a part
+    copied twice, or a completion repeated after it succeeded)."""
+    monkeypatch.setattr(transfers, "PARALLEL_COPY_FROM", 10 * MiB)
+    monkeypatch.setattr(transfers, "MIN_COPY_PART", 5 * MiB)
+    options = {
+        "key": testbed.s3_key,
+        "secret": testbed.s3_secret,
+        "endpoint_url": testbed.s3_endpoint,
+        "config_kwargs": {"read_timeout": 0.001},
+    }
+    store = StoreBackend("s3-impatient", "s3", options)
+    fs = testbed.fs("s3")
+    for label, size in (("one", 6 * MiB), ("parts", 12 * MiB)):
+        data = os.urandom(size)
+        fs.pipe_file(f"{testbed.bucket}/{name}/{label}.bin", data)
+        src, dst = f"{testbed.bucket}/{name}/{label}.bin", f"{testbed.bucket}/{name}/{label}-copy.bin"
+        transfers.server_copy(store, src, dst, size)
+        assert fs.cat_file(dst) == data
+    assert s3_etag(testbed, f"{name}/parts-copy.bin").endswith("-3")
 
 
 def test_cluster_uploads_a_multipart_object_with_python(

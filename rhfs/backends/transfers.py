@@ -6,6 +6,12 @@
   time (one CopyObject is limited to 5 GiB and runs as one sequential stream on the
   server); smaller ones with one CopyObject. GCS uses ``rewriteTo`` and Azure Copy
   Blob from URL, waiting until it is done (both through the store's own adapter).
+  S3 copy requests go through a second client of the same account whose read timeout
+  is ``COPY_READ_TIMEOUT``: the server copies before it answers (a CopyObject,
+  UploadPartCopy or CompleteMultipartUpload of a large object can take longer than the
+  store client's read timeout, 15 s by default), and a request retried after such a
+  timeout would race the one still running (a second UploadPartCopy of the same part,
+  or a second completion of an upload already completed, fails, and the copy with it).
 - :func:`read_request` and :func:`write_plan`: HTTP requests that someone else (a
   command on a cluster) can run to read or write one object without the store's
   credentials: S3 presigned URLs, GCS resumable-upload sessions and media URLs, Azure
@@ -24,10 +30,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
+import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from rhfs.backends.objects import make_filesystem
 from rhfs.backends.store import StoreBackend
 from rhfs.errors import CantCopy, NotFound
 
@@ -35,6 +44,7 @@ T = TypeVar("T")
 
 PARALLEL_COPY_FROM = 1 << 30  # S3 objects this big or bigger are copied with parallel UploadPartCopy
 COPY_PARTS_IN_FLIGHT = 8
+COPY_READ_TIMEOUT = 900.0  # seconds an S3 copy request may wait for its answer (the guard bounds the copy)
 MIN_COPY_PART = 64 << 20
 MAX_PART = 5 << 30
 MAX_PARTS = 10_000
@@ -89,14 +99,35 @@ def _split(path: str) -> tuple[str, str]:
 
 
 def _run(store: StoreBackend, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-    from fsspec.asyn import sync
+    return _sync(store.api.loop, fn, *args, **kwargs)
 
-    result: T = sync(store.api.loop, fn, *args, **kwargs)
+
+def _sync(loop: asyncio.AbstractEventLoop, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    from fsspec.asyn import sync as fsspec_sync
+
+    result: T = fsspec_sync(loop, fn, *args, **kwargs)
     return result
 
 
 def _fs(store: StoreBackend) -> Any:
     return getattr(store.api, "fs", None)
+
+
+_copy_clients: weakref.WeakKeyDictionary[StoreBackend, Any] = weakref.WeakKeyDictionary()
+_copy_clients_lock = threading.Lock()
+
+
+def _copy_fs(store: StoreBackend) -> Any:
+    """The store's S3 account through a client that waits ``COPY_READ_TIMEOUT`` for an answer."""
+    with _copy_clients_lock:
+        fs = _copy_clients.get(store)
+        if fs is None:
+            options = dict(store.options)
+            config = dict(options.get("config_kwargs") or {})
+            config["read_timeout"] = max(COPY_READ_TIMEOUT, float(config.get("read_timeout") or 0))
+            options["config_kwargs"] = config
+            fs = _copy_clients[store] = make_filesystem(store.protocol, options)
+        return fs
 
 
 def provider(store: StoreBackend) -> str:
@@ -114,8 +145,13 @@ def same_account(a: StoreBackend, b: StoreBackend) -> bool:
 def server_copy(store: StoreBackend, src: str, dst: str, size: int) -> None:
     """Copy ``src`` to ``dst`` (``bucket/key``) inside ``store``'s account, without the bytes leaving it."""
     (sb, sk), (db, dk) = _split(src), _split(dst)
-    if provider(store) == "s3" and size >= PARALLEL_COPY_FROM:
-        _run(store, _s3_parallel_copy, _fs(store), sb, sk, db, dk, size)
+    if provider(store) == "s3":
+        fs = _copy_fs(store)
+        if size >= PARALLEL_COPY_FROM:
+            _sync(fs.loop, _s3_parallel_copy, fs, sb, sk, db, dk, size)
+        else:
+            source = {"Bucket": sb, "Key": sk}
+            _sync(fs.loop, fs._call_s3, "copy_object", Bucket=db, Key=dk, CopySource=source)
         return
     if provider(store) == "fsspec":
         raise CantCopy(f"{store.system}: no server-side copy for protocol {store.protocol}")
