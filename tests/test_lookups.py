@@ -9,11 +9,15 @@ instead of one request per name.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mount_fixtures import stats
+from testbed import Testbed, fsspec_filesystem
 
 from rhfs.backends.base import Entry
 from rhfs.backends.guard import Guarded
@@ -137,3 +141,70 @@ def test_an_unlinked_name_is_asked_for_again(world: World) -> None:
         world.vfs.entry(world.vfs.resolve("/box/d/a"))
     world.box.files["d/a"] = b"back"  # recreated elsewhere: seen at once, the name was touched
     assert world.vfs.getattr("/box/d/a").size == 4
+
+
+def test_attributes_after_an_upload_come_without_a_request(world: World) -> None:
+    world.vfs.mkdir("/box/d")
+    world.cp("/box/d/f", b"12345")
+    world.box.calls.clear()
+    attr = world.vfs.getattr("/box/d/f")
+    assert attr.size == 5
+    world.vfs.chmod("/box/d/f", 0o600)  # what cp -a and rsync -a do after the close
+    world.vfs.utimens("/box/d/f", 1.0, 2.0)
+    assert world.requests() == []
+
+
+def test_a_reader_after_an_upload_pins_the_version_the_system_holds(world: World) -> None:
+    world.vfs.mkdir("/box/d")
+    world.cp("/box/d/f", b"first")
+    world.box.calls.clear()
+    fh = world.vfs.open("/box/d/f", os.O_RDONLY).fh
+    assert world.requests() == ["stat"]  # the version (etag) is the system's, not a guess
+    world.box.files["d/f"] = b"other"  # replaced elsewhere while open
+    world.box.etags["d/f"] = "replaced"
+    assert world.vfs.read(fh, 5, 0) == b"other"  # nothing served yet: the same size reads anew
+    world.vfs.release(fh)
+
+
+def test_a_listing_replaces_what_the_mount_knew_after_an_upload(world: World) -> None:
+    world.vfs.mkdir("/box/d")
+    world.cp("/box/d/f", b"abc")
+    world.vfs.readdir("/box/d")
+    world.box.calls.clear()
+    fh = world.vfs.open("/box/d/f", os.O_RDONLY).fh
+    assert world.requests() == []  # the listed entry carries the system's version
+    assert world.vfs.read(fh, 3, 0) == b"abc"
+    world.vfs.release(fh)
+
+
+def test_through_the_mount_cp_p_costs_one_request_per_file_and_stat_none(
+    mnt: Path, testbed: Testbed, tmp_path: Path
+) -> None:
+    name = f"lookups-{uuid.uuid4().hex[:8]}"
+    dst = mnt / "s3" / testbed.bucket / name
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"f{i}").write_bytes(b"x" * (100 + i))
+
+    def s3_calls() -> dict[str, int]:
+        system = stats(mnt)["systems"]["s3"]
+        return {"requests": system["requests"], **system["metadata_calls"]}
+
+    try:
+        before = s3_calls()
+        subprocess.run(["cp", "-p", "-r", str(src), str(dst)], check=True)  # chmod, utimens per file
+        out = subprocess.run(
+            ["stat", "-c", "%s", *(str(dst / f"f{i}") for i in range(20))],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        after = s3_calls()
+        assert out == [str(100 + i) for i in range(20)]
+        assert after["requests"] - before["requests"] == 20  # the uploads
+        # no HEAD per file after its upload; only ancestors whose cached entries expired
+        assert after.get("stat", 0) - before.get("stat", 0) < 10
+        assert (dst / "f7").read_bytes() == b"x" * 107
+    finally:
+        fsspec_filesystem(testbed, "s3").rm(f"{testbed.bucket}/{name}", recursive=True)

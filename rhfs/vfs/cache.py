@@ -13,6 +13,10 @@ one request per file, its upload). The names are kept current with the mount's o
 changes: every invalidated path is added back to its directory's names, so a name
 is only ever answered absent when no listing within ``ttl`` had it and the mount
 has not touched it since.
+
+After an upload the mount keeps what it knows of the new object (``put_uploaded``): a
+``stat`` within ``ttl`` then costs no request. Such an entry has no version from the
+system; whoever needs one (a reader pinning the version it opened) asks the system.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class MetadataCache:
         self._listings: dict[str, tuple[list[Entry], float]] = {}
         self._names: dict[str, tuple[set[str], float]] = {}  # directory -> names that may exist
         self._touched: dict[str, dict[str, float]] = {}  # directory -> name -> when the mount touched it
+        self._local: dict[str, Entry] = {}  # path -> the entry the mount made itself after an upload
         self._lock = threading.Lock()
 
     def get_entry(self, path: str) -> Entry | None:
@@ -43,6 +48,7 @@ class MetadataCache:
                 return None
             if hit[1] < time.monotonic():
                 del self._entries[path]
+                self._local.pop(path, None)
                 return None
             return hit[0]
 
@@ -51,6 +57,22 @@ class MetadataCache:
             return
         with self._lock:
             self._entries[path] = (entry, time.monotonic() + self.ttl)
+            self._local.pop(path, None)
+
+    def put_uploaded(self, path: str, entry: Entry) -> None:
+        """The mount has just uploaded ``path``: ``entry`` is what it knows of the new object
+        without asking (size, time of the last write), and has no version from the system."""
+        self.invalidate(path)
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            self._entries[path] = (entry, time.monotonic() + self.ttl)
+            self._local[path] = entry
+
+    def is_uploaded(self, path: str, entry: Entry) -> bool:
+        """Is ``entry`` the mount's own idea of ``path`` after an upload (see put_uploaded)?"""
+        with self._lock:
+            return self._local.get(path) is entry
 
     def get_listing(self, path: str) -> list[Entry] | None:
         with self._lock:
@@ -74,6 +96,8 @@ class MetadataCache:
             self._forget_oldest_names()
             for entry in entries:
                 self._entries[prefix + entry.name] = (entry, expires)
+                if self._local:
+                    self._local.pop(prefix + entry.name, None)
 
     def known_absent(self, path: str) -> bool:
         """Is ``path`` absent from its directory's last listing (and untouched by the mount since)?"""
@@ -137,6 +161,7 @@ class MetadataCache:
         """Forget ``path``, its listing, and its parent's listing."""
         with self._lock:
             self._entries.pop(path, None)
+            self._local.pop(path, None)
             self._listings.pop(path, None)
             self._listings.pop(posixpath.dirname(path), None)
             self._touch(path)
@@ -145,7 +170,7 @@ class MetadataCache:
         """Forget ``path`` and everything below it (after a directory rename or removal)."""
         prefix = path.rstrip("/") + "/"
         with self._lock:
-            for table in (self._entries, self._listings, self._names, self._touched):
+            for table in (self._entries, self._local, self._listings, self._names, self._touched):
                 for key in [k for k in table if k == path or k.startswith(prefix)]:
                     del table[key]
             self._listings.pop(posixpath.dirname(path), None)
@@ -154,6 +179,7 @@ class MetadataCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._local.clear()
             self._listings.clear()
             self._names.clear()
             self._touched.clear()

@@ -211,6 +211,16 @@ class Vfs:
         self.cache.invalidate(path)
         self._versions.pop(path, None)
 
+    def _uploaded(self, open_file: OpenFile) -> None:
+        """After an upload: on a store, the new object's size and time are known here, so a
+        ``stat`` within ``attr_ttl`` needs no HEAD (its version is asked for only by a reader)."""
+        self._changed(open_file.path)
+        loc = open_file.location
+        if loc.backend is None or loc.backend.kind != "store" or open_file.unlinked:
+            return
+        entry = Entry(name=basename(loc.path), is_dir=False, size=open_file.size, mtime=open_file.shown_mtime)
+        self.cache.put_uploaded(loc.path, entry)
+
     # -- metadata -----------------------------------------------------------------------
     def getattr(self, path: str | None, fh: int | None = None) -> Attr:
         """Attributes by path, or by handle alone (``path`` None: the file may be unlinked)."""
@@ -345,6 +355,8 @@ class Vfs:
         with self._lock:
             open_file = self._open_files.get(path)
         entry = None if open_file is not None else self.entry(loc, fresh=writing)
+        if entry is not None and self.cache.is_uploaded(path, entry):
+            entry = self.entry(loc, fresh=True)  # a reader pins the version the system holds
         if entry is not None and entry.is_dir:
             raise IsADirectory(path)
         if writing or open_file is not None:
@@ -504,7 +516,7 @@ class Vfs:
     def flush(self, fh: int) -> None:
         handle = self._handle(fh)
         if handle.open_file is not None and handle.open_file.upload(self.failed_dir):
-            self._changed(handle.open_file.path)
+            self._uploaded(handle.open_file)
 
     fsync = flush
 
@@ -520,7 +532,7 @@ class Vfs:
             return
         try:
             if open_file.refs == 1 and open_file.upload(self.failed_dir):
-                self._changed(open_file.path)
+                self._uploaded(open_file)
         except UploadFailed as e:
             log.error("%s", e)
         finally:
@@ -654,7 +666,7 @@ class Vfs:
         for open_file in pending:
             with open_file.lock:
                 if open_file.upload(self.failed_dir):
-                    self._changed(open_file.path)
+                    self._uploaded(open_file)
 
     def _moved(self, old: str, new: str) -> None:
         """After a rename: re-key open files and handles, drop what was replaced, forget caches."""
