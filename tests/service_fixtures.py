@@ -154,7 +154,10 @@ class KeyGate:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                match = re.search(r"Credential=([^/]+)/", self.headers.get("Authorization", ""))
+                match = re.search(r"Credential=([^/]+)/", self.headers.get("Authorization", "")) or re.search(
+                    r"[?&]X-Amz-Credential=([^/%&]+)",
+                    self.path,  # a presigned URL signs in its query
+                )
                 key = match.group(1) if match else ""
                 if key not in gate.allowed:
                     gate.refused.append(key)

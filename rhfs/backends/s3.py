@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 from functools import partial
 from typing import Any
 
 from rhfs.backends.objects import Listing, ObjectInfo, bounded, clean_etag, stale, to_epoch
+from rhfs.backends.s3_presigned import Presigned, RawBody, quiet
 from rhfs.errors import NotFound
 
 SINGLE_COPY_LIMIT = 5 << 30
+DIRECT_PUT = 4 << 20  # files up to this size are uploaded by one presigned PUT
 UPLOAD_PART = 16 << 20
 DELETE_BATCH = 1000
 
@@ -56,6 +59,7 @@ class S3Objects:
             fs.session = AioSession(**getattr(fs, "kwargs", {}))
             parsers = fs.session.get_component("response_parser_factory")
             parsers.set_parser_defaults(timestamp_parser=fast_timestamp)
+        self.presigned = Presigned(fs)  # reads and small uploads without botocore's work per request
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -107,6 +111,15 @@ class S3Objects:
             kwargs["ContinuationToken"] = token
 
     async def read(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        response = await self.presigned.get(bucket, key, start, end, etag)
+        if response is not None:
+            try:
+                data: bytes = await response.read()
+                return data
+            except Exception as e:  # cut short: once more through botocore, which retries
+                self.presigned.missed(f"GET of {bucket}/{key} broke: {quiet(e)}")
+            finally:
+                response.release()
         match = {"IfMatch": f'"{etag}"'} if etag else {}
         try:
             out = await self.fs._call_s3(
@@ -118,13 +131,16 @@ class S3Objects:
             raise
         body = out["Body"]
         try:
-            data: bytes = await body.read()
+            data = await body.read()
         finally:
             body.close()
         return data
 
     async def open_stream(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> Any:
         """One GET of bytes ``start:end``; its body is read progressively (:mod:`~rhfs.backends.streams`)."""
+        response = await self.presigned.get(bucket, key, start, end, etag)
+        if response is not None:
+            return RawBody(response)
         match = {"IfMatch": f'"{etag}"'} if etag else {}
         try:
             out = await self.fs._call_s3(
@@ -137,6 +153,11 @@ class S3Objects:
         return out["Body"]
 
     async def put_file(self, bucket: str, key: str, local_path: str) -> None:
+        if os.path.getsize(local_path) <= DIRECT_PUT:
+            with open(local_path, "rb") as f:
+                data = f.read()
+            if await self.presigned.put(bucket, key, data):
+                return
         await self.fs._put_file(local_path, f"{bucket}/{key}", chunksize=UPLOAD_PART)
 
     async def put_empty(self, bucket: str, key: str) -> None:
