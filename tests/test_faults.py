@@ -11,7 +11,8 @@ Each test checks one promise of docs/SEMANTICS.md, "Faults", through a real moun
 - no partial object ever becomes visible: after any fault the object holds its old
   content or the whole new one;
 - after ``kill -9`` of the daemon no write is claimed, nothing partial is visible, the
-  data is kept, and orphaned multipart uploads are aborted at the next start.
+  data is kept, and orphaned multipart uploads and a cluster's temporary files are
+  cleaned up at the next start.
 
 Faults are injected with :class:`faultproxy.FaultProxy` in front of moto (S3) and in
 front of an sshd of our own (cluster-a), which is also crashed and restarted for real.
@@ -513,6 +514,45 @@ def test_kill_9_mid_write_claims_nothing_shows_nothing_and_recovers(
                 assert kept.read_bytes() == expected[size], name
                 assert errno_of(lambda n=name: os.stat(bucket / prefix / n)) == errno.ENOENT
             assert status(mnt)["s3"]["health"] == "ok"
+    finally:
+        proxy.close()
+
+
+def _upload_leftovers(folder: Path) -> list[str]:
+    return [n for n in os.listdir(folder) if n.startswith(".rhfs-tmp-")]
+
+
+def test_kill_9_mid_cluster_upload_leaves_no_temporary_file_after_the_next_start(
+    testbed: Testbed, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    d = tmp_path_factory.mktemp("kill9c")
+    proxy = FaultProxy(testbed.ports["cluster-a"])
+    config = write_config(testbed, d, op_timeout=60, cluster_ports={"cluster-a": proxy.port})
+    mnt = d / "mnt"
+    folder = f"kill9c-{uuid.uuid4().hex[:8]}"
+    remote = testbed.cluster_roots["cluster-a"] / folder  # the cluster's disk, seen directly
+    size = 8 * MiB
+    try:
+        with mounted(config, mnt):
+            (mnt / "clusters" / "cluster-a" / folder).mkdir()
+            proxy.slow(1 * MiB)
+            writer = _writer(mnt / "clusters" / "cluster-a" / folder / "big.bin", size, wait=False)
+            assert wait_for(lambda: bool(_upload_leftovers(remote)), timeout=30), "no upload started"
+            os.kill(daemon_pid(mnt), 9)
+            assert _close_errno(writer) in NOT_CONNECTED
+            proxy.pass_through()
+            assert _upload_leftovers(remote), "the test needs a temporary file left by the killed upload"
+            assert not (remote / "big.bin").exists(), "half a file became visible"
+
+            again = subprocess.run(
+                [RHFS, "mount", str(mnt), "--config", str(config)], capture_output=True, text=True, timeout=90
+            )
+            assert again.returncode == 0, again.stderr
+            assert wait_for(lambda: not _upload_leftovers(remote), timeout=30), _upload_leftovers(remote)
+            tree_path = f"/clusters/cluster-a/{folder}/big.bin"
+            assert wait_for(lambda: tree_path_kept(config, tree_path), timeout=30)
+            assert kept_copy(config, tree_path).read_bytes() == bytes(range(256)) * (size // 256)
+            assert not (remote / "big.bin").exists()
     finally:
         proxy.close()
 

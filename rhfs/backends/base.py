@@ -17,13 +17,16 @@ Backends raise :mod:`rhfs.errors` exceptions, or ``OSError``s with an errno.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
+import uuid
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from rhfs.errors import InvalidArgument, NameTooLong
 
 MAX_NAME_BYTES = 255
+TMP_MARK = ".rhfs-tmp-"  # an upload's temporary sibling: never listed, renamed over its target
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,3 +140,21 @@ def check_name(path: str) -> None:
             raise NameTooLong(f"name longer than {MAX_NAME_BYTES} bytes")
         if part in (".", "..") or "\x00" in part or "\n" in part:
             raise InvalidArgument(f"invalid name {part!r}")
+
+
+def upload_tmp_name(name: str) -> str:
+    """A fresh temporary sibling's name for an upload of ``name``.
+
+    It carries a tag of ``name``, so that the start-up recovery of a killed daemon can
+    find and remove what an upload of exactly that file left (:func:`is_upload_tmp_of`).
+    """
+    return f"{TMP_MARK}{_tag(name)}-{uuid.uuid4().hex}"
+
+
+def is_upload_tmp_of(candidate: str, name: str) -> bool:
+    """Is ``candidate`` a temporary sibling made by an upload of ``name``?"""
+    return candidate.startswith(f"{TMP_MARK}{_tag(name)}-")
+
+
+def _tag(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]

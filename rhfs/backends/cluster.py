@@ -20,11 +20,10 @@ import posixpath
 import shlex
 import stat as stat_mod
 import threading
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from rhfs.backends.base import Entry, check_name
+from rhfs.backends.base import TMP_MARK, Entry, check_name, is_upload_tmp_of, upload_tmp_name
 from rhfs.errors import (
     AlreadyExists,
     DirectoryNotEmpty,
@@ -39,7 +38,6 @@ from rhfs.errors import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-TMP_MARK = ".rhfs-tmp-"
 CONNECT_TIMEOUT = 10.0
 UPLOAD_REQUESTS = 64  # writes in flight during an upload, each of the server's maximum size
 
@@ -303,7 +301,7 @@ class ClusterBackend:
 
     def upload(self, local_path: str, path: str) -> None:
         full = self._abs(path)
-        tmp = posixpath.join(posixpath.dirname(full), f"{TMP_MARK}{uuid.uuid4().hex}")
+        tmp = posixpath.join(posixpath.dirname(full), upload_tmp_name(posixpath.basename(full)))
 
         async def go(sftp: Any) -> None:
             try:
@@ -411,9 +409,26 @@ class ClusterBackend:
         return f"ssh://{user}{self.host}:{self.port}{self._abs(path)}"
 
     # -- optional abilities ---------------------------------------------------------
+    def remove_upload_leftovers(self, path: str) -> int:
+        """Remove the temporary siblings that killed uploads of ``path`` left; how many."""
+        full = self._abs(path)
+        folder, name = posixpath.split(full)
+
+        async def go(sftp: Any) -> int:
+            try:
+                names = await sftp.listdir(folder)
+            except asyncssh_error():
+                return 0  # the folder is gone, and what was in it
+            leftovers = [n for n in names if is_upload_tmp_of(n, name)]
+            for n in leftovers:
+                await sftp.remove(posixpath.join(folder, n))
+            return len(leftovers)
+
+        return self._call(go, path)
+
     def copy_within(self, src: str, dst: str) -> None:
         full_src, full_dst = self._abs(src), self._abs(dst)
-        tmp = posixpath.join(posixpath.dirname(full_dst), f"{TMP_MARK}{uuid.uuid4().hex}")
+        tmp = posixpath.join(posixpath.dirname(full_dst), upload_tmp_name(posixpath.basename(full_dst)))
         q = shlex.quote
         command = (
             f"cp -- {q(full_src)} {q(tmp)} && mv -f -- {q(tmp)} {q(full_dst)}"

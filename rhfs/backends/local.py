@@ -15,12 +15,9 @@ import os
 import shutil
 import stat as stat_mod
 import threading
-import uuid
 
-from rhfs.backends.base import Entry, check_name
+from rhfs.backends.base import TMP_MARK, Entry, check_name, is_upload_tmp_of, upload_tmp_name
 from rhfs.errors import NotFound, PermissionDenied
-
-TMP_MARK = ".rhfs-tmp-"
 
 
 class LocalReader:
@@ -106,7 +103,7 @@ class LocalBackend:
 
     def upload(self, local_path: str, path: str) -> None:
         full = self._abs(path)
-        tmp = os.path.join(os.path.dirname(full), f"{TMP_MARK}{uuid.uuid4().hex}")
+        tmp = os.path.join(os.path.dirname(full), upload_tmp_name(os.path.basename(full)))
         try:
             shutil.copyfile(local_path, tmp)
             try:
@@ -120,6 +117,20 @@ class LocalBackend:
             except FileNotFoundError:
                 pass
             raise
+
+    def remove_upload_leftovers(self, path: str) -> int:
+        """Remove the temporary siblings that killed uploads of ``path`` left; how many."""
+        full = self._abs(path)
+        removed = 0
+        try:
+            with os.scandir(os.path.dirname(full)) as entries:
+                for d in entries:
+                    if is_upload_tmp_of(d.name, os.path.basename(full)):
+                        os.unlink(d.path)
+                        removed += 1
+        except FileNotFoundError:
+            pass
+        return removed
 
     def remove(self, path: str) -> None:
         os.unlink(self._abs(path))

@@ -1,14 +1,18 @@
-"""Unfinished uploads a dead daemon left on a store: found and aborted for one key.
+"""Unfinished uploads a dead daemon left: found and cleaned up for one target.
 
-An S3 multipart upload that is never completed or aborted stays on the server,
-invisible to listings but billed, until a lifecycle rule removes it. rhfs's start-up
-recovery (:mod:`rhfs.vfs.recovery`) knows which keys a dead daemon was writing and
-calls :func:`abort_unfinished_uploads` for each.
+rhfs's start-up recovery (:mod:`rhfs.vfs.recovery`) knows which targets a dead
+daemon was writing and calls :func:`abort_unfinished_uploads` for each:
+
+- an S3 multipart upload that is never completed or aborted stays on the server,
+  invisible to listings but billed, until a lifecycle rule removes it: it is aborted;
+- a cluster or ``here`` upload writes a hidden temporary sibling and renames it over
+  the target; one cut short leaves that sibling behind: it is removed.
 
 Other providers need nothing: an unfinished GCS resumable upload and Azure's
 uncommitted blocks expire on their own, and neither is ever visible.
 
-Invariant: only uploads of exactly that key are aborted, never a whole bucket's.
+Invariant: only what uploads of exactly that target left is touched, never a
+whole bucket's or folder's.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from typing import Any
 
 
 def abort_unfinished_uploads(backend: Any, rel: str) -> int:
-    """Abort the S3 multipart uploads of exactly ``bucket/key``; the number aborted."""
+    """Clean up what unfinished uploads of exactly ``rel`` left; how many were found."""
+    leftovers = getattr(backend, "remove_upload_leftovers", None)
+    if leftovers is not None:
+        found: int = leftovers(rel)
+        return found
     if getattr(backend, "kind", None) != "store":
         return 0
     api = backend.api
