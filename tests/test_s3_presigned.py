@@ -19,7 +19,7 @@ import pytest
 from service_fixtures import KeyGate
 from testbed import Testbed
 
-from rhfs.backends.s3_presigned import _proxied, quiet
+from rhfs.backends.s3_presigned import MISSES_ALLOWED, _proxied, quiet
 from rhfs.backends.store import StoreBackend
 from rhfs.backends.streams import BodyStream
 from rhfs.errors import RhfsError, to_errno
@@ -152,3 +152,16 @@ def test_an_endpoint_behind_a_proxy_stays_on_botocore(monkeypatch: pytest.Monkey
     assert not _proxied("http://localhost:9000/bucket/key")
     monkeypatch.delenv("http_proxy")
     assert not _proxied("http://127.0.0.1:9000/bucket/key")
+
+
+def test_after_misses_in_a_row_a_store_rests_on_botocore(store: tuple[StoreBackend, str]) -> None:
+    backend, prefix = store
+    put(backend, f"{prefix}/d", b"abcdef")
+    presigned = backend.api.presigned  # type: ignore[attr-defined]
+    for _ in range(MISSES_ALLOWED):
+        presigned.missed("GET of a test object: HTTP 500")
+    assert backend.open_reader(f"{prefix}/d", backend.stat(f"{prefix}/d")).read(1, 3) == b"bcd"
+    assert presigned._urls == {}  # through botocore: nothing signed
+    presigned._resting_until = 0.0  # the rest is over
+    assert backend.open_reader(f"{prefix}/d", backend.stat(f"{prefix}/d")).read(1, 3) == b"bcd"
+    assert len(presigned._urls) == 1

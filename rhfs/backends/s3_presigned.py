@@ -17,7 +17,8 @@ Invariants:
   and explains;
 - clients with settings this session would not honour (TLS verification, a proxy,
   proxies in the client config, requester pays, request parameters) never take this path,
-  and after ``MISSES_ALLOWED`` fallbacks in a row the path is given up for the client;
+  and after ``MISSES_ALLOWED`` fallbacks in a row the client rests on botocore for ``REST``
+  seconds;
 - a URL is never logged with its query (it holds a signature): errors are logged
   through :func:`quiet`; a URL is reused no longer than the credentials that signed it.
 """
@@ -44,7 +45,8 @@ URL_LIFETIME = 3600  # seconds a presigned URL is valid
 URL_REUSE = URL_LIFETIME - 300  # ... and reused
 URLS_KEPT = 4096
 READ_TIMEOUT = 60  # seconds without a byte before a request is abandoned (botocore's default)
-MISSES_ALLOWED = 8  # fallbacks in a row before the client stays on botocore
+MISSES_ALLOWED = 8  # fallbacks in a row before the client rests on botocore ...
+REST = 300  # ... for this many seconds
 
 
 class Presigned:
@@ -53,11 +55,12 @@ class Presigned:
         self._urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
         self._session: Any = None
         self._misses = 0
+        self._resting_until = 0.0
         self.enabled = _plain_client(fs)
 
     async def get(self, bucket: str, key: str, start: int, end: int, etag: str | None) -> Any:
         """An open aiohttp response for bytes ``start:end``, or None: use botocore instead."""
-        if not self.enabled:
+        if not self.enabled or time.monotonic() < self._resting_until:
             return None
         import aiohttp
 
@@ -91,15 +94,19 @@ class Presigned:
         """A request went back to botocore; too many in a row and this client stays there."""
         self._misses += 1
         log.debug("presigned %s; through botocore", what)
-        if self._misses >= MISSES_ALLOWED and self.enabled:
-            self.enabled = False
+        if self._misses >= MISSES_ALLOWED:
+            self._misses = 0
+            self._resting_until = time.monotonic() + REST
             log.warning(
-                "presigned requests failed %d times in a row (last: %s); using botocore", self._misses, what
+                "presigned requests failed %d times in a row (last: %s); botocore for %ds",
+                MISSES_ALLOWED,
+                what,
+                REST,
             )
 
     async def put(self, bucket: str, key: str, data: bytes) -> bool:
         """PUT ``data`` as ``bucket/key`` in one request; False: use botocore instead."""
-        if not self.enabled:
+        if not self.enabled or time.monotonic() < self._resting_until:
             return False
         import aiohttp
 
