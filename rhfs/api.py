@@ -192,7 +192,7 @@ def _copy_file(s: Session, src: Place, dst: Place, entry: Entry) -> str:
         dst_backend.upload(spooled, dst_rel)
     finally:
         os.unlink(spooled)
-    s.vfs.stats.add_relayed(dst.system, entry.size)
+    s.vfs.stats.add_relayed(src_backend.system, entry.size)  # as the mount counts relays
     return "relay"
 
 
