@@ -29,6 +29,7 @@ MiB = 1 << 20
 class Stream:
     def __init__(self, owner: ScriptedReader, offset: int, end: int) -> None:
         self.owner, self.pos, self.end = owner, offset, end
+        self.owner_start = offset
         self.closed = False
 
     def read(self, n: int) -> bytes:
@@ -346,3 +347,28 @@ def test_closing_a_body_stream_early_drops_the_connection(loop: asyncio.Abstract
     asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), loop).result()
     assert body.closed
     assert body.pos < len(data)  # not drained
+
+
+def test_column_chunks_read_side_by_side_are_fetched_once(pool: BufferPool) -> None:
+    """pyarrow reads a row group's column chunks at once, one reader each, the later ones
+    ahead of the earlier: no byte is fetched twice, though they share a run."""
+    chunks = [(4 * MiB + 500_000), (8 * MiB + 700_000), (8 * MiB + 700_000)] * 3  # 3 row groups
+    data = payload(sum(chunks))
+    reader = ScriptedReader(data)
+    ra = ReadAhead(reader, len(data))
+    start = 0
+    for group in range(3):
+        sizes = chunks[3 * group : 3 * group + 3]
+        starts = [start, start + sizes[0], start + sizes[0] + sizes[1]]
+        pos = list(starts)
+        while any(p < s + n for p, s, n in zip(pos, starts, sizes, strict=True)):
+            for i in reversed(range(3)):  # the last column first: its reader is the furthest
+                end = min(pos[i] + MiB, starts[i] + sizes[i])
+                if pos[i] < end:
+                    assert ra.read(pos[i], end - pos[i]) == data[pos[i] : end]
+                    pos[i] = end
+        start += sum(sizes)
+    fetched = sum(s.pos - s.owner_start for s in reader.opened) + sum(n for _, n in reader.ranges)
+    assert fetched <= len(data) + readahead.TAIL
+    ra.close()
+    assert drained(pool)

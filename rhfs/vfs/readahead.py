@@ -27,8 +27,10 @@ Memory: every buffered byte of every run is charged to the process-wide
 :class:`BufferPool`. Speculative fetches happen only while it has room; a piece a
 reader is waiting for is always fetched. Bytes a run's reader has passed are
 dropped, but for ``KEEP_BEHIND`` bytes kept for requests the kernel sends out of
-order. Producers never wait for room or for the reader: they stop, and the next
-read starts them again, so the shared thread pool cannot be exhausted by idle runs.
+order and for the slower readers of a shared run (pyarrow reads a row group's column
+chunks side by side): it is at least ``REACH``, so no byte is fetched twice. Producers
+never wait for room or for the reader: they stop, and the next read starts them again,
+so the shared thread pool cannot be exhausted by idle runs.
 
 Lock order: ``ReadAhead._cond`` guards every run of its handle and is never held
 during a backend call; ``BufferPool._lock`` is a leaf taken under it.
@@ -55,8 +57,8 @@ RANGED_PIECE = 4 * MiB
 RANGED_PARALLEL = 4
 MIN_WINDOW = 8 * MiB
 MAX_WINDOW = 64 * MiB
-REACH = 32 * MiB  # a read this far past a run's frontier still belongs to it (kernel readahead)
-KEEP_BEHIND = 8 * MiB
+REACH = 12 * MiB  # a read this far past a run's frontier still belongs to it (kernel readahead)
+KEEP_BEHIND = REACH  # a reader that far behind the run's furthest reader still finds its bytes
 SEQUENTIAL_HINT = 128 << 10
 RANDOM_AFTER = 2  # exact reads after which a large request no longer starts a run by itself
 TAIL = MiB
