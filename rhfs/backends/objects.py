@@ -156,9 +156,12 @@ def open_object_api(protocol: str, options: dict[str, Any]) -> ObjectApi:
     provider = PROVIDER_OF.get(protocol)
     fs = make_filesystem(protocol, options)
     if provider == "s3":
+        from rhfs.backends import listing_xml
         from rhfs.backends.s3 import S3Objects
 
-        return S3Objects(fs)
+        api = S3Objects(fs)
+        listing_xml.install(fs.session)
+        return api
     if provider == "gs":
         from rhfs.backends.gcs import GcsObjects
 
