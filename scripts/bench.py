@@ -4,8 +4,8 @@
 One command, from a fresh clone (after ``scripts/install-system-deps.sh`` and
 ``pip install -e '.[test]'``)::
 
-    python scripts/bench.py                  # everything, about 8-10 minutes on 2 cores
-    python scripts/bench.py --quick          # smaller sizes, a couple of minutes
+    python scripts/bench.py                  # everything, in under 10 minutes on 2 cores
+    python scripts/bench.py --quick          # smaller sizes, a few minutes
     python scripts/bench.py --only seq,random --contenders rhfs,direct
 
 It starts its own moto and s3rver on 127.0.0.1, creates the data, then for each
@@ -15,8 +15,16 @@ session, and unmounts. It prints the medians with ratios against the best peer
 and against direct s3fs, and writes them all to ``bench-results.json``.
 
 A workload whose first run for a contender takes longer than ``--slow`` seconds
-runs only once for that contender (the table marks such cells with ``n=1``), so
-that the whole run fits in ten minutes.
+runs only once for that contender, and a ``cp``, ``ls -l`` or ``read_parquet`` still
+running after ``--timeout`` seconds is cut short (its time is then a lower bound,
+shown as ">", and a ratio or a verdict it makes uncertain as "<", ">" or "?"). After
+the first round, which runs everything, the repeats run cheapest session first while
+they fit in ``--budget`` seconds (counted from the start, data creation included).
+Each cell shows how many runs its median has (``n=``).
+
+``--profile DIR`` records py-spy on the rhfs daemon during rhfs's first run of each
+workload (see :mod:`bench_profile`), and prints, for each workload with a missed
+target, the frames with the most self time.
 """
 
 from __future__ import annotations
@@ -35,12 +43,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_env as env
+import bench_profile as prof
 import bench_work as work
 
 CONTENDERS = ("rhfs", "rclone-off", "rclone-full", "s3fs", "direct")
 PEERS = ("rclone-off", "rclone-full", "s3fs")
 WORKLOADS = (*work.READ_WORKLOADS, *work.WRITE_WORKLOADS)
 MOUNT_COST = 3.0  # seconds to mount and unmount a contender, for the budget
+WORKLOAD_OF = {"seq": "seq", "random": "random", "ls": "ls", "parquet": "parquet", "cpr": "cpr"}
+WORKLOAD_OF |= {"copy256": "copy", "copy1g": "copy", "rss": "rss"}
 
 # metric -> (unit, higher is better, target as text, check(rhfs, best peer, direct) -> bool | None)
 METRICS: dict[str, tuple[str, bool, str, Any]] = {
@@ -83,12 +94,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="runs per workload (the median is reported)")
     p.add_argument("--slow", type=float, default=12.0, help="a first run slower than this is not repeated")
     p.add_argument(
-        "--budget", type=float, default=570.0, help="seconds: no repeat starts that would end later"
+        "--budget", type=float, default=540.0, help="seconds: no repeat starts that would end later"
     )
-    p.add_argument("--timeout", type=float, default=90.0, help="seconds a cp may take before it is cut short")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds a cp, ls or read_parquet may take; then cut short",
+    )
     p.add_argument("--json", default="bench-results.json", help="where to write the results")
     p.add_argument("--workdir", default=None, help="scratch directory (default: a new temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    p.add_argument("--profile", default=None, help="directory for py-spy profiles of rhfs's first runs")
     return p.parse_args(argv)
 
 
@@ -98,6 +115,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))}")
     contenders = [c for c in args.contenders.split(",") if c]
+    if args.profile and not prof.available():
+        raise SystemExit("--profile needs py-spy: pip install py-spy (or pip install -e '.[test]')")
     workdir = Path(args.workdir) if args.workdir else env.default_workdir()
     workdir.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(workdir).free / 1e9
@@ -111,14 +130,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         servers.start()
         made = env.create_data(servers, env.Sizes.make(args.quick), workdir)
         mounts = env.make_mounts(servers, workdir, contenders)
-        sessions = [
+        sessions = runner.sessions = [
             [w for w in work.READ_WORKLOADS if w in only],
             [w for w in work.WRITE_WORKLOADS if w in only],
         ]
-        for rep in range(args.repeats):
-            for contender in contenders:
-                for session in sessions:
-                    runner.session(servers, made, mounts.get(contender), contender, rep, session)
+        for contender in contenders:
+            for session in sessions:
+                runner.session(servers, made, mounts.get(contender), contender, 0, session)
+        for rep in range(1, args.repeats):
+            # the cheapest sessions first, so that the budget repeats as much as it can
+            pairs = sorted(((c, i) for c in contenders for i in range(len(sessions))), key=runner.cost)
+            for contender, i in pairs:
+                runner.session(servers, made, mounts.get(contender), contender, rep, sessions[i])
     finally:
         for mount in mounts.values():
             mount.stop()
@@ -142,6 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "timed_out": {c: sorted(m) for c, m in runner.timed_out.items() if m},
         "skipped": runner.skipped,
         "medians": {c: {m: statistics.median(v) for m, v in ms.items()} for c, ms in runner.samples.items()},
+        "profiles": runner.profiles,
     }
 
 
@@ -161,6 +185,14 @@ class Runner:
         self.took: dict[tuple[str, str], float] = {}
         self.timed_out: dict[str, set[str]] = {}
         self.skipped: list[str] = []
+        self.sessions: list[list[str]] = [list(work.READ_WORKLOADS), list(work.WRITE_WORKLOADS)]
+        self.profiles: dict[str, dict[str, Any]] = {}  # workload -> {file: top self-time frames}
+
+    def cost(self, pair: tuple[str, int]) -> float:
+        """Seconds a repeat of the contender's session would take, from its first run."""
+        contender, i = pair
+        slow = self.slow.get(contender, set())
+        return sum(self.took.get((contender, w), 0.0) for w in self.sessions[i] if w not in slow)
 
     def session(
         self,
@@ -202,13 +234,22 @@ class Runner:
         workload: Any,
     ) -> None:
         ctx = work.Ctx(servers, made, mount, tag=f"{contender}-{rep}", timeout=self.args.timeout)
+        profiling = self.args.profile and contender == "rhfs" and not rep and mount is not None
+        profile_dir = Path(self.args.profile) if profiling else None
+        pids = [mount.daemon_pid("moto")] if mount is not None else []
         started = time.monotonic()
         try:
-            result = workload(ctx)
+            with prof.profiled(profile_dir, name, pids) as profiler:
+                if profiler is not None:
+                    ctx.watch = profiler.watch  # the parquet child, where pandas works
+                result = workload(ctx)
         except Exception as e:  # one failing contender must not lose the whole run
             env.log(f"{contender} {name} #{rep + 1} FAILED: {type(e).__name__}: {e}")
             result = {}
         took = time.monotonic() - started
+        if profile_dir is not None:
+            files = sorted(profile_dir.glob(f"{name}-*[0-9].txt"))
+            self.profiles[name] = {f.name: prof.summary(f, took) for f in files}
         self.took.setdefault((contender, name), took)
         if took > self.args.slow:
             self.slow[contender].add(name)
@@ -222,6 +263,7 @@ class Runner:
 
 
 def table(results: dict[str, Any]) -> str:
+    """Medians (with their run counts), ratios and verdicts; a lower bound makes a ratio one-sided."""
     medians: dict[str, dict[str, float]] = results["medians"]
     counts = {c: {m: len(v) for m, v in ms.items()} for c, ms in results["samples"].items()}
     cols = [c for c in CONTENDERS if c in medians]
@@ -230,24 +272,33 @@ def table(results: dict[str, Any]) -> str:
     for metric, (unit, higher, target, check) in METRICS.items():
         if not any(metric in medians[c] for c in cols):
             continue
+
+        def bound(c: str | None, metric: str = metric) -> bool:
+            return c is not None and metric in results.get("timed_out", {}).get(c, ())
+
         cells = [metric, unit]
         for c in cols:
             v = medians[c].get(metric)
             n = counts[c].get(metric, 0)
-            over = ">" if metric in results.get("timed_out", {}).get(c, ()) else ""
-            runs = "" if n >= results["repeats"] else f" n={n}"
-            cells.append("-" if v is None else f"{over}{v:.3g}{runs}")
+            cells.append("-" if v is None else f"{'>' if bound(c) else ''}{v:.3g} n={n}")
         peers = {p: medians[p][metric] for p in PEERS if p in medians and metric in medians[p]}
         best = (max if higher else min)(peers, key=peers.__getitem__) if peers else None
         r = medians.get("rhfs", {}).get(metric)
         d = medians.get("direct", {}).get(metric)
         p = peers.get(best) if best else None
         cells.append(best or "-")
-        cells.append(f"{r / p:.2f}x" if r is not None and p else "-")
-        cells.append(f"{r / d:.2f}x" if r is not None and d else "-")
+        cells.append(_ratio(r, p, bound("rhfs"), bound(best)))
+        cells.append(_ratio(r, d, bound("rhfs"), bound("direct")))
         cells.append(target)
         met = check(r, p, d) if check and r is not None else None
-        cells.append("" if met is None else ("yes" if met else "NO"))
+        relative = "peer" in target or "direct" in target
+        others_bound = relative and (bound(best) or bound("direct"))
+        if met is None:
+            cells.append("")
+        elif (met and bound("rhfs")) or (not met and others_bound):
+            cells.append("?")  # a lower bound leaves it open
+        else:
+            cells.append("yes" if met else "NO")
         rows.append(cells)
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
@@ -255,11 +306,42 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _ratio(a: float | None, b: float | None, a_bound: bool, b_bound: bool) -> str:
+    """``a / b``; ">" if ``a`` is a lower bound, "<" if ``b`` is, "?" if both are."""
+    if a is None or not b:
+        return "-"
+    mark = "?" if a_bound and b_bound else ">" if a_bound else "<" if b_bound else ""
+    return f"{mark}{a / b:.2f}x"
+
+
+def missed_profiles(results: dict[str, Any], text: str) -> str:
+    """For each workload with a target not met (NO or ?), the top self-time frames of its profile."""
+    missed = {WORKLOAD_OF[m.split("_")[0]] for m in _missed(text)}
+    lines = []
+    for name, files in results.get("profiles", {}).items():
+        if name not in missed:
+            continue
+        for file, summary in files.items():
+            lines.append(
+                f"{name}: {file}, {summary['samples']} samples on a CPU = {summary['cores']:.0%} of a core"
+            )
+            lines += [f"    {n:6d}  {frame}" for frame, n in summary["top"]]
+    return "\n".join(lines)
+
+
+def _missed(text: str) -> list[str]:
+    return [line.split()[0] for line in text.splitlines()[2:] if line.rstrip().endswith(("NO", "?"))]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = run(args)
     text = table(results)
     print(text)
+    profiles = missed_profiles(results, text)
+    if profiles:
+        print(f"\nrhfs's busiest frames (self time) where a target is missed; profiles in {args.profile}:")
+        print(profiles)
     print(f"\nelapsed {results['elapsed_s']} s; medians of up to {args.repeats}; results in {args.json}")
     results["table"] = text
     with open(args.json, "w") as f:

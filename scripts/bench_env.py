@@ -20,6 +20,7 @@ Nothing here measures; :mod:`bench_work` does.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -28,7 +29,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +44,7 @@ BUCKET = "bench"
 SERVERS = ("moto", "s3r")
 KEYS = {"moto": ("testing", "testing"), "s3r": ("S3RVER", "S3RVER")}
 MiB = 1 << 20
+COPY_READ_TIMEOUT = 300  # seconds the bench's own s3fs clients wait for an answer
 
 
 def log(msg: str) -> None:
@@ -161,23 +165,38 @@ class Servers:
         """A fresh s3fs client (no instance or listing cache), as the direct contender uses."""
         import s3fs
 
-        key, secret = KEYS[server]
-        return s3fs.S3FileSystem(
-            key=key,
-            secret=secret,
-            endpoint_url=self.endpoint(server),
-            skip_instance_cache=True,
-            use_listings_cache=False,
-        )
+        return s3fs.S3FileSystem(**self.storage_options(server), use_listings_cache=False)
 
     def storage_options(self, server: str) -> dict[str, Any]:
+        """s3fs options; the read timeout outlasts a server-side copy (moto answers a 1 GiB
+        CopyObject after about 10 s, and s3fs's default 15 s would retry it while it runs)."""
         key, secret = KEYS[server]
         return {
             "key": key,
             "secret": secret,
             "endpoint_url": self.endpoint(server),
             "skip_instance_cache": True,
+            "config_kwargs": {"read_timeout": COPY_READ_TIMEOUT},
         }
+
+    def put_raw(self, server: str, keys: list[str], body: bytes, threads: int = 8) -> None:
+        """PUT ``body`` at each ``bucket/key`` with plain unsigned HTTP on kept-alive connections
+        (moto checks no signature): many small objects at the server's pace, not botocore's."""
+        local = threading.local()
+        port = self.ports[server]
+
+        def put(key: str) -> None:
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("PUT", "/" + urllib.parse.quote(key), body=body)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"PUT {key}: HTTP {response.status}")
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(put, keys))
 
 
 # ------------------------------------------------------------------------------------ data
@@ -198,11 +217,12 @@ class Sizes:
         return Sizes(seq=256 * MiB, big=1024 * MiB, parquet_rows=4_200_000, small_files=1000, ls_objects=5000)
 
 
-def _random_file(path: Path, size: int) -> None:
+def _random_bytes(size: int) -> bytes:
+    """``size`` bytes in which every MiB differs (its first 8 bytes are its index)."""
     block = os.urandom(MiB)
-    with open(path, "wb") as f:
-        for i in range(0, size, MiB):
-            f.write(i.to_bytes(8, "little") + block[8 : min(MiB, size - i)])
+    return b"".join(
+        i.to_bytes(8, "little") + block[8 : min(MiB, size - i * MiB)] for i in range(-(-size // MiB))
+    )
 
 
 def _parquet_file(path: Path, rows: int) -> None:
@@ -227,10 +247,15 @@ def step(what: str, fn: Callable[[], Any]) -> None:
 
 
 def create_data(servers: Servers, sizes: Sizes, scratch: Path) -> dict[str, Any]:
-    """Create buckets and objects on both servers; return what was made (keys and sizes)."""
+    """Create buckets and objects on both servers; return what was made (keys and sizes).
+
+    Everything is sent once from memory in single PUTs (moto assembles a multipart upload
+    by copying it again); a big object on moto is made server-side from seq.bin by
+    parallel UploadPartCopy, and the ls/ objects by plain HTTP PUTs, while the other
+    steps run.
+    """
     started = time.monotonic()
-    local_seq = scratch / "seq.bin"
-    _random_file(local_seq, sizes.seq)
+    seq = _random_bytes(sizes.seq)
     local_parquet = scratch / "data.parquet"
     _parquet_file(local_parquet, sizes.parquet_rows)
     small = scratch / "small"
@@ -238,43 +263,39 @@ def create_data(servers: Servers, sizes: Sizes, scratch: Path) -> dict[str, Any]
     payload = os.urandom(4096)
     for i in range(sizes.small_files):
         (small / f"f{i:05d}").write_bytes(payload)
+    copies = sizes.big // sizes.seq
+    moto, s3r = servers.fs("moto"), servers.fs("s3r")
+
+    def put(fs: Any, key: str, body: bytes) -> None:
+        fs.call_s3("put_object", Bucket=BUCKET, Key=key, Body=body)
 
     def make_moto() -> None:
-        moto = servers.fs("moto")
-        moto.mkdir(BUCKET)
-        # rclone sends HEAD ?versionId=null after a multipart upload, which moto answers with
-        # 400 on an unversioned bucket (BACKENDS.md): every contender gets this versioned bucket.
-        moto.call_s3("put_bucket_versioning", Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        step("moto: seq.bin", lambda: moto.put_file(str(local_seq), f"{BUCKET}/seq.bin"))
-        step("moto: data.parquet", lambda: moto.put_file(str(local_parquet), f"{BUCKET}/data.parquet"))
+        step("moto: seq.bin", lambda: put(moto, "seq.bin", seq))
+        step("moto: data.parquet", lambda: put(moto, "data.parquet", local_parquet.read_bytes()))
         step("moto: big.bin", lambda: _compose(moto, f"{BUCKET}/seq.bin", f"{BUCKET}/big.bin", copies))
-        objects = {f"{BUCKET}/ls/o{i:05d}": b"ls" for i in range(sizes.ls_objects)}
-        step("moto: ls/", lambda: moto.pipe(objects, batch_size=64))
+
+    def make_ls() -> None:
+        keys = [f"{BUCKET}/ls/o{i:05d}" for i in range(sizes.ls_objects)]
+        step("moto: ls/", lambda: servers.put_raw("moto", keys, b"ls"))
 
     def make_s3r() -> None:
-        s3r = servers.fs("s3r")
-        s3r.mkdir(BUCKET)
-        one_put = 2 * sizes.big  # s3rver fails to complete big multipart uploads; single PUTs
-        step("s3r: seq.bin", lambda: s3r.put_file(str(local_seq), f"{BUCKET}/seq.bin", chunksize=one_put))
+        step("s3r: seq.bin", lambda: put(s3r, "seq.bin", seq))
+        source = {"Bucket": BUCKET, "Key": "seq.bin"}
         step(
             "s3r: rand.bin",
-            lambda: s3r.call_s3(
-                "copy_object", Bucket=BUCKET, Key="rand.bin", CopySource={"Bucket": BUCKET, "Key": "seq.bin"}
-            ),
+            lambda: s3r.call_s3("copy_object", Bucket=BUCKET, Key="rand.bin", CopySource=source),
         )
-        local_big = scratch / "big.bin"  # s3rver has no UploadPartCopy
-        with open(local_big, "wb") as out, open(local_seq, "rb") as src:
-            for _ in range(copies):
-                src.seek(0)
-                shutil.copyfileobj(src, out, 8 * MiB)
-        step("s3r: big.bin", lambda: s3r.put_file(str(local_big), f"{BUCKET}/big.bin", chunksize=one_put))
-        local_big.unlink()
+        # s3rver has no UploadPartCopy and fails to complete big multipart uploads: one PUT
+        step("s3r: big.bin", lambda: put(s3r, "big.bin", seq * copies))
 
-    copies = sizes.big // sizes.seq
-    with ThreadPoolExecutor(2) as pool:
-        for future in [pool.submit(make_moto), pool.submit(make_s3r)]:
+    moto.mkdir(BUCKET)
+    # rclone sends HEAD ?versionId=null after a multipart upload, which moto answers with
+    # 400 on an unversioned bucket (BACKENDS.md): every contender gets this versioned bucket.
+    moto.call_s3("put_bucket_versioning", Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3r.mkdir(BUCKET)
+    with ThreadPoolExecutor(3) as pool:
+        for future in [pool.submit(make_moto), pool.submit(make_ls), pool.submit(make_s3r)]:
             future.result()
-    moto, s3r = servers.fs("moto"), servers.fs("s3r")
     made = {
         "seq": sizes.seq,
         "big": moto.info(f"{BUCKET}/big.bin")["size"],
@@ -284,18 +305,19 @@ def create_data(servers: Servers, sizes: Sizes, scratch: Path) -> dict[str, Any]
         "small_files": sizes.small_files,
         "ls_objects": sizes.ls_objects,
         "small_dir": str(small),
+        "data_created_s": round(time.monotonic() - started, 1),
     }
-    log(f"data created in {time.monotonic() - started:.1f}s: {json.dumps({k: v for k, v in made.items()})}")
+    log(f"data created in {made['data_created_s']}s: {json.dumps(made)}")
     return made
 
 
 def _compose(fs: Any, src: str, dst: str, copies: int) -> None:
-    """dst = src repeated ``copies`` times, by server-side UploadPartCopy (no bytes through us)."""
+    """dst = src repeated ``copies`` times, by parallel server-side UploadPartCopy (no bytes through us)."""
     bucket, src_key = src.split("/", 1)
     dst_key = dst.split("/", 1)[1]
     upload = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=dst_key)
-    parts = []
-    for n in range(1, copies + 1):
+
+    def part(n: int) -> dict[str, Any]:
         out = fs.call_s3(
             "upload_part_copy",
             Bucket=bucket,
@@ -304,7 +326,10 @@ def _compose(fs: Any, src: str, dst: str, copies: int) -> None:
             PartNumber=n,
             CopySource={"Bucket": bucket, "Key": src_key},
         )
-        parts.append({"PartNumber": n, "ETag": out["CopyPartResult"]["ETag"]})
+        return {"PartNumber": n, "ETag": out["CopyPartResult"]["ETag"]}
+
+    with ThreadPoolExecutor(copies) as pool:
+        parts = list(pool.map(part, range(1, copies + 1)))
     fs.call_s3(
         "complete_multipart_upload",
         Bucket=bucket,
