@@ -115,3 +115,29 @@ def test_the_kernel_reads_ahead_in_large_requests(mnt: Path) -> None:
     with open("/proc/self/mountinfo") as f:
         device = next(line.split()[2] for line in f if line.split()[4] == str(mnt))
     assert int(Path(f"/sys/class/bdi/{device}/read_ahead_kb").read_text()) >= 1024
+
+
+def test_a_parquet_file_is_fetched_once_and_read_again_from_the_page_cache(
+    mnt: Path, s3_dir: tuple[Path, Any, str], tmp_path: Path
+) -> None:
+    """pandas reads a row group's column chunks side by side (5 row groups of chunks of 4 and
+    8 MiB, as the bench's file): every byte is fetched once; a second read of the unchanged
+    file is served by the kernel's page cache and reaches no system."""
+    import numpy as np
+    import pandas as pd
+
+    path, fs, prefix = s3_dir
+    rows = 4_200_000
+    rng = np.random.default_rng(6)
+    frame = pd.DataFrame({"id": np.arange(rows), "x": rng.random(rows), "y": rng.normal(size=rows)})
+    local = tmp_path / "data.parquet"
+    frame.to_parquet(local, index=False)
+    fs.put_file(str(local), f"{prefix}/data.parquet")
+    size = local.stat().st_size
+
+    before = stats(mnt)["systems"]["s3"]["bytes_read"]
+    assert pd.read_parquet(path / "data.parquet").equals(frame)
+    first = stats(mnt)["systems"]["s3"]["bytes_read"]
+    assert size <= first - before <= size + MiB  # plus at most the footer's read of the last MiB
+    assert pd.read_parquet(path / "data.parquet").equals(frame)
+    assert stats(mnt)["systems"]["s3"]["bytes_read"] == first
