@@ -1,0 +1,219 @@
+"""File operations of the VFS: open, create, read, write, truncate, flush, release, copies.
+
+- Reads of a file not open for writing go through the handle's reader (made on first
+  read; read-ahead on remote systems). A handle reads the version it opened; a first
+  read that meets a newer version of the same size reads that version instead of ESTALE.
+- Writes go to the path's shared spool (:class:`~rhfs.vfs.files.OpenFile`), uploaded
+  whole at ``flush``/``fsync`` (every ``close()``) and by the last ``release``; a failed
+  upload fails the call and keeps the data under ``cache_dir/failed``.
+- ``copy_file_range`` of a whole file into a fresh destination goes to the copier (a
+  server-side route where one exists); anything else is EXDEV, and the kernel copies
+  by reads and writes.
+- A file's pages stay in the kernel's cache across opens while its version is unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import posixpath
+import stat
+
+from rhfs.backends.base import Reader
+from rhfs.errors import (
+    AlreadyExists,
+    CantCopy,
+    CrossDevice,
+    IsADirectory,
+    NotADirectory,
+    RhfsError,
+    UploadFailed,
+)
+from rhfs.vfs.files import OpenFile
+from rhfs.vfs.handles import Handle, Opened
+from rhfs.vfs.lookups import Lookups
+from rhfs.vfs.tree import normalize
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FILE_MODE = 0o644  # what a new file gets on every system without a chmod
+
+
+class FileOps(Lookups):
+    def open(self, path: str, flags: int) -> Opened:
+        path = normalize(path)
+        loc = self.resolve(path)
+        writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
+        if writing:
+            self._writable(loc)
+        open_file = self.handles.open_file(path)
+        entry = None if open_file is not None else self.entry(loc, fresh=writing)
+        if entry is not None and self.cache.is_uploaded(path, entry):
+            entry = self.entry(loc, fresh=True)  # a reader pins the version the system holds
+        if entry is not None and entry.is_dir:
+            raise IsADirectory(path)
+        if writing or open_file is not None:
+            open_file = self.handles.share(loc, entry, self.spool_dir)
+            if flags & os.O_TRUNC:
+                open_file.truncate(0)
+            return self.handles.add(Handle(loc, flags, entry, open_file=open_file))
+        assert entry is not None
+        keep = self._versions.get(path) == entry.version
+        self._versions[path] = entry.version
+        opened = self.handles.add(Handle(loc, flags, entry))
+        opened.keep_cache = keep and not entry.direct_io
+        opened.direct_io = entry.direct_io
+        return opened
+
+    def create(self, path: str, mode: int, flags: int) -> Opened:
+        path = normalize(path)
+        loc = self._resolve_new(path)
+        self._writable(loc)
+        if loc.synthetic or loc.is_system_root:
+            raise AlreadyExists(path)
+        parent = self.resolve(posixpath.dirname(path))
+        if not parent.synthetic and not self.cache.knows_dir(parent.path) and not self.entry(parent).is_dir:
+            raise NotADirectory(path)
+        existing = self._exists(loc)
+        if existing is not None:
+            if flags & os.O_EXCL:
+                raise AlreadyExists(path)
+            if existing.is_dir:
+                raise IsADirectory(path)
+        open_file = self.handles.share(loc, existing, self.spool_dir)
+        if existing is not None:
+            open_file.truncate(0)
+        elif stat.S_IMODE(mode) != DEFAULT_FILE_MODE:
+            open_file.pending_metadata["set_mode"] = (stat.S_IMODE(mode),)
+        self.cache.invalidate(posixpath.dirname(path))
+        self._versions.pop(path, None)
+        return self.handles.add(Handle(loc, flags, existing, open_file=open_file))
+
+    def read(self, fh: int, size: int, offset: int) -> bytes:
+        handle = self.handles.handle(fh)
+        if handle.open_file is not None:
+            return handle.open_file.read(offset, size)
+        try:
+            data = self.handles.reader(handle).read(offset, size)
+        except RhfsError as e:
+            if e.errno != errno.ESTALE or handle.served:
+                raise
+            data = self._reopen_at_current_version(handle).read(offset, size)
+        handle.served = True
+        return data
+
+    def _reopen_at_current_version(self, handle: Handle) -> Reader:
+        """The version opened (from a cached entry) was already replaced and nothing of it was
+        served: read the current version instead of failing, if the kernel's idea of the size
+        (the old entry's) is still right. Otherwise ESTALE stands: never a mix of two versions."""
+        entry = self.entry(handle.location, fresh=True)
+        old_entry = handle.entry
+        if entry.is_dir or old_entry is None or entry.size != old_entry.size:
+            raise RhfsError(f"{handle.location.path} changed while open", errno_=errno.ESTALE)
+        with self.handles.lock:
+            old, handle.reader, handle.entry = handle.reader, None, entry
+        if old is not None:
+            old.close()
+        self._versions[handle.location.path] = entry.version
+        return self.handles.reader(handle)
+
+    def write(self, fh: int, data: bytes, offset: int) -> int:
+        handle = self.handles.handle(fh)
+        if handle.open_file is None:
+            raise RhfsError("file not open for writing", errno_=errno.EBADF)
+        return handle.open_file.write(data, offset)
+
+    def truncate(self, path: str | None, size: int, fh: int | None = None) -> None:
+        """Truncate by path, or by handle alone (``path`` None: the file may be unlinked)."""
+        handle = self.handles.find(fh)
+        open_file = handle.open_file if handle else None
+        if open_file is None and path is not None:
+            open_file = self.handles.open_files.get(normalize(path))
+        if open_file is not None:
+            open_file.truncate(size)
+            return
+        if path is None:
+            if handle is None:
+                raise RhfsError("a handle that is not open", errno_=errno.EBADF)
+            path = handle.location.path
+        path = normalize(path)
+        loc = self.resolve(path)
+        self._writable(loc)
+        entry = self.entry(loc, fresh=True)
+        if entry.is_dir:
+            raise IsADirectory(path)
+        temporary = OpenFile(loc, self.spool_dir, exists=True, entry=entry)
+        try:
+            temporary.truncate(size)
+            temporary.upload(self.failed_dir)
+        finally:
+            temporary.discard()
+        self._changed(path)
+
+    def flush(self, fh: int) -> None:
+        handle = self.handles.handle(fh)
+        if handle.open_file is not None and handle.open_file.upload(self.failed_dir):
+            self._uploaded(handle.open_file)
+
+    fsync = flush
+
+    def release(self, fh: int) -> None:
+        handle = self.handles.pop(fh)
+        if handle is None:
+            return
+        if handle.reader is not None:
+            handle.reader.close()
+        open_file = handle.open_file
+        if open_file is None:
+            return
+        try:
+            if open_file.refs == 1 and open_file.upload(self.failed_dir):
+                self._uploaded(open_file)
+        except UploadFailed as e:
+            log.error("%s", e)
+        finally:
+            if self.handles.drop_ref(open_file):
+                open_file.discard()
+
+    def shutdown(self) -> None:
+        """Upload every pending write (on unmount or SIGTERM)."""
+        for open_file in self.handles.all_open_files():
+            try:
+                open_file.upload(self.failed_dir)
+            except UploadFailed as e:
+                log.error("%s", e)
+
+    def copy_file_range(self, fh_in: int, off_in: int, fh_out: int, off_out: int, length: int) -> int:
+        src_handle, dst_handle = self.handles.handle(fh_in), self.handles.handle(fh_out)
+        dst_file = dst_handle.open_file
+        if dst_file is None:
+            raise RhfsError("destination not open for writing", errno_=errno.EBADF)
+        src_file = src_handle.open_file
+        if src_file is not None:
+            with src_file.lock:
+                src_file.upload(self.failed_dir)  # the route reads the source where it lives
+            src_entry = self.entry(src_handle.location, fresh=True)
+        else:
+            assert src_handle.entry is not None
+            src_entry = src_handle.entry
+        if off_in >= src_entry.size:
+            return 0
+        whole = off_in == 0 and off_out == 0 and length >= src_entry.size
+        fresh = dst_file.size == 0 and not dst_file.needs_fill
+        if not (whole and fresh):
+            raise CrossDevice("only whole-file copies are routed; the kernel falls back to read/write")
+        try:
+            route = self.copier.copy(src_handle.location, dst_handle.location, src_entry)
+        except CantCopy as e:
+            log.debug("copy %s -> %s: %s", src_handle.location.path, dst_handle.location.path, e)
+            raise
+        except Exception:
+            with dst_file.lock:
+                dst_file.dirty = False  # a failed route leaves no destination: close uploads nothing
+            raise
+        new_entry = self.entry(dst_handle.location, fresh=True)
+        dst_file.adopt_remote(new_entry)
+        self._changed(dst_handle.location.path)
+        log.info("copied %s -> %s by %s", src_handle.location.path, dst_handle.location.path, route)
+        return src_entry.size

@@ -1,0 +1,211 @@
+"""The VFS's open handles and open files.
+
+- Every handle the kernel holds is a :class:`Handle`, numbered from 1 (``fh``).
+- Every path open for writing has one :class:`~rhfs.vfs.files.OpenFile`, shared by all
+  its handles (as in rclone's VFS) and counted by ``refs``; it leaves the table when its
+  last handle is released, or when its name goes (unlink, rename over it): then it is
+  *detached* and its writers write to nothing visible.
+- A handle open for reading gets its reader on first use; readers of remote systems read
+  through :class:`~rhfs.vfs.readahead.ReadAhead`.
+
+Lock order: :attr:`OpenTable.lock` guards both tables and each handle's reader slot. It
+is never held during a backend call (a reader is opened outside it); ``OpenFile.lock``
+may be held during one, and is never taken while this lock is held.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import posixpath
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rhfs.backends.base import Entry, Reader
+from rhfs.errors import RhfsError
+from rhfs.vfs.files import OpenFile
+from rhfs.vfs.readahead import ReadAhead
+from rhfs.vfs.tree import Location
+
+log = logging.getLogger(__name__)
+
+REMOTE_KINDS = ("store", "cluster")
+
+
+@dataclass
+class Opened:
+    fh: int
+    keep_cache: bool = False
+    direct_io: bool = False
+
+
+@dataclass
+class Handle:
+    location: Location
+    flags: int
+    entry: Entry | None
+    open_file: OpenFile | None = None
+    reader: Reader | None = None
+    served: bool = False  # a read has returned bytes of ``entry``'s version
+
+
+class OpenTable:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.handles: dict[int, Handle] = {}
+        self.open_files: dict[str, OpenFile] = {}
+        self._fh_counter = itertools.count(1)
+
+    # -- handles ------------------------------------------------------------------------
+    def add(self, handle: Handle) -> Opened:
+        with self.lock:
+            fh = next(self._fh_counter)
+            self.handles[fh] = handle
+        return Opened(fh)
+
+    def handle(self, fh: int) -> Handle:
+        handle = self.handles.get(fh)
+        if handle is None:
+            raise RhfsError(f"bad file handle {fh}", errno_=errno.EBADF)
+        return handle
+
+    def find(self, fh: int | None) -> Handle | None:
+        return self.handles.get(fh) if fh is not None else None
+
+    def pop(self, fh: int) -> Handle | None:
+        with self.lock:
+            return self.handles.pop(fh, None)
+
+    # -- open files ---------------------------------------------------------------------
+    def open_file(self, path: str) -> OpenFile | None:
+        with self.lock:
+            return self.open_files.get(path)
+
+    def share(self, loc: Location, entry: Entry | None, spool_dir: str) -> OpenFile:
+        """The open file of ``loc`` (made now if none), with one more reference."""
+        with self.lock:
+            open_file = self.open_files.get(loc.path)
+            if open_file is None:
+                open_file = OpenFile(loc, spool_dir, exists=entry is not None, entry=entry)
+                self.open_files[loc.path] = open_file
+            open_file.refs += 1
+            return open_file
+
+    def drop_ref(self, open_file: OpenFile) -> bool:
+        """One reference fewer; True if it was the last (the file then leaves the table)."""
+        with self.lock:
+            open_file.refs -= 1
+            last = open_file.refs == 0
+            if last and self.open_files.get(open_file.path) is open_file:
+                del self.open_files[open_file.path]
+        return last
+
+    def detach(self, open_file: OpenFile) -> None:
+        """The file's name is gone: its handles write to nothing visible from now on."""
+        with self.lock:
+            if self.open_files.get(open_file.path) is open_file:
+                del self.open_files[open_file.path]
+        open_file.unlinked = True
+
+    def all_open_files(self) -> list[OpenFile]:
+        with self.lock:
+            return list(self.open_files.values())
+
+    def in_directory(self, path: str) -> dict[str, OpenFile]:
+        """Files open for writing directly in ``path`` (not detached), by name."""
+        prefix = path.rstrip("/") + "/"
+        with self.lock:
+            return {
+                p[len(prefix) :]: of
+                for p, of in self.open_files.items()
+                if posixpath.dirname(p) == path and not of.unlinked
+            }
+
+    def pending_names(self, path: str) -> tuple[str, ...]:
+        with self.lock:
+            return tuple(sorted(p for p, of in self.open_files.items() if posixpath.dirname(p) == path))
+
+    def pending_under(self, path: str) -> bool:
+        """Is a file below ``path`` open for writing (and so shown, perhaps not yet uploaded)?"""
+        prefix = path.rstrip("/") + "/"
+        with self.lock:
+            return any(p.startswith(prefix) and not of.unlinked for p, of in self.open_files.items())
+
+    def at_or_under(self, path: str) -> list[OpenFile]:
+        prefix = path + "/"
+        with self.lock:
+            return [of for p, of in self.open_files.items() if p == path or p.startswith(prefix)]
+
+    def move(
+        self, old: str, new: str, resolve: Callable[[str], Location]
+    ) -> tuple[list[OpenFile], list[Handle]]:
+        """After a rename of ``old`` to ``new``: detach what was replaced at ``new``, re-key the
+        open files and handles at or below ``old``; return those moved."""
+        old_prefix, new_prefix = old + "/", new + "/"
+
+        def moved_path(p: str) -> str | None:
+            if p == old:
+                return new
+            return new + p[len(old) :] if p.startswith(old_prefix) else None
+
+        with self.lock:
+            replaced = [p for p in self.open_files if p == new or p.startswith(new_prefix)]
+            for p in replaced:
+                self.open_files.pop(p).unlinked = True  # its writers now write to nothing visible
+            moved_files = []
+            for p in [p for p in self.open_files if moved_path(p) is not None]:
+                open_file = self.open_files.pop(p)
+                open_file.location = resolve(moved_path(p) or p)
+                self.open_files[open_file.path] = open_file
+                moved_files.append(open_file)
+            moved_handles = []
+            for handle in self.handles.values():
+                target = moved_path(handle.location.path)
+                if target is not None:
+                    handle.location = resolve(target)
+                    moved_handles.append(handle)
+        return moved_files, moved_handles
+
+    # -- readers ------------------------------------------------------------------------
+    def reader(self, handle: Handle, *, pin: bool = False) -> Reader:
+        """The handle's reader, made on first use; ``pin`` opens the file on the system now."""
+        if handle.reader is None:
+            backend, entry = handle.location.backend, handle.entry
+            assert backend is not None and entry is not None
+            reader = backend.open_reader(handle.location.rel, entry)
+            if pin:
+                reader.read(0, 0)  # a cluster's reader opens its remote file on first read
+            if backend.kind in REMOTE_KINDS:
+                reader = ReadAhead(reader, entry.size)
+            with self.lock:
+                if handle.reader is None:
+                    handle.reader = reader
+                else:
+                    reader.close()
+        assert handle.reader is not None
+        return handle.reader
+
+    def pin_readers(self, path: str) -> None:
+        """Before ``path`` is removed or replaced, open its readers' files on the system.
+
+        On ``here`` and clusters an open file outlives its name, so readers that opened
+        the file before keep reading its bytes, as on a local filesystem. (Stores answer
+        ESTALE instead: their readers are tied to the version they opened.)
+        """
+        with self.lock:
+            waiting = [
+                h
+                for h in self.handles.values()
+                if h.location.path == path
+                and h.reader is None
+                and h.open_file is None
+                and h.location.backend is not None
+                and h.location.backend.kind in ("here", "cluster")
+            ]
+        for handle in waiting:
+            try:
+                self.reader(handle, pin=True)
+            except RhfsError as e:
+                log.debug("%s: could not keep a reader open: %s", path, e)

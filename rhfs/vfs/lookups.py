@@ -1,0 +1,153 @@
+"""What every VFS operation starts from: the VFS's state, paths and entries.
+
+- Paths resolve through the :class:`~rhfs.vfs.tree.MountTable`; a path about to be
+  created is checked first (EROFS in the tree's own directories, names the system
+  cannot hold).
+- An entry comes from the :class:`~rhfs.vfs.cache.MetadataCache` when it can: a cached
+  entry, a name missing from a current listing (absent, no request), or a small expired
+  listing listed again; otherwise from one ``stat`` on the system.
+- The mount's own changes invalidate what they touch (``_changed``); after an upload to
+  a store the cache keeps what the mount knows of the new object (``_uploaded``).
+
+:class:`Lookups` is the base of the VFS's operation classes (:mod:`rhfs.vfs.file_ops`,
+:mod:`rhfs.vfs.namespace`, :class:`rhfs.vfs.core.Vfs`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+
+from rhfs.backends.base import Entry, basename, check_name
+from rhfs.errors import NotFound, ReadOnly, RhfsError
+from rhfs.stats import Stats
+from rhfs.vfs.attrs import Attr, attr_of
+from rhfs.vfs.cache import MetadataCache
+from rhfs.vfs.copies import Copier, SameSystemCopier
+from rhfs.vfs.files import OpenFile
+from rhfs.vfs.handles import OpenTable
+from rhfs.vfs.tree import Location, MountTable, normalize
+
+log = logging.getLogger(__name__)
+
+WRITABLE_KINDS = ("here", "cluster", "store", "view")
+
+
+class Lookups:
+    def __init__(
+        self,
+        table: MountTable,
+        *,
+        cache_dir: str,
+        attr_ttl: float = 5.0,
+        read_only: bool = False,
+        stats: Stats | None = None,
+        copier: Copier | None = None,
+    ) -> None:
+        self.table = table
+        self.read_only = read_only
+        self.stats = stats or Stats()
+        self.cache = MetadataCache(attr_ttl)
+        self.copier: Copier = copier or SameSystemCopier(self.stats)
+        self.spool_dir = os.path.join(cache_dir, "spool")
+        self.failed_dir = os.path.join(cache_dir, "failed")
+        os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
+        self.handles = OpenTable()
+        self._versions: dict[str, tuple[object, ...]] = {}  # path -> the version last opened for reading
+        # readdir's memo (rhfs.vfs.core): path -> (listing, files pending upload) that readdir last
+        # returned, and what it returned; holding the listing keeps its identity unique
+        self._listed: dict[str, tuple[list[Entry] | None, tuple[str, ...]]] = {}
+        self._readdir_out: dict[str, tuple[list[Entry], list[tuple[str, Attr]]]] = {}
+
+    def resolve(self, path: str) -> Location:
+        return self.table.resolve(path)
+
+    def entry(self, loc: Location, *, fresh: bool = False) -> Entry:
+        """The backend's entry for a location, from the cache unless ``fresh``."""
+        if loc.backend is None or loc.is_system_root:
+            return Entry(name=basename(loc.path), is_dir=True)
+        if not fresh:
+            cached = self.cache.get_entry(loc.path)
+            if cached is not None:
+                return cached
+            if self.cache.known_absent(loc.path):
+                raise NotFound(loc.path)
+            if self._relisted(posixpath.dirname(loc.path)):
+                cached = self.cache.get_entry(loc.path)
+                if cached is not None:
+                    return cached
+                if self.cache.known_absent(loc.path):
+                    raise NotFound(loc.path)
+        self.stats.add_metadata_call(loc.backend.system, "stat")
+        entry = loc.backend.stat(loc.rel)
+        self.cache.put_entry(loc.path, entry)
+        return entry
+
+    def _relisted(self, path: str) -> bool:
+        """List ``path`` again if its expired listing was small (see MetadataCache.worth_relisting)."""
+        if not self.cache.worth_relisting(path):
+            return False
+        loc = self.resolve(path)
+        if loc.backend is None:
+            return False
+        try:
+            self.cache.put_listing(path, self._list(loc))
+        except RhfsError as e:
+            log.debug("relisting %s: %s", path, e)
+            return False
+        return True
+
+    def _list(self, loc: Location) -> list[Entry]:
+        """The backend's listing of a directory, uncached (counted in stats)."""
+        assert loc.backend is not None
+        self.stats.add_metadata_call(loc.backend.system, "list")
+        return loc.backend.list(loc.rel)
+
+    def _resolve_new(self, path: str) -> Location:
+        """Resolve a path about to be created: EROFS inside the tree's own directories.
+
+        A name the system cannot hold is refused here, before any lookup: a lookup may be
+        answered "absent" from a cached listing, and the name would then fail only at close.
+        """
+        try:
+            loc = self.resolve(path)
+        except NotFound:
+            if self.resolve(posixpath.dirname(normalize(path))).synthetic:
+                raise ReadOnly(f"{path}: the tree's own directories are read-only") from None
+            raise
+        if loc.backend is not None and loc.rel:
+            check_name(loc.rel)
+            if loc.backend.has("check_path"):
+                loc.backend.inner.check_path(loc.rel)  # type: ignore[attr-defined]
+        return loc
+
+    def _exists(self, loc: Location) -> Entry | None:
+        try:
+            return self.entry(loc)
+        except NotFound:
+            return None
+
+    def _writable(self, loc: Location) -> None:
+        if self.read_only or loc.backend is None or loc.backend.kind not in WRITABLE_KINDS:
+            raise ReadOnly(loc.path)
+
+    def _changed(self, path: str) -> None:
+        self.cache.invalidate(path)
+        self._versions.pop(path, None)
+
+    def _uploaded(self, open_file: OpenFile) -> None:
+        """After an upload: on a store, the new object's size and time are known here, so a
+        ``stat`` within ``attr_ttl`` needs no HEAD (its version is asked for only by a reader)."""
+        self._changed(open_file.path)
+        loc = open_file.location
+        if loc.backend is None or loc.backend.kind != "store" or open_file.unlinked:
+            return
+        entry = Entry(name=basename(loc.path), is_dir=False, size=open_file.size, mtime=open_file.shown_mtime)
+        self.cache.put_uploaded(loc.path, entry)
+
+    def _open_file_attr(self, open_file: OpenFile) -> Attr:
+        entry = Entry(
+            name="", is_dir=False, size=open_file.size, mtime=open_file.shown_mtime, mode=open_file.mode
+        )
+        return attr_of(entry, self.read_only)

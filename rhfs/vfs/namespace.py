@@ -1,0 +1,209 @@
+"""Namespace operations of the VFS: mkdir, rmdir, unlink, rename, links, modes and times.
+
+- POSIX answers where systems differ: EEXIST, ENOTEMPTY (a file pending upload counts),
+  EISDIR, ENOTDIR, EINVAL for a move into itself, EXDEV across systems, EBUSY for the
+  tree's own directories.
+- What is open survives: before a name is removed or replaced, files open for writing
+  on it fetch their content and readers on ``here`` and clusters open their files; a
+  rename first uploads pending writes below the source, then re-keys open files and
+  handles (on a store, moved objects are new objects, whose versions are taken again).
+- ``chmod``, ``chown`` and ``utimens`` are accepted everywhere and applied where the
+  system keeps them; on a file with unuploaded writes they wait for its upload.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import stat
+
+from rhfs.errors import (
+    AlreadyExists,
+    CrossDevice,
+    DirectoryNotEmpty,
+    InvalidArgument,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    NotSupported,
+    RhfsError,
+)
+from rhfs.vfs.files import OpenFile
+from rhfs.vfs.handles import Handle
+from rhfs.vfs.lookups import Lookups
+from rhfs.vfs.tree import normalize
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR_MODE = 0o755
+
+
+class NamespaceOps(Lookups):
+    def mkdir(self, path: str, mode: int = 0o755) -> None:
+        loc = self._resolve_new(path)
+        if loc.synthetic or loc.is_system_root:
+            raise AlreadyExists(path)
+        self._writable(loc)
+        assert loc.backend is not None
+        loc.backend.mkdir(loc.rel)
+        self._changed(loc.path)
+        self.cache.new_empty_dir(loc.path)
+        if stat.S_IMODE(mode) != DEFAULT_DIR_MODE and loc.backend.has("set_mode"):
+            loc.backend.ability("set_mode", loc.rel, stat.S_IMODE(mode))
+
+    def rmdir(self, path: str) -> None:
+        loc = self.resolve(path)
+        if loc.synthetic or loc.is_system_root:
+            raise RhfsError(f"{path} is a system root", errno_=errno.EBUSY)
+        self._writable(loc)
+        assert loc.backend is not None
+        if self.handles.pending_under(loc.path):
+            raise DirectoryNotEmpty(path)
+        loc.backend.rmdir(loc.rel)
+        self.cache.invalidate_tree(loc.path)
+
+    def unlink(self, path: str) -> None:
+        path = normalize(path)
+        loc = self.resolve(path)
+        if loc.synthetic or loc.is_system_root:
+            raise IsADirectory(path)
+        self._writable(loc)
+        assert loc.backend is not None
+        open_file = self.handles.open_file(path)
+        if open_file is not None and not open_file.remote_exists:
+            self.handles.detach(open_file)
+            self._changed(path)
+            return  # never uploaded: nothing remote to remove
+        self._keep_readable(path)
+        try:
+            loc.backend.remove(loc.rel)
+        except NotFound:
+            if open_file is None:
+                raise
+        if open_file is not None:
+            self.handles.detach(open_file)
+        self._changed(path)
+
+    def _keep_readable(self, path: str) -> None:
+        """Before ``path`` is removed or replaced: what is open on it keeps its bytes."""
+        open_file = self.handles.open_file(path)
+        if open_file is not None:
+            try:
+                with open_file.lock:
+                    open_file.fill()  # handles open for writing read their spool from now on
+            except RhfsError as e:
+                log.warning("%s: could not fetch the content of a file being removed: %s", path, e)
+        self.handles.pin_readers(path)
+
+    def rename(self, old: str, new: str) -> None:
+        src = self.resolve(old)
+        if src.synthetic or src.is_system_root:
+            raise RhfsError(f"{src.path} is a system root", errno_=errno.EBUSY)
+        dst = self._resolve_new(new)
+        if dst.synthetic or dst.is_system_root:
+            raise RhfsError(f"{dst.path} is a system root", errno_=errno.EBUSY)
+        self._writable(src)
+        self._writable(dst)
+        if src.backend is not dst.backend:
+            raise CrossDevice(f"{old} -> {new} crosses systems")
+        assert src.backend is not None
+        self._upload_open_files_under(src.path)  # the rename moves what the system holds
+        src_entry = self.entry(src, fresh=True)
+        dst_entry = self._exists(dst)
+        if src_entry.is_dir and (dst.path + "/").startswith(src.path + "/"):
+            raise InvalidArgument(f"cannot move {old} into itself")
+        if dst_entry is not None:
+            if dst_entry.is_dir and not src_entry.is_dir:
+                raise IsADirectory(new)
+            if src_entry.is_dir and not dst_entry.is_dir:
+                raise NotADirectory(new)
+            if dst_entry.is_dir:
+                if self.handles.pending_under(dst.path) or self._list(dst):
+                    raise DirectoryNotEmpty(new)
+                if src.backend.kind == "store":
+                    src.backend.rmdir(dst.rel)
+        if dst_entry is not None and not dst_entry.is_dir:
+            self._keep_readable(dst.path)
+        src.backend.rename(src.rel, dst.rel)
+        self._moved(src.path, dst.path)
+
+    def _upload_open_files_under(self, path: str) -> None:
+        """Upload pending writes at ``path`` or below it (before a rename moves them)."""
+        for open_file in self.handles.at_or_under(path):
+            with open_file.lock:
+                if open_file.upload(self.failed_dir):
+                    self._uploaded(open_file)
+
+    def _moved(self, old: str, new: str) -> None:
+        """After a rename: re-key open files and handles, drop what was replaced, forget caches."""
+        moved_files, moved_handles = self.handles.move(old, new, self.resolve)
+        for p in [p for p in self._versions if p in (old, new) or p.startswith(old + "/")]:
+            del self._versions[p]
+        self.cache.invalidate_tree(old)
+        self.cache.invalidate_tree(new)
+        self._follow_move(moved_files, moved_handles)
+
+    def _follow_move(self, moved_files: list[OpenFile], moved_handles: list[Handle]) -> None:
+        """Moved objects on a store are new objects (copies): take their versions, so that
+        content fetched later is not refused as stale. Readers tied to the old object reopen.
+        On ``here`` and clusters an open file follows its rename by itself."""
+        for open_file in moved_files:
+            if open_file.needs_fill and open_file.location.backend is not None:
+                try:
+                    open_file.entry = self.entry(open_file.location, fresh=True)
+                except RhfsError as e:
+                    log.warning("%s: cannot follow the rename of an open file: %s", open_file.path, e)
+        for handle in moved_handles:
+            if handle.open_file is not None or handle.location.backend is None:
+                continue
+            if handle.location.backend.kind != "store":
+                continue
+            reader, handle.reader = handle.reader, None
+            if reader is not None:
+                reader.close()
+            try:
+                handle.entry = self.entry(handle.location, fresh=True)
+            except RhfsError as e:
+                log.warning("%s: cannot follow the rename of an open file: %s", handle.location.path, e)
+
+    def symlink(self, target: str, path: str) -> None:
+        loc = self._resolve_new(path)
+        self._writable(loc)
+        assert loc.backend is not None
+        if not loc.backend.has("symlink"):
+            raise NotSupported(f"{loc.backend.system} has no symbolic links")
+        loc.backend.ability("symlink", target, loc.rel)
+        self._changed(loc.path)
+
+    def link(self, target: str, path: str) -> None:
+        raise NotSupported("hard links are not supported")
+
+    def chmod(self, path: str, mode: int) -> None:
+        self._set_metadata(path, "set_mode", mode)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        self._set_metadata(path, None)
+
+    def utimens(self, path: str, atime: float, mtime: float) -> None:
+        self._set_metadata(path, "set_times", atime, mtime)
+
+    def _set_metadata(self, path: str, ability: str | None, *args: float) -> None:
+        """Accepted everywhere so that cp -a and rsync -a work; applied where the system has it."""
+        path = normalize(path)
+        loc = self.resolve(path)
+        if loc.synthetic or loc.is_system_root:
+            return
+        self._writable(loc)
+        open_file = self.handles.open_file(path)
+        if open_file is not None:
+            with open_file.lock:
+                if open_file.dirty or not open_file.remote_exists:
+                    # the upload at close would undo it: apply it after that upload
+                    if ability is not None:
+                        open_file.pending_metadata[ability] = args
+                    return
+        self.entry(loc)  # ENOENT for a missing file
+        assert loc.backend is not None
+        if ability is not None and loc.backend.has(ability):
+            loc.backend.ability(ability, loc.rel, *args)
+            self._changed(path)
