@@ -122,7 +122,8 @@ def test_a_parquet_file_is_fetched_once_and_read_again_from_the_page_cache(
 ) -> None:
     """pandas reads a row group's column chunks side by side (5 row groups of chunks of 4 and
     8 MiB, as the bench's file): every byte is fetched once; a second read of the unchanged
-    file is served by the kernel's page cache and reaches no system."""
+    file is served by the kernel's page cache (the file is 87 MB; the kernel may have
+    reclaimed a few of its pages since, on a machine short of memory)."""
     import numpy as np
     import pandas as pd
 
@@ -140,4 +141,5 @@ def test_a_parquet_file_is_fetched_once_and_read_again_from_the_page_cache(
     first = stats(mnt)["systems"]["s3"]["bytes_read"]
     assert size <= first - before <= size + MiB  # plus at most the footer's read of the last MiB
     assert pd.read_parquet(path / "data.parquet").equals(frame)
-    assert stats(mnt)["systems"]["s3"]["bytes_read"] == first
+    again = stats(mnt)["systems"]["s3"]["bytes_read"] - first
+    assert again <= MiB  # 0, but for the odd pages the kernel reclaims when memory runs short

@@ -45,6 +45,7 @@ URL_LIFETIME = 3600  # seconds a presigned URL is valid
 URL_REUSE = URL_LIFETIME - 300  # ... and reused
 URLS_KEPT = 4096
 READ_TIMEOUT = 60  # seconds without a byte before a request is abandoned (botocore's default)
+READ_BUFFER = 4 << 20  # a body is read in pieces of up to this; aiohttp buffers up to twice this
 MISSES_ALLOWED = 8  # fallbacks in a row before the client rests on botocore ...
 REST = 300  # ... for this many seconds
 
@@ -176,6 +177,7 @@ class Presigned:
                 trust_env=False,  # no proxy (see _proxied), and no netrc lookup per request
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=READ_TIMEOUT),
                 auto_decompress=False,
+                read_bufsize=READ_BUFFER,  # not 64 KiB: one stream runs faster (fewer loop turns)
             )
             atexit.register(self._close, asyncio.get_running_loop(), self._session)
         return self._session
