@@ -160,6 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "repeats": args.repeats,
         "budget_s": args.budget,
         "elapsed_s": round(time.monotonic() - runner.began, 1),
+        "mounting_s": round(runner.overhead, 1),
         "sizes": {k: v for k, v in made.items() if k != "small_dir"},
         "samples": runner.samples,
         "timed_out": {c: sorted(m) for c, m in runner.timed_out.items() if m},
@@ -185,6 +186,7 @@ class Runner:
         self.took: dict[tuple[str, str], float] = {}
         self.timed_out: dict[str, set[str]] = {}
         self.skipped: list[str] = []
+        self.overhead = 0.0  # seconds spent mounting and unmounting
         self.sessions: list[list[str]] = [list(work.READ_WORKLOADS), list(work.WRITE_WORKLOADS)]
         self.profiles: dict[str, dict[str, Any]] = {}  # workload -> {file: top self-time frames}
 
@@ -214,14 +216,20 @@ class Runner:
                 env.log(f"skipping {contender} {','.join(todo)} #{rep + 1}: past the time budget")
                 return
         workloads = {**work.READ_WORKLOADS, **work.WRITE_WORKLOADS}
+        began = time.monotonic()
         if mount is not None:
             mount.start()
+        mounted = time.monotonic()
         try:
             for name in todo:
                 self._one(servers, made, mount, contender, rep, name, workloads[name])
         finally:
+            ending = time.monotonic()
             if mount is not None:
                 mount.stop()
+            unmounted = time.monotonic()
+            env.log(f"{contender}: mounted in {mounted - began:.1f}s, unmounted in {unmounted - ending:.1f}s")
+            self.overhead += mounted - began + unmounted - ending
 
     def _one(
         self,
@@ -258,8 +266,6 @@ class Runner:
         self.timed_out.setdefault(contender, set()).update(ctx.timed_out)
         shown = ", ".join(f"{k}={v:.3g}" for k, v in result.items())
         env.log(f"{contender} {name} #{rep + 1} ({took:.1f}s): {shown}")
-        if name in ("cpr", "copy"):
-            env.purge(servers.fs("moto"), f"{env.BUCKET}/{name}")
 
 
 def table(results: dict[str, Any]) -> str:

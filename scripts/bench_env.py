@@ -47,8 +47,11 @@ MiB = 1 << 20
 COPY_READ_TIMEOUT = 300  # seconds the bench's own s3fs clients wait for an answer
 
 
+STARTED = time.monotonic()
+
+
 def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+    print(f"[bench {time.monotonic() - STARTED:5.0f}s] {msg}", file=sys.stderr, flush=True)
 
 
 def free_port() -> int:
@@ -255,16 +258,17 @@ def create_data(servers: Servers, sizes: Sizes, scratch: Path) -> dict[str, Any]
     steps run.
     """
     started = time.monotonic()
-    seq = _random_bytes(sizes.seq)
-    local_parquet = scratch / "data.parquet"
-    _parquet_file(local_parquet, sizes.parquet_rows)
-    small = scratch / "small"
-    small.mkdir(exist_ok=True)
-    payload = os.urandom(4096)
-    for i in range(sizes.small_files):
-        (small / f"f{i:05d}").write_bytes(payload)
     copies = sizes.big // sizes.seq
     moto, s3r = servers.fs("moto"), servers.fs("s3r")
+    moto.mkdir(BUCKET)
+    # rclone sends HEAD ?versionId=null after a multipart upload, which moto answers with
+    # 400 on an unversioned bucket (BACKENDS.md): every contender gets this versioned bucket.
+    moto.call_s3("put_bucket_versioning", Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3r.mkdir(BUCKET)
+
+    def make_ls() -> None:  # the longest step (moto takes ~10 ms a PUT): it starts first
+        keys = [f"{BUCKET}/ls/o{i:05d}" for i in range(sizes.ls_objects)]
+        step("moto: ls/", lambda: servers.put_raw("moto", keys, b"ls"))
 
     def put(fs: Any, key: str, body: bytes) -> None:
         fs.call_s3("put_object", Bucket=BUCKET, Key=key, Body=body)
@@ -273,10 +277,6 @@ def create_data(servers: Servers, sizes: Sizes, scratch: Path) -> dict[str, Any]
         step("moto: seq.bin", lambda: put(moto, "seq.bin", seq))
         step("moto: data.parquet", lambda: put(moto, "data.parquet", local_parquet.read_bytes()))
         step("moto: big.bin", lambda: _compose(moto, f"{BUCKET}/seq.bin", f"{BUCKET}/big.bin", copies))
-
-    def make_ls() -> None:
-        keys = [f"{BUCKET}/ls/o{i:05d}" for i in range(sizes.ls_objects)]
-        step("moto: ls/", lambda: servers.put_raw("moto", keys, b"ls"))
 
     def make_s3r() -> None:
         step("s3r: seq.bin", lambda: put(s3r, "seq.bin", seq))
@@ -288,13 +288,18 @@ def create_data(servers: Servers, sizes: Sizes, scratch: Path) -> dict[str, Any]
         # s3rver has no UploadPartCopy and fails to complete big multipart uploads: one PUT
         step("s3r: big.bin", lambda: put(s3r, "big.bin", seq * copies))
 
-    moto.mkdir(BUCKET)
-    # rclone sends HEAD ?versionId=null after a multipart upload, which moto answers with
-    # 400 on an unversioned bucket (BACKENDS.md): every contender gets this versioned bucket.
-    moto.call_s3("put_bucket_versioning", Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    s3r.mkdir(BUCKET)
     with ThreadPoolExecutor(3) as pool:
-        for future in [pool.submit(make_moto), pool.submit(make_ls), pool.submit(make_s3r)]:
+        futures = [pool.submit(make_ls)]
+        seq = _random_bytes(sizes.seq)
+        local_parquet = scratch / "data.parquet"
+        _parquet_file(local_parquet, sizes.parquet_rows)
+        small = scratch / "small"
+        small.mkdir(exist_ok=True)
+        payload = os.urandom(4096)
+        for i in range(sizes.small_files):
+            (small / f"f{i:05d}").write_bytes(payload)
+        futures += [pool.submit(make_moto), pool.submit(make_s3r)]
+        for future in futures:
             future.result()
     made = {
         "seq": sizes.seq,
@@ -339,31 +344,17 @@ def _compose(fs: Any, src: str, dst: str, copies: int) -> None:
     )
 
 
-def purge(fs: Any, prefix: str) -> None:
-    """Delete every version and delete marker under ``bucket/prefix`` (moto keeps them in memory)."""
-    bucket, key_prefix = prefix.split("/", 1)
-    versions: list[dict[str, str]] = []
-    try:
-        pages = [fs.call_s3("list_object_versions", Bucket=bucket, Prefix=key_prefix)]
-        while pages[-1].get("IsTruncated"):
-            pages.append(
-                fs.call_s3(
-                    "list_object_versions",
-                    Bucket=bucket,
-                    Prefix=key_prefix,
-                    KeyMarker=pages[-1]["NextKeyMarker"],
-                    VersionIdMarker=pages[-1]["NextVersionIdMarker"],
-                )
-            )
-        for page in pages:
-            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                versions.append({"Key": item["Key"], "VersionId": item["VersionId"]})
-    except Exception:  # s3rver has no versions: a plain recursive delete
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm(prefix, recursive=True)
-        return
-    for i in range(0, len(versions), 1000):
-        fs.call_s3("delete_objects", Bucket=bucket, Delete={"Objects": versions[i : i + 1000], "Quiet": True})
+def drop(fs: Any, bucket: str, keys: list[str]) -> None:
+    """Delete every version of each key: a versioned bucket keeps an object's bytes (in moto,
+    on disk) until its version is deleted. One HEAD and one DELETE per version: moto's
+    ListObjectVersions walks the whole bucket and takes seconds."""
+    for key in keys:
+        for _ in range(10):
+            try:
+                version = fs.call_s3("head_object", Bucket=bucket, Key=key).get("VersionId") or "null"
+            except FileNotFoundError:
+                break
+            fs.call_s3("delete_object", Bucket=bucket, Key=key, VersionId=version)
 
 
 # ------------------------------------------------------------------------------------ mounts
