@@ -2,8 +2,9 @@
 
 Servers (both on 127.0.0.1, started and stopped by :class:`Servers`):
 - ``moto``: ``moto_server``; a ranged GET costs as much as reading the whole object;
-- ``s3r``: the npm ``s3rver`` from ``.testbed-node``; a ranged GET costs about the same
-  whatever the object's size, as on a real store.
+- ``s3r``: the npm ``s3rver`` from ``.testbed-node`` (or ``$RHFS_TESTBED_NODE_DIR``, as
+  for ``scripts/testbed.py``); a ranged GET costs about the same whatever the object's
+  size, as on a real store.
 
 Contenders (each a :class:`Mount`, mounted fresh for every cold session so that no
 cache of the kernel or the daemon survives between sessions):
@@ -129,9 +130,13 @@ class Servers:
         logs.mkdir(parents=True, exist_ok=True)
         moto = Path(sys.executable).parent / "moto_server"
         moto_cmd = [str(moto)] if moto.exists() else [sys.executable, "-m", "moto.server"]
-        s3rver = REPO / ".testbed-node" / "node_modules" / ".bin" / "s3rver"
+        node_dir = Path(os.environ.get("RHFS_TESTBED_NODE_DIR", REPO / ".testbed-node"))  # as testbed.py
+        s3rver = node_dir / "node_modules" / ".bin" / "s3rver"
         if not s3rver.exists():
-            raise RuntimeError(f"{s3rver} is missing: run scripts/install-system-deps.sh")
+            raise RuntimeError(
+                f"{s3rver} is missing: run scripts/install-system-deps.sh, or point "
+                "RHFS_TESTBED_NODE_DIR at a directory where it has run"
+            )
         data = self.workdir / "s3rver-data"
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir()
