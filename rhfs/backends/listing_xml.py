@@ -14,12 +14,14 @@ Invariant: only the parse changes; signing, retries, errors and decoding stay bo
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import xml.etree.ElementTree as ET
 from typing import Any
 
 from botocore import handlers
 from botocore.parsers import lowercase_dict
 
+log = logging.getLogger(__name__)
 LISTING_SHAPE = "ListObjectsV2Output"
 LISTING_OPERATION = "ListObjectsV2"
 _INTS = {"Size", "KeyCount", "MaxKeys"}
@@ -122,7 +124,14 @@ def _handle_200_error(operation_model: Any, response_dict: Any, **kwargs: Any) -
 
 
 def install(session: Any) -> None:
-    """Make the clients ``session`` creates from now on parse listings with :func:`parse_listing`."""
+    """Make the clients ``session`` creates from now on parse listings with :func:`parse_listing`.
+
+    A botocore without the hooks this relies on keeps its own parser: listings are then
+    slower, never wrong.
+    """
+    if not callable(getattr(handlers, "_handle_200_error", None)):
+        log.info("botocore has no _handle_200_error: S3 listings keep botocore's parser")
+        return
     factory = session.get_component("response_parser_factory")
     create = factory.create_parser
 

@@ -161,7 +161,7 @@ def _abort_orphans(vfs: Vfs, target: dict[str, str]) -> bool:
         )
         return False
     if aborted:
-        log.warning("aborted %d unfinished multipart upload(s) of %s", aborted, target["path"])
+        log.warning("cleaned up %d unfinished upload(s) of %s", aborted, target["path"])
     return True
 
 
