@@ -8,6 +8,7 @@ same FUSE-shaped calls the adapter makes.
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -223,6 +224,23 @@ def test_rename_rekeys_an_open_file(world: World) -> None:
     assert world.vfs.getattr("/mem/new").size == 6
     world.vfs.release(fh)
     assert world.mem.files == {"new": b"abcdef"}
+
+
+def _spool_records(world: World) -> list[dict[str, str]]:
+    return [json.loads(p.read_text()) for p in (world.cache_dir / "spool").rglob("*.target")]
+
+
+def test_rename_of_an_open_file_renames_its_recovery_record(world: World) -> None:
+    world.vfs.mkdir("/box/d")
+    fh = world.vfs.create("/box/d/f", 0o644, CREATE).fh
+    world.vfs.write(fh, b"unfinished", 0)
+    assert [r["path"] for r in _spool_records(world)] == ["/box/d/f"]
+    world.vfs.rename("/box/d", "/box/e")
+    assert [(r["path"], r["rel"]) for r in _spool_records(world)] == [("/box/e/f", "e/f")]
+    world.vfs.release(fh)
+    assert _spool_records(world) == []
+    world.vfs.rename("/box/e/f", "/box/e/g")  # a closed file's record stays forgotten
+    assert _spool_records(world) == []
 
 
 def test_rename_of_a_directory_carries_pending_files(world: World) -> None:

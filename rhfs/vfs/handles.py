@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from rhfs.backends.base import Entry, Reader
 from rhfs.errors import RhfsError
+from rhfs.vfs import recovery
 from rhfs.vfs.files import OpenFile
 from rhfs.vfs.readahead import ReadAhead
 from rhfs.vfs.tree import Location
@@ -166,6 +167,8 @@ class OpenTable:
                 if target is not None:
                     handle.location = resolve(target)
                     moved_handles.append(handle)
+        for open_file in moved_files:
+            recovery.retarget(open_file.spool_path, open_file.location)
         return moved_files, moved_handles
 
     # -- readers ------------------------------------------------------------------------

@@ -71,6 +71,15 @@ def note_target(spool_path: str, location: Location) -> None:
         json.dump(doc, f)
 
 
+def retarget(spool_path: str, location: Location) -> None:
+    """After a rename of an open file: its record names the new place, if it still has one.
+
+    A record already forgotten (the bytes were uploaded) stays forgotten.
+    """
+    if os.path.exists(spool_path + TARGET_SUFFIX):
+        note_target(spool_path, location)
+
+
 def forget_target(spool_path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(spool_path + TARGET_SUFFIX)
