@@ -126,6 +126,9 @@ def _copy_fs(store: StoreBackend) -> Any:
             config = dict(options.get("config_kwargs") or {})
             config["read_timeout"] = max(COPY_READ_TIMEOUT, float(config.get("read_timeout") or 0))
             options["config_kwargs"] = config
+            session = getattr(_fs(store), "session", None)
+            if session is not None:  # its service model is loaded: no second load at the first copy
+                options["session"] = session
             fs = _copy_clients[store] = make_filesystem(store.protocol, options)
         return fs
 
