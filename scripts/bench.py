@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="runs per workload (the median is reported)")
     p.add_argument("--slow", type=float, default=12.0, help="a first run slower than this is not repeated")
     p.add_argument(
-        "--budget", type=float, default=540.0, help="seconds: no repeat starts that would end later"
+        "--budget", type=float, default=520.0, help="seconds: no repeat starts that would end later"
     )
     p.add_argument(
         "--timeout",

@@ -15,6 +15,7 @@ then the time it had taken, a lower bound, and is named in ``Ctx.timed_out``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -123,16 +124,13 @@ def ls(ctx: Ctx) -> dict[str, float]:
     ops_before = _rhfs_ops(ctx)
     for phase in ("cold", "warm"):
         started = time.perf_counter()
-        try:
-            result = subprocess.run(
-                ["ls", "-l", path], capture_output=True, text=True, check=True, timeout=ctx.timeout
-            )
-        except subprocess.TimeoutExpired:
+        listing = _run_cut(["ls", "-l", path], ctx.timeout)
+        if listing is None:
             ctx.timed_out.add(f"ls_{phase}_s")
             out[f"ls_{phase}_s"] = ctx.timeout
             return out
         out[f"ls_{phase}_s"] = time.perf_counter() - started
-        lines = result.stdout.count("\n") - 1  # "total N"
+        lines = listing.count("\n") - 1  # "total N"
         assert lines == ctx.made["ls_objects"], lines
     ops_after = _rhfs_ops(ctx)
     if ops_before is not None and ops_after is not None:
@@ -176,7 +174,10 @@ def parquet(ctx: Ctx) -> dict[str, float]:
         printed, _ = child.communicate(timeout=ctx.timeout)
     except subprocess.TimeoutExpired:
         child.kill()
-        printed, _ = child.communicate()
+        try:
+            printed, _ = child.communicate(timeout=5)
+        except subprocess.TimeoutExpired:  # still in a FUSE read: the unmount ends it
+            printed = ""
         cut = True
     out = {
         f"parquet_{phase}_s": float(took) for phase, took in (line.split() for line in printed.splitlines())
@@ -296,12 +297,27 @@ def _copy(ctx: Ctx) -> dict[str, float]:
 
 def _cp(ctx: Ctx, metric: str, *args: str) -> bool:
     """Run cp; False (and ``metric`` marked as a lower bound) if it took longer than the timeout."""
-    try:
-        subprocess.run(["cp", *args], check=True, timeout=ctx.timeout)
-    except subprocess.TimeoutExpired:
+    if _run_cut(["cp", *args], ctx.timeout) is None:
         ctx.timed_out.add(metric)
         return False
     return True
+
+
+def _run_cut(argv: list[str], timeout: float) -> str | None:
+    """Run a command and return its output; None if it ran past ``timeout``. Then it is killed,
+    but not waited for long: a process in a FUSE call dies only when the daemon answers,
+    and the session's unmount ends that call."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=1)
+        return None
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, argv)
+    return output
 
 
 def _poll(check: Callable[[], bool], deadline: float) -> float | None:
