@@ -348,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     if profiles:
         print(f"\nrhfs's busiest frames (self time) where a target is missed; profiles in {args.profile}:")
         print(profiles)
-    print(f"\nelapsed {results['elapsed_s']} s; medians of up to {args.repeats}; results in {args.json}")
+    spent = f"data {results['sizes'].get('data_created_s')} s, mounting {results['mounting_s']} s"
+    print(f"\nelapsed {results['elapsed_s']} s ({spent}); medians of up to {args.repeats}")
+    print(f"results in {args.json}")
     results["table"] = text
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)
