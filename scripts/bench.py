@@ -246,6 +246,7 @@ class Runner:
         profile_dir = Path(self.args.profile) if profiling else None
         pids = [mount.daemon_pid("moto")] if mount is not None else []
         started = time.monotonic()
+        profiler = None
         try:
             with prof.profiled(profile_dir, name, pids) as profiler:
                 if profiler is not None:
@@ -257,7 +258,8 @@ class Runner:
         took = time.monotonic() - started
         if profile_dir is not None:
             files = sorted(profile_dir.glob(f"{name}-*[0-9].txt"))
-            self.profiles[name] = {f.name: prof.summary(f, took) for f in files}
+            seconds = profiler.seconds if profiler is not None else took
+            self.profiles[name] = {f.name: prof.summary(f, seconds) for f in files}
         self.took.setdefault((contender, name), took)
         if took > self.args.slow:
             self.slow[contender].add(name)
@@ -328,9 +330,8 @@ def missed_profiles(results: dict[str, Any], text: str) -> str:
         if name not in missed:
             continue
         for file, summary in files.items():
-            lines.append(
-                f"{name}: {file}, {summary['samples']} samples on a CPU = {summary['cores']:.0%} of a core"
-            )
+            held = f"the GIL held {summary['gil']:.0%} of the time ({summary['samples']} samples)"
+            lines.append(f"{name}: {file}, {held}")
             lines += [f"    {n:6d}  {frame}" for frame, n in summary["top"]]
     return "\n".join(lines)
 
@@ -346,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     profiles = missed_profiles(results, text)
     if profiles:
-        print(f"\nrhfs's busiest frames (self time) where a target is missed; profiles in {args.profile}:")
+        print(f"\nrhfs's top frames by self time holding the GIL, where a target is missed ({args.profile}):")
         print(profiles)
     spent = f"data {results['sizes'].get('data_created_s')} s, mounting {results['mounting_s']} s"
     print(f"\nelapsed {results['elapsed_s']} s ({spent}); medians of up to {args.repeats}")

@@ -2,9 +2,11 @@
 
 For each rhfs workload of the first repeat, py-spy samples the daemon, and, for the
 parquet workload, the child process in which pandas reads (added with
-:meth:`Profiler.watch` once it has started). Only threads on a CPU are sampled
-(no ``--idle``), so a profile shows where CPU time goes; a workload whose daemon was
-seldom on a CPU was bounded elsewhere (the server, the network, the kernel).
+:meth:`Profiler.watch` once it has started). Only the thread holding the GIL is
+sampled (``py-spy --gil``), so a profile shows where the process's Python time goes,
+and its share of the wall time says how busy Python was: a daemon that seldom held
+the GIL was bounded elsewhere (the server, the network, the kernel's FUSE round
+trips, or native code that releases the GIL). Waiting threads are not in it.
 
 Each process's samples are written as py-spy's collapsed stacks,
 ``DIR/<workload>-<pid>.txt`` (one line per stack: ``thread;frame;...;leaf count``,
@@ -41,6 +43,7 @@ class Profiler:
         self.name = name
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
         self.started = time.monotonic()
+        self.seconds = 0.0  # how long it recorded, once stopped
 
     def watch(self, pid: int) -> None:
         spy = shutil.which("py-spy")
@@ -49,11 +52,11 @@ class Profiler:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         out = self.out_dir / f"{self.name}-{pid}.txt"
         cmd = [spy, "record", "--pid", str(pid), "--rate", str(RATE), "--format", "raw"]
-        cmd += ["--threads", "--nonblocking", "-o", str(out)]
+        cmd += ["--threads", "--gil", "--nonblocking", "-o", str(out)]
         self.procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
 
     def stop(self) -> None:
-        seconds = time.monotonic() - self.started
+        self.seconds = seconds = time.monotonic() - self.started
         for proc, out in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -96,9 +99,9 @@ def top_frames(path: Path, count: int | None = 5) -> list[tuple[str, int]]:
 
 
 def summary(path: Path, seconds: float, count: int = 5) -> dict[str, Any]:
-    """For the results: samples on a CPU, their share of one core, and the top self-time frames."""
+    """For the results: samples holding the GIL, the share of the time it was held, the top frames."""
     samples = sum(n for _, n in top_frames(path, None))
-    return {"samples": samples, "cores": samples / RATE / max(seconds, 1e-9), "top": top_frames(path, count)}
+    return {"samples": samples, "gil": samples / RATE / max(seconds, 1e-9), "top": top_frames(path, count)}
 
 
 def summarize(path: Path, seconds: float, frames: int = 15) -> str:
@@ -110,8 +113,8 @@ def summarize(path: Path, seconds: float, frames: int = 15) -> str:
             threads[stack.split(";")[0]] += int(n)
             total += int(n)
     lines = [
-        f"{path.name}: {total} samples on a CPU in {seconds:.1f}s at {RATE}/s "
-        f"(= {total / RATE / max(seconds, 1e-9):.0%} of one core)",
+        f"{path.name}: {total} samples holding the GIL in {seconds:.1f}s at {RATE}/s "
+        f"(the GIL held {total / RATE / max(seconds, 1e-9):.0%} of the time)",
         "",
         "samples  thread",
     ]
