@@ -244,7 +244,9 @@ class Runner:
         ctx = work.Ctx(servers, made, mount, tag=f"{contender}-{rep}", timeout=self.args.timeout)
         profiling = self.args.profile and contender == "rhfs" and not rep and mount is not None
         profile_dir = Path(self.args.profile) if profiling else None
-        pids = [mount.daemon_pid("moto")] if mount is not None else []
+        pids = {"daemon": mount.daemon_pid("moto")} if mount is not None else {}
+        if name in work.WRITE_WORKLOADS:
+            pids["moto"] = servers.procs["moto"].pid  # what a copy or an upload waits for
         started = time.monotonic()
         profiler = None
         try:
@@ -257,7 +259,7 @@ class Runner:
             result = {}
         took = time.monotonic() - started
         if profile_dir is not None:
-            files = sorted(profile_dir.glob(f"{name}-*[0-9].txt"))
+            files = sorted(profile_dir.glob(f"{name}-*-*[0-9].txt"))
             seconds = profiler.seconds if profiler is not None else took
             self.profiles[name] = {f.name: prof.summary(f, seconds) for f in files}
         self.took.setdefault((contender, name), took)

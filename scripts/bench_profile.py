@@ -1,16 +1,18 @@
 """py-spy profiles of rhfs during the benchmark's workloads (``bench.py --profile DIR``).
 
-For each rhfs workload of the first repeat, py-spy samples the daemon, and, for the
-parquet workload, the child process in which pandas reads (added with
-:meth:`Profiler.watch` once it has started). Only the thread holding the GIL is
+For each rhfs workload of the first repeat, py-spy samples the daemon; for the
+parquet workload also the child process in which pandas reads (added with
+:meth:`Profiler.watch` once it has started), and for the write workloads also the
+moto server, which is written in Python too. Only the thread holding the GIL is
 sampled (``py-spy --gil``), so a profile shows where the process's Python time goes,
 and its share of the wall time says how busy Python was: a daemon that seldom held
 the GIL was bounded elsewhere (the server, the network, the kernel's FUSE round
 trips, or native code that releases the GIL). Waiting threads are not in it.
 
 Each process's samples are written as py-spy's collapsed stacks,
-``DIR/<workload>-<pid>.txt`` (one line per stack: ``thread;frame;...;leaf count``,
-for flamegraph.pl or speedscope), and a summary, ``DIR/<workload>-<pid>.summary.txt``:
+``DIR/<workload>-<role>-<pid>.txt`` (``role``: daemon, pandas or moto; one line per
+stack: ``thread;frame;...;leaf count``, for flamegraph.pl or speedscope), and a
+summary, ``DIR/<workload>-<role>-<pid>.summary.txt``:
 the samples per thread and the top frames by self time (the leaf frame of each
 sample, grouped by function and file).
 """
@@ -45,12 +47,12 @@ class Profiler:
         self.started = time.monotonic()
         self.seconds = 0.0  # how long it recorded, once stopped
 
-    def watch(self, pid: int) -> None:
+    def watch(self, pid: int, role: str) -> None:
         spy = shutil.which("py-spy")
         if spy is None:
             raise RuntimeError("py-spy is not installed (pip install py-spy)")
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        out = self.out_dir / f"{self.name}-{pid}.txt"
+        out = self.out_dir / f"{self.name}-{role}-{pid}.txt"
         cmd = [spy, "record", "--pid", str(pid), "--rate", str(RATE), "--format", "raw"]
         cmd += ["--threads", "--gil", "--nonblocking", "-o", str(out)]
         self.procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
@@ -67,14 +69,15 @@ class Profiler:
 
 
 @contextlib.contextmanager
-def profiled(out_dir: Path | None, name: str, pids: list[int]) -> Iterator[Profiler | None]:
-    """Record py-spy on ``pids`` (and on what is watched) while the block runs; nothing if no ``out_dir``."""
+def profiled(out_dir: Path | None, name: str, pids: dict[str, int]) -> Iterator[Profiler | None]:
+    """Record py-spy on ``pids`` (role -> pid), and on what is watched, while the block runs;
+    nothing if no ``out_dir``."""
     if out_dir is None:
         yield None
         return
     profiler = Profiler(out_dir, name)
-    for pid in pids:
-        profiler.watch(pid)
+    for role, pid in pids.items():
+        profiler.watch(pid, role)
     try:
         yield profiler
     finally:

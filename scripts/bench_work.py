@@ -42,7 +42,7 @@ class Ctx:
     tag: str  # unique per contender and repeat, for keys that writes create
     timeout: float = 30.0  # a cp, ls or parquet read slower than this is cut short (a lower bound)
     timed_out: set[str] = field(default_factory=set)  # metrics that are lower bounds
-    watch: Callable[[int], None] = field(default=lambda pid: None)  # a child process to profile
+    watch: Callable[[int, str], None] = field(default=lambda pid, role: None)  # a process to profile
 
     @property
     def direct(self) -> bool:
@@ -166,7 +166,7 @@ def parquet(ctx: Ctx) -> dict[str, float]:
     if child.stdout.readline().strip() != "ready":
         child.kill()
         raise RuntimeError(f"the pandas child failed: {child.communicate()}")
-    ctx.watch(child.pid)
+    ctx.watch(child.pid, "pandas")
     child.stdin.write("go\n")
     child.stdin.flush()
     cut = False
