@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from rhfs.errors import InvalidArgument, NameTooLong
+from rhfs.errors import InvalidArgument, IsADirectory, NameTooLong, NotADirectory
 
 MAX_NAME_BYTES = 255
 TMP_MARK = ".rhfs-tmp-"  # an upload's temporary sibling: never listed, renamed over its target
@@ -158,3 +158,12 @@ def is_upload_tmp_of(candidate: str, name: str) -> bool:
 
 def _tag(name: str) -> str:
     return hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def check_rename_over(moving_dir: bool, target_dir: bool, dst: str) -> None:
+    """rename(2) over an existing ``dst``: a file never replaces a directory (EISDIR),
+    nor a directory a file (ENOTDIR)."""
+    if target_dir and not moving_dir:
+        raise IsADirectory(dst)
+    if moving_dir and not target_dir:
+        raise NotADirectory(dst)

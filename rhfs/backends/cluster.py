@@ -23,7 +23,14 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from rhfs.backends.base import TMP_MARK, Entry, check_name, is_upload_tmp_of, upload_tmp_name
+from rhfs.backends.base import (
+    TMP_MARK,
+    Entry,
+    check_name,
+    check_rename_over,
+    is_upload_tmp_of,
+    upload_tmp_name,
+)
 from rhfs.errors import (
     AlreadyExists,
     DirectoryNotEmpty,
@@ -382,10 +389,7 @@ class ClusterBackend:
                 dst_attrs = await sftp.lstat(full_dst)
                 src_dir = stat_mod.S_ISDIR(src_attrs.permissions or 0)
                 dst_dir = stat_mod.S_ISDIR(dst_attrs.permissions or 0)
-                if dst_dir and not src_dir:
-                    raise IsADirectory(dst)
-                if src_dir and not dst_dir:
-                    raise NotADirectory(dst)
+                check_rename_over(src_dir, dst_dir, dst)
                 if dst_dir and [n for n in await sftp.listdir(full_dst) if n not in (".", "..")]:
                     raise DirectoryNotEmpty(dst)
             await sftp.posix_rename(full_src, full_dst)

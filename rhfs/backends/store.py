@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from rhfs.backends.base import Entry, check_name
+from rhfs.backends.base import Entry, check_name, check_rename_over
 from rhfs.backends.objects import Listing, ObjectApi, ObjectInfo, bounded, open_object_api
 from rhfs.backends.streams import BodyStream
 from rhfs.errors import (
@@ -276,10 +276,7 @@ class StoreBackend:
         self._require_dir(db, posixpath.dirname(dk))
         target = self._lookup(db, dk)
         if target is not None:
-            if target.is_dir and not entry.is_dir:
-                raise IsADirectory(dst)
-            if entry.is_dir and not target.is_dir:
-                raise NotADirectory(dst)
+            check_rename_over(entry.is_dir, target.is_dir, dst)
             if target.is_dir:
                 self.rmdir(dst)  # ENOTEMPTY unless it is empty
         if entry.is_dir:

@@ -17,13 +17,13 @@ import errno
 import logging
 import stat
 
+from rhfs.backends.base import check_rename_over
 from rhfs.errors import (
     AlreadyExists,
     CrossDevice,
     DirectoryNotEmpty,
     InvalidArgument,
     IsADirectory,
-    NotADirectory,
     NotFound,
     NotSupported,
     RhfsError,
@@ -113,10 +113,7 @@ class NamespaceOps(Lookups):
         if src_entry.is_dir and (dst.path + "/").startswith(src.path + "/"):
             raise InvalidArgument(f"cannot move {old} into itself")
         if dst_entry is not None:
-            if dst_entry.is_dir and not src_entry.is_dir:
-                raise IsADirectory(new)
-            if src_entry.is_dir and not dst_entry.is_dir:
-                raise NotADirectory(new)
+            check_rename_over(src_entry.is_dir, dst_entry.is_dir, new)
             if dst_entry.is_dir:
                 if self.handles.pending_under(dst.path) or self._list(dst):
                     raise DirectoryNotEmpty(new)
