@@ -13,13 +13,14 @@ Invariant: only the parse changes; signing, retries, errors and decoding stay bo
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import xml.etree.ElementTree as ET
 from typing import Any
 
 from botocore import handlers
 from botocore.parsers import lowercase_dict
+
+from rhfs.backends.s3 import fast_timestamp
 
 log = logging.getLogger(__name__)
 LISTING_SHAPE = "ListObjectsV2Output"
@@ -40,15 +41,6 @@ def _tag(element: ET.Element) -> str:
     return element.tag.rpartition("}")[2]
 
 
-def _time(text: str) -> Any:
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        from botocore.utils import parse_timestamp
-
-        return parse_timestamp(text)
-
-
 def _object(element: ET.Element) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for child in element:
@@ -56,7 +48,7 @@ def _object(element: ET.Element) -> dict[str, Any]:
         if name == "Size":
             out[name] = int(text)
         elif name == "LastModified":
-            out[name] = _time(text)
+            out[name] = fast_timestamp(text)
         elif name in ("Key", "ETag", "StorageClass"):
             out[name] = text
     return out
