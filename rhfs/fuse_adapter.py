@@ -236,6 +236,8 @@ class Operations(mfusepy.Operations):
 
     @_op
     def readdir(self, path: str, fh: int) -> list[tuple[str, dict[str, int], int]]:
+        """Defined so that mfusepy registers readdir; RhfsFUSE.readdir_fuse_3 serves it
+        from :meth:`readdir_attrs`. This plain form is mfusepy's own readdir protocol."""
         return [(name, attr.as_stat(), 0) for name, attr in self.vfs.readdir(path)]
 
     @_op
