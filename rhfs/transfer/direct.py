@@ -19,9 +19,8 @@ import os
 import uuid
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-from rhfs.backends.base import Entry
+from rhfs.backends.base import Entry, upload_tmp_name
 from rhfs.backends.guard import Guarded
-from rhfs.backends.local import TMP_MARK
 from rhfs.errors import CantCopy, RhfsError
 from rhfs.fileio import pwrite_all
 from rhfs.transfer.planner import Job, Route, kind
@@ -99,7 +98,7 @@ class HereDownload(Route):
 
     def run(self, job: Job) -> None:
         target = local_path(job.dst)
-        tmp = os.path.join(os.path.dirname(target), f"{TMP_MARK}{uuid.uuid4().hex}")
+        tmp = os.path.join(os.path.dirname(target), upload_tmp_name(os.path.basename(target)))
         try:
             fetch(job.src, job.entry, tmp, mode=0o666)
             os.replace(tmp, target)

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import posixpath
-import uuid
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rhfs.backends.cluster import TMP_MARK
+from rhfs.backends.base import upload_tmp_name
 from rhfs.backends.guard import Guarded
 from rhfs.backends.transfers import HttpRequest
 from rhfs.errors import CantCopy, RhfsError
@@ -49,7 +48,7 @@ def run_on(guard: Guarded, command: str, *, stdin: bytes | None, timeout: float)
 
 
 def tmp_sibling(path: str) -> str:
-    return posixpath.join(posixpath.dirname(path), f"{TMP_MARK}{uuid.uuid4().hex}")
+    return posixpath.join(posixpath.dirname(path), upload_tmp_name(posixpath.basename(path)))
 
 
 def require(tool: str) -> str:
