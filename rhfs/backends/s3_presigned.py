@@ -58,6 +58,7 @@ class Presigned:
         self._misses = 0
         self._resting_until = 0.0
         self.enabled = _plain_client(fs)
+        self._proxied_origins: dict[tuple[str, str], bool] = {}  # (scheme, host:port) -> proxied?
 
     async def get(self, bucket: str, key: str, start: int, end: int, etag: str | None) -> Any:
         """An open aiohttp response for bytes ``start:end``, or None: use botocore instead."""
@@ -152,7 +153,7 @@ class Presigned:
             operation, Params={"Bucket": bucket, "Key": key}, ExpiresIn=URL_LIFETIME
         )
         address = presigned.split("?", 1)[0]
-        if _proxied(address):  # botocore takes the environment's proxies; this session does not
+        if self._proxied(address):  # botocore takes the environment's proxies; this session does not
             self.enabled = False
             raise ValueError("the endpoint is reached through a proxy")
         credentials = client._get_credentials()  # botocore's (documented as private) accessor
@@ -164,6 +165,16 @@ class Presigned:
         S3SigV4QueryAuth(frozen, "s3", region, expires=URL_LIFETIME).add_auth(request)
         url: str = request.url
         return url, _credentials_left(credentials)
+
+    def _proxied(self, address: str) -> bool:
+        """:func:`_proxied`, asked once per origin (the daemon's environment does not change)."""
+        import urllib.parse
+
+        origin = urllib.parse.urlsplit(address)[:2]
+        known = self._proxied_origins.get(origin)
+        if known is None:
+            known = self._proxied_origins[origin] = _proxied(address)
+        return known
 
     def _http(self) -> Any:
         import aiohttp
