@@ -121,6 +121,7 @@ _OS_EXCEPTION_ERRNO: tuple[tuple[type[BaseException], int], ...] = (
     (socket.timeout, errno.ETIMEDOUT),
     (ConnectionError, errno.EIO),
     (NotImplementedError, errno.EOPNOTSUPP),
+    (OverflowError, errno.EOVERFLOW),  # a value the system cannot hold (a time out of its range)
     (UnicodeEncodeError, errno.EINVAL),  # a name the system cannot hold (object keys are UTF-8)
 )
 

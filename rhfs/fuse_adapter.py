@@ -64,6 +64,7 @@ FUSE_READDIR_PLUS = 1 << 0
 FUSE_FILL_DIR_PLUS = 1 << 1
 OWN_XATTR_PREFIX = b"user.rhfs."
 UNSUPPORTED_XATTR_PREFIXES = (b"security.", b"system.")  # no labels, capabilities or ACLs
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2  # utimensat(2)'s special tv_nsec values
 PACKED_LISTINGS = 64  # directories whose converted listing is kept for the next readdir
 
 
@@ -90,6 +91,15 @@ def _op(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _timespec_ns(ts: Any) -> int | None:
+    """A ``struct timespec`` of utimensat(2) in nanoseconds: UTIME_NOW is now, UTIME_OMIT None."""
+    if ts.tv_nsec == UTIME_OMIT:
+        return None
+    if ts.tv_nsec == UTIME_NOW:
+        return time.time_ns()
+    return int(ts.tv_sec) * 1_000_000_000 + int(ts.tv_nsec)
+
+
 class RhfsFUSE(mfusepy.FUSE):
     """mfusepy's FUSE plus the ``copy_file_range`` callback of libfuse3, ``ftruncate``
     by handle, and C-level callbacks that mfusepy serves less well: ``readdir`` with whole
@@ -108,6 +118,17 @@ class RhfsFUSE(mfusepy.FUSE):
             None if path is None else path.decode(self.encoding, self.errors),
             length,
             fip.contents if fip else None,
+        )
+        return result
+
+    def utimens_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
+        # mfusepy reads UTIME_NOW and UTIME_OMIT, which live in tv_nsec, as nanosecond counts:
+        # `touch` would set 1970. Here each timespec is decoded: now, left out (None), or a time.
+        times = None
+        if buf:
+            times = (_timespec_ns(buf.contents.actime), _timespec_ns(buf.contents.modtime))
+        result: int = self.operations.utimens(
+            None if path is None else path.decode(self.encoding, self.errors), times
         )
         return result
 
@@ -346,12 +367,12 @@ class Operations(mfusepy.Operations):
         return 0
 
     @_op
-    def utimens(self, path: str | None, times: tuple[int, int] | None = None) -> int:
+    def utimens(self, path: str | None, times: tuple[int | None, int | None] | None = None) -> int:
+        """``times`` in nanoseconds, None for UTIME_OMIT (RhfsFUSE decodes the kernel's timespecs)."""
         if path is not None:
-            import time
-
-            atime, mtime = (times[0] / 1e9, times[1] / 1e9) if times else (time.time(), time.time())
-            self.vfs.utimens(path, atime, mtime)
+            now = time.time_ns()
+            atime_ns, mtime_ns = times if times is not None else (now, now)
+            self.vfs.utimens(path, atime_ns, mtime_ns)
         return 0
 
     @_op

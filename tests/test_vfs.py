@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,11 @@ from rhfs.backends.memory import MemoryBackend
 from rhfs.errors import RhfsError, UploadFailed, to_errno
 from rhfs.stats import Stats
 from rhfs.vfs.core import Vfs
-from rhfs.vfs.tree import MountTable
+from rhfs.vfs.tree import Location, MountTable
 
 WRITE = os.O_WRONLY
 CREATE = os.O_WRONLY | os.O_CREAT
+NS = 1_000_000_000  # nanoseconds in a second
 
 
 class ModeMemoryBackend(MemoryBackend):
@@ -39,9 +41,10 @@ class ModeMemoryBackend(MemoryBackend):
         self.calls.append(f"set_mode {path} {mode:o}")
         self.modes[path] = mode
 
-    def set_times(self, path: str, atime: float, mtime: float) -> None:
+    def set_times(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
         self.calls.append(f"set_times {path}")
-        self.mtimes[path] = mtime
+        if mtime_ns is not None:
+            self.mtimes[path] = mtime_ns / 1e9
 
 
 class FlakyBackend(MemoryBackend):
@@ -421,7 +424,7 @@ def test_chmod_and_utimens_while_writing_survive_the_upload(world: World) -> Non
     fh = world.vfs.create("/mem/p", 0o644, CREATE).fh
     world.vfs.write(fh, b"data", 0)
     world.vfs.chmod("/mem/p", 0o600)
-    world.vfs.utimens("/mem/p", 1000.0, 2000.0)
+    world.vfs.utimens("/mem/p", 1000 * NS, 2000 * NS)
     assert "p" not in world.mem.files
     attr = world.vfs.getattr("/mem/p")
     assert (attr.mode & 0o777, attr.mtime) == (0o600, 2000.0)  # what it will be after the upload
@@ -468,7 +471,7 @@ def test_failed_upload_at_release_is_kept_and_logged(world: World, caplog: pytes
 
 def test_a_write_after_utimens_sets_the_time_anew(world: World) -> None:
     fh = world.vfs.create("/mem/w", 0o644, CREATE).fh
-    world.vfs.utimens("/mem/w", 1000.0, 2000.0)
+    world.vfs.utimens("/mem/w", 1000 * NS, 2000 * NS)
     world.vfs.write(fh, b"later", 0)
     world.vfs.release(fh)
     assert world.mem.mtimes["w"] > 2000.0
@@ -572,3 +575,137 @@ def test_a_listing_shows_what_files_being_written_hold(world: World) -> None:
     assert dict(world.vfs.readdir("/box"))["f"].size == 0
     world.vfs.release(fh)
     assert dict(world.vfs.readdir("/box"))["f"].size == 0
+
+
+# -- concurrent opens and releases (docs/SEMANTICS.md, "Concurrent writers") ---------------
+def test_a_reader_that_joins_a_file_being_released_reads_its_bytes(world: World) -> None:
+    """The 0-byte race: a reader's open and the writer's release of the same file. The reader
+    holds a reference from the moment it finds the open file, so the release cannot discard
+    it under the reader, and no empty spool is ever made (and uploaded) in its place."""
+    fh = world.vfs.create("/mem/r", 0o644, CREATE).fh
+    world.vfs.write(fh, b"payload", 0)
+    world.vfs.flush(fh)
+    reader = world.vfs.open("/mem/r", os.O_RDONLY).fh  # finds the writer's open file
+    world.vfs.release(fh)  # the writer's release, which came late
+    assert world.vfs.read(reader, 100, 0) == b"payload"
+    world.vfs.flush(reader)  # a reader's close() sends a flush too
+    world.vfs.release(reader)
+    assert world.mem.files["r"] == b"payload"
+
+
+def test_a_file_released_while_an_open_looks_it_up_is_looked_up_again(world: World) -> None:
+    """Between an open's look-up and the making of its open file, another handle creates,
+    writes and releases the same path. The stale "no such file" must not win: it would make
+    an empty open file and upload it over the other's bytes."""
+    original = world.vfs._file_entry
+    raced = []
+
+    def racing_lookup(loc: Location, *, fresh: bool, missing_ok: bool = False) -> Entry | None:
+        answer = original(loc, fresh=fresh, missing_ok=missing_ok)
+        if not raced:
+            raced.append(answer)
+            world.write_file("/mem/c", b"the other writer's bytes")  # a whole create-write-release
+        return answer
+
+    world.vfs._file_entry = racing_lookup  # type: ignore[method-assign]
+    fh = world.vfs.create("/mem/c", 0o644, os.O_WRONLY | os.O_CREAT).fh  # no O_TRUNC: keeps the bytes
+    world.vfs._file_entry = original  # type: ignore[method-assign]
+    assert raced == [None]  # the first look-up was made before the other writer's file existed
+    assert world.vfs.read(fh, 100, 0) == b"the other writer's bytes"
+    world.vfs.release(fh)
+    assert world.mem.files["c"] == b"the other writer's bytes"
+
+
+def test_two_last_releases_at_once_upload_once(world: World) -> None:
+    """Each release takes the file's lock before it counts references: one of two concurrent
+    releases is the last and uploads, never neither."""
+    a = world.vfs.create("/mem/two", 0o644, CREATE).fh
+    b = world.vfs.open("/mem/two", os.O_WRONLY).fh
+    world.vfs.write(b, b"written by b, never flushed", 0)
+    threads = [threading.Thread(target=world.vfs.release, args=(fh,)) for fh in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert world.mem.files["two"] == b"written by b, never flushed"
+    assert os.listdir(world.cache_dir / "spool") == []
+
+
+def test_create_without_o_trunc_keeps_an_existing_file(world: World) -> None:
+    """The kernel sends CREATE for a name it believed absent (a stale negative entry): the
+    file is opened as it is, and only O_TRUNC empties it."""
+    world.write_file("/mem/kept", b"old bytes")
+    fh = world.vfs.create("/mem/kept", 0o644, os.O_WRONLY | os.O_CREAT).fh
+    world.vfs.release(fh)
+    assert world.mem.files["kept"] == b"old bytes"
+    fh = world.vfs.create("/mem/kept", 0o644, os.O_WRONLY | os.O_CREAT | os.O_TRUNC).fh
+    world.vfs.release(fh)
+    assert world.mem.files["kept"] == b""
+
+
+# -- times (docs/SEMANTICS.md, "Times") -----------------------------------------------------
+def test_utimens_leaves_out_what_is_none(world: World) -> None:
+    world.write_file("/mem/t", b"x")
+    world.vfs.utimens("/mem/t", 1000 * NS, 2000 * NS)
+    assert world.mem.mtimes["t"] == 2000.0
+    world.vfs.utimens("/mem/t", 3000 * NS, None)  # UTIME_OMIT for the mtime
+    assert world.mem.mtimes["t"] == 2000.0
+    world.vfs.utimens("/mem/t", None, None)  # both left out: nothing to do, but ENOENT still holds
+    assert errno_of(world.vfs.utimens, "/mem/missing", None, None) == errno.ENOENT
+
+
+def test_utimens_on_a_file_open_but_unchanged_shows_at_once(world: World) -> None:
+    """``touch -d`` opens the file, then sets its times by handle: getattr must show them now,
+    not the open file's idea of the times from before."""
+    world.write_file("/mem/touched", b"x")
+    fh = world.vfs.open("/mem/touched", os.O_WRONLY).fh
+    world.vfs.utimens("/mem/touched", 1500 * NS, 2500 * NS)
+    attr = world.vfs.getattr("/mem/touched")
+    assert (attr.atime_ns, attr.mtime_ns) == (1500 * NS, 2500 * NS)
+    world.vfs.release(fh)
+    assert world.mem.mtimes["touched"] == 2500.0
+
+
+def test_a_write_after_utimens_keeps_the_access_time_asked_for(world: World) -> None:
+    fh = world.vfs.create("/mem/aw", 0o644, CREATE).fh
+    world.vfs.utimens("/mem/aw", 1000 * NS, 2000 * NS)
+    world.vfs.write(fh, b"later", 0)
+    atime_ns, mtime_ns = world.vfs.getattr("/mem/aw").atime_ns, world.vfs.getattr("/mem/aw").mtime_ns
+    assert atime_ns == 1000 * NS and mtime_ns is not None and mtime_ns > 2000 * NS
+    world.vfs.release(fh)
+
+
+def test_names_over_255_bytes_are_enametoolong_for_every_call(world: World) -> None:
+    long_name = "/mem/" + "n" * 256
+    for call, args in [
+        (world.vfs.getattr, (long_name,)),
+        (world.vfs.chmod, (long_name, 0o600)),
+        (world.vfs.truncate, (long_name, 0)),
+        (world.vfs.unlink, (long_name,)),
+        (world.vfs.rmdir, (long_name,)),
+        (world.vfs.rename, (long_name, "/mem/x")),
+        (world.vfs.rename, ("/mem/x", long_name)),
+        (world.vfs.create, (long_name, 0o644, CREATE)),
+    ]:
+        assert errno_of(call, *args) == errno.ENAMETOOLONG, call.__name__
+
+
+def test_a_change_in_a_directory_refreshes_the_directorys_attributes(world: World) -> None:
+    world.vfs.mkdir("/mem/parent")
+    before = world.vfs.getattr("/mem/parent")
+    world.vfs.mkdir("/mem/parent/child")
+    world.mem.mtimes["parent"] = before.mtime + 10  # the system moves the parent's mtime
+    world.vfs.rmdir("/mem/parent/child")
+    assert world.vfs.getattr("/mem/parent").mtime == before.mtime + 10
+    world.mem.mtimes["parent"] = before.mtime + 20
+    world.write_file("/mem/parent/file", b"x")
+    assert world.vfs.getattr("/mem/parent").mtime == before.mtime + 20
+
+
+def test_fstat_of_an_unlinked_file_open_for_reading_answers_with_no_links(world: World) -> None:
+    world.write_file("/mem/gone", b"bytes")
+    fh = world.vfs.open("/mem/gone", os.O_RDONLY).fh
+    world.vfs.unlink("/mem/gone")
+    attr = world.vfs.getattr(None, fh)
+    assert (attr.size, attr.nlink) == (5, 0)
+    world.vfs.release(fh)

@@ -26,6 +26,7 @@ from typing import Protocol, runtime_checkable
 from rhfs.errors import InvalidArgument, IsADirectory, NameTooLong, NotADirectory
 
 MAX_NAME_BYTES = 255
+PATH_MAX = 4096  # Linux's, with the final NUL: the longest path a system call takes
 TMP_MARK = ".rhfs-tmp-"  # an upload's temporary sibling: never listed, renamed over its target
 
 
@@ -41,6 +42,18 @@ class Entry:
     mode: int | None = None  # permission bits, where the system has them
     link_target: str | None = None  # set for a symbolic link
     direct_io: bool = False  # content is generated; the kernel must not trust size or cache it
+    # exact times in nanoseconds, where the system keeps them apart (None: ``mtime`` stands in)
+    mtime_ns: int | None = None
+    atime_ns: int | None = None
+    ctime_ns: int | None = None
+
+    @property
+    def times_ns(self) -> tuple[int, int, int]:
+        """(atime, mtime, ctime) in nanoseconds, each falling back on ``mtime``."""
+        mtime_ns = self.mtime_ns if self.mtime_ns is not None else int(self.mtime * 1e9)
+        atime_ns = self.atime_ns if self.atime_ns is not None else mtime_ns
+        ctime_ns = self.ctime_ns if self.ctime_ns is not None else mtime_ns
+        return atime_ns, mtime_ns, ctime_ns
 
     @property
     def version(self) -> tuple[object, ...]:
@@ -118,7 +131,9 @@ class Symlinks(Protocol):
 class Metadata(Protocol):
     def set_mode(self, path: str, mode: int) -> None: ...
 
-    def set_times(self, path: str, atime: float, mtime: float) -> None: ...
+    def set_times(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
+        """Set the access and modification times, in nanoseconds; None leaves one as it is."""
+        ...
 
 
 def join(*parts: str) -> str:
@@ -140,6 +155,20 @@ def check_name(path: str) -> None:
             raise NameTooLong(f"name longer than {MAX_NAME_BYTES} bytes")
         if part in (".", "..") or "\x00" in part or "\n" in part:
             raise InvalidArgument(f"invalid name {part!r}")
+
+
+def check_name_length(path: str) -> None:
+    """ENAMETOOLONG for a component over MAX_NAME_BYTES, before any look-up answers ENOENT."""
+    if len(path) > MAX_NAME_BYTES and any(
+        len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in path.split("/")
+    ):
+        raise NameTooLong(f"name longer than {MAX_NAME_BYTES} bytes")
+
+
+def check_path_length(full: str) -> None:
+    """ENAMETOOLONG for a path the system underneath cannot take whole (PATH_MAX bytes)."""
+    if len(full) >= PATH_MAX // 4 and len(full.encode("utf-8", "surrogateescape")) >= PATH_MAX:
+        raise NameTooLong(f"the path on the system would be longer than {PATH_MAX - 1} bytes")
 
 
 def upload_tmp_name(name: str) -> str:

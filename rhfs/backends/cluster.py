@@ -27,6 +27,7 @@ from rhfs.backends.base import (
     TMP_MARK,
     Entry,
     check_name,
+    check_path_length,
     check_rename_over,
     is_upload_tmp_of,
     upload_tmp_name,
@@ -46,6 +47,7 @@ from rhfs.errors import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONNECT_TIMEOUT = 10.0
+SFTP_TIME_MAX = (1 << 32) - 1  # SFTP v3 times are unsigned 32-bit seconds (the year 2106)
 UPLOAD_REQUESTS = 64  # writes in flight during an upload, each of the server's maximum size
 
 
@@ -101,7 +103,23 @@ def entry_from_attrs(name: str, attrs: Any, link_target: str | None = None) -> E
         etag=f"{attrs.mtime}-{attrs.size}" + (f"-{attrs.mtime_ns}" if attrs.mtime_ns else ""),
         mode=stat_mod.S_IMODE(mode),
         link_target=link_target,
+        mtime_ns=_ns(attrs.mtime, attrs.mtime_ns),
+        atime_ns=_ns(attrs.atime, attrs.atime_ns),
     )
+
+
+def _ns(seconds: int | None, nanoseconds: int | None) -> int | None:
+    """An SFTP time in nanoseconds (SFTP v3 has whole seconds, v4 adds nanoseconds)."""
+    return None if seconds is None else int(seconds) * 1_000_000_000 + int(nanoseconds or 0)
+
+
+def sftp_time(ns: int) -> int:
+    """A time as SFTP v3 (OpenSSH) carries it: whole seconds in 32 unsigned bits.
+
+    Times outside that range are clamped to it, as the kernel clamps times to what a
+    filesystem can hold (ext4 with small inodes, say); docs/SEMANTICS.md, Times.
+    """
+    return min(max(ns // 1_000_000_000, 0), SFTP_TIME_MAX)
 
 
 class ClusterReader:
@@ -246,7 +264,9 @@ class ClusterBackend:
         if not path:
             return self.root
         check_name(path)
-        return posixpath.join(self.root, path)
+        full = posixpath.join(self.root, path)
+        check_path_length(full)
+        return full
 
     def remote_path(self, path: str) -> str:
         """The absolute path on the cluster; used by copy routes that run commands there."""
@@ -402,11 +422,11 @@ class ClusterBackend:
 
     def check_path(self, path: str) -> None:
         """Refuse, without a request, a path SFTP cannot carry (its paths are UTF-8 here)."""
-        check_name(path)
         try:
             path.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidArgument(f"{path!r}: cluster paths are UTF-8, and this name is not") from None
+        self._abs(path)  # a bad name, or a path too long for the cluster's PATH_MAX
 
     def url(self, path: str) -> str:
         user = f"{self.user}@" if self.user else ""
@@ -484,10 +504,14 @@ class ClusterBackend:
 
         self._call(go, path)
 
-    def set_times(self, path: str, atime: float, mtime: float) -> None:
+    def set_times(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
         full = self._abs(path)
 
         async def go(sftp: Any) -> None:
+            if atime_ns is None or mtime_ns is None:
+                old = await sftp.lstat(full)
+            atime = sftp_time(atime_ns) if atime_ns is not None else int(old.atime or 0)
+            mtime = sftp_time(mtime_ns) if mtime_ns is not None else int(old.mtime or 0)
             await sftp.utime(full, (atime, mtime))
 
         self._call(go, path)

@@ -45,6 +45,9 @@ _CONNECTION_ERRNOS = frozenset(
 )
 
 
+_ANSWERS = (NotImplementedError, ValueError, KeyError, TypeError, AttributeError, ArithmeticError)
+
+
 def is_outage(exc: BaseException) -> bool:
     """Does this failure say the system is unreachable, rather than answering no?
 
@@ -61,8 +64,10 @@ def is_outage(exc: BaseException) -> bool:
         return True
     if isinstance(exc, OSError):
         return exc.errno in _CONNECTION_ERRNOS
-    if isinstance(exc, NotImplementedError | ValueError | KeyError | TypeError | AttributeError):
-        return False
+    if isinstance(
+        exc, NotImplementedError | ValueError | KeyError | TypeError | AttributeError | ArithmeticError
+    ):
+        return False  # a bad argument (a time out of range, say) is never an outage
     status = _http_status(exc)
     if status is not None:
         return status >= 500

@@ -16,7 +16,14 @@ import shutil
 import stat as stat_mod
 import threading
 
-from rhfs.backends.base import TMP_MARK, Entry, check_name, is_upload_tmp_of, upload_tmp_name
+from rhfs.backends.base import (
+    TMP_MARK,
+    Entry,
+    check_name,
+    check_path_length,
+    is_upload_tmp_of,
+    upload_tmp_name,
+)
 from rhfs.errors import NotFound, PermissionDenied
 
 
@@ -44,6 +51,9 @@ def entry_from_stat(name: str, st: os.stat_result, link_target: str | None = Non
         etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
         mode=stat_mod.S_IMODE(st.st_mode),
         link_target=link_target,
+        mtime_ns=st.st_mtime_ns,
+        atime_ns=st.st_atime_ns,
+        ctime_ns=st.st_ctime_ns,
     )
 
 
@@ -59,6 +69,7 @@ class LocalBackend:
         if path:
             check_name(path)
         full = os.path.join(self.root, path) if path else self.root
+        check_path_length(full)
         if full in self.hidden:
             raise NotFound(path)
         if "/" in path:
@@ -144,6 +155,10 @@ class LocalBackend:
     def rename(self, src: str, dst: str) -> None:
         os.rename(self._abs(src), self._abs(dst))
 
+    def check_path(self, path: str) -> None:
+        """Refuse, before a file is made, a name or a path this host cannot hold."""
+        self._abs(path)
+
     def url(self, path: str) -> str:
         return "file://" + self._abs(path)
 
@@ -162,5 +177,10 @@ class LocalBackend:
         if not os.path.islink(full):  # Linux cannot chmod a link itself; never follow one out
             os.chmod(full, stat_mod.S_IMODE(mode))
 
-    def set_times(self, path: str, atime: float, mtime: float) -> None:
-        os.utime(self._abs(path), (atime, mtime), follow_symlinks=False)
+    def set_times(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
+        full = self._abs(path)
+        if atime_ns is None or mtime_ns is None:  # os.utime has no UTIME_OMIT: keep what is there
+            st = os.lstat(full)
+            atime_ns = st.st_atime_ns if atime_ns is None else atime_ns
+            mtime_ns = st.st_mtime_ns if mtime_ns is None else mtime_ns
+        os.utime(full, ns=(atime_ns, mtime_ns), follow_symlinks=False)

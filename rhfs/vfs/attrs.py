@@ -19,13 +19,16 @@ class Attr:
     nlink: int = 1
     uid: int = 0
     gid: int = 0
+    atime_ns: int | None = None  # None: the mtime stands in (as for ctime_ns)
+    mtime_ns: int | None = None  # the exact mtime, where known
+    ctime_ns: int | None = None
 
     @property
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.mode)
 
     def as_stat(self) -> dict[str, int]:
-        ns = int(self.mtime * 1e9)
+        ns = self.mtime_ns if self.mtime_ns is not None else int(self.mtime * 1e9)
         return {
             "st_mode": self.mode,
             "st_size": self.size,
@@ -33,8 +36,8 @@ class Attr:
             "st_uid": self.uid,
             "st_gid": self.gid,
             "st_mtime": ns,
-            "st_atime": ns,
-            "st_ctime": ns,
+            "st_atime": self.atime_ns if self.atime_ns is not None else ns,
+            "st_ctime": self.ctime_ns if self.ctime_ns is not None else ns,
             # Correct block counts matter: cp treats a file with too few blocks as sparse
             # and then skips copy_file_range.
             "st_blocks": (self.size + 511) // 512,
@@ -51,13 +54,22 @@ def dir_attr(mtime: float = 0.0, mode: int = 0o755) -> Attr:
 
 def attr_of(entry: Entry, read_only: bool = False) -> Attr:
     if entry.link_target is not None:
-        return Attr(
-            mode=stat.S_IFLNK | 0o777, size=len(entry.link_target), mtime=entry.mtime, uid=_UID, gid=_GID
-        )
-    if entry.is_dir:
-        mode = entry.mode if entry.mode is not None else 0o755
-        return dir_attr(entry.mtime, mode & ~0o222 if read_only else mode)
-    mode = entry.mode if entry.mode is not None else 0o644
-    if read_only:
+        kind, mode, size, nlink = stat.S_IFLNK, 0o777, len(entry.link_target), 1
+    elif entry.is_dir:
+        kind, mode, size, nlink = stat.S_IFDIR, 0o755 if entry.mode is None else entry.mode, 0, 2
+    else:
+        kind, mode, size, nlink = stat.S_IFREG, 0o644 if entry.mode is None else entry.mode, entry.size, 1
+    if read_only and kind != stat.S_IFLNK:
         mode &= ~0o222
-    return Attr(mode=stat.S_IFREG | mode, size=entry.size, mtime=entry.mtime, uid=_UID, gid=_GID)
+    atime_ns, mtime_ns, ctime_ns = entry.times_ns
+    return Attr(
+        mode=kind | mode,
+        size=size,
+        mtime=entry.mtime,
+        nlink=nlink,
+        uid=_UID,
+        gid=_GID,
+        atime_ns=atime_ns,
+        mtime_ns=mtime_ns,
+        ctime_ns=ctime_ns,
+    )

@@ -5,7 +5,8 @@ changes invalidate what they touch, so changes made through the mount are seen
 at once; changes made elsewhere are seen within ``ttl``.
 
 Invariant: a listing implies the attributes of its children; a cached listing
-is dropped whenever one of its children changes.
+is dropped whenever one of its children changes. A change in a directory changes
+the directory itself (mtime, ctime), so its attributes are dropped with it.
 
 A listing also records the names in its directory, so that a lookup of any other
 name is answered "absent" without asking the system (cp -r into a directory makes
@@ -158,13 +159,21 @@ class MetadataCache:
         return {n for n, t in self._touched.get(path, {}).items() if now - t <= self.ttl}
 
     def invalidate(self, path: str) -> None:
-        """Forget ``path``, its listing, and its parent's listing."""
+        """Forget ``path``, its listing, and its parent's listing and attributes."""
         with self._lock:
             self._entries.pop(path, None)
             self._local.pop(path, None)
             self._listings.pop(path, None)
-            self._listings.pop(posixpath.dirname(path), None)
+            self._forget_parent(path)
             self._touch(path)
+
+    def _forget_parent(self, path: str) -> None:
+        """A change at ``path`` changes its parent too (its mtime and ctime): forget the parent's
+        listing, its attributes, and the listing above that holds them (lock held)."""
+        parent = posixpath.dirname(path)
+        self._listings.pop(parent, None)
+        self._entries.pop(parent, None)
+        self._listings.pop(posixpath.dirname(parent), None)
 
     def invalidate_tree(self, path: str) -> None:
         """Forget ``path`` and everything below it (after a directory rename or removal)."""
@@ -173,7 +182,7 @@ class MetadataCache:
             for table in (self._entries, self._local, self._listings, self._names, self._touched):
                 for key in [k for k in table if k == path or k.startswith(prefix)]:
                     del table[key]
-            self._listings.pop(posixpath.dirname(path), None)
+            self._forget_parent(path)
             self._touch(path)
 
     def clear(self) -> None:

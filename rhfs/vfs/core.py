@@ -16,10 +16,11 @@ held during a backend call; ``OpenFile.lock`` may be held during one.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 
 from rhfs.backends.base import Entry
-from rhfs.errors import InvalidArgument, NoAttribute, RhfsError
+from rhfs.errors import InvalidArgument, NoAttribute, NotFound, RhfsError
 from rhfs.vfs.attrs import Attr, attr_of, dir_attr
 from rhfs.vfs.copies import Copier, SameSystemCopier
 from rhfs.vfs.file_ops import FileOps
@@ -37,22 +38,34 @@ LISTINGS_KEPT = 256  # directories whose last readdir is remembered (kernel cach
 class Vfs(FileOps, NamespaceOps):
     # -- metadata -----------------------------------------------------------------------
     def getattr(self, path: str | None, fh: int | None = None) -> Attr:
-        """Attributes by path, or by handle alone (``path`` None: the file may be unlinked)."""
+        """Attributes by path, or by handle alone (``path`` None: the file may be unlinked).
+
+        A file open but unlinked still answers ``fstat``, with a link count of 0."""
         handle = self.handles.find(fh)
+        if (
+            handle is not None
+            and handle.open_file is not None
+            and (path is None or handle.open_file.unlinked)
+        ):
+            return self._open_file_attr(handle.open_file)
         if path is None:
             if handle is None:
                 raise RhfsError("a handle that is not open", errno_=errno.EBADF)
-            if handle.open_file is not None:
-                return self._open_file_attr(handle.open_file)
             path = handle.location.path
         path = normalize(path)
-        open_file = (handle.open_file if handle else None) or self.handles.open_files.get(path)
-        if open_file is not None and not open_file.unlinked:
+        open_file = self.handles.open_file(path)
+        if open_file is not None:
             return self._open_file_attr(open_file)
         loc = self.resolve(path)
         if loc.synthetic or loc.is_system_root:
             return dir_attr(mode=0o555 if loc.synthetic else self._root_mode(loc))
-        return attr_of(self.entry(loc), self.read_only or loc.backend.kind == "control")  # type: ignore[union-attr]
+        read_only = self.read_only or loc.backend.kind == "control"  # type: ignore[union-attr]
+        try:
+            return attr_of(self.entry(loc), read_only)
+        except NotFound:
+            if handle is None or handle.entry is None or handle.location.path != path:
+                raise
+            return dataclasses.replace(attr_of(handle.entry, read_only), nlink=0)  # outlived its name
 
     def _root_mode(self, loc: Location) -> int:
         """here/ shows its root's own mode: with allow_other, a private home stays private."""

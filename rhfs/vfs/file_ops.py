@@ -19,8 +19,9 @@ import logging
 import os
 import posixpath
 import stat
+from collections.abc import Callable
 
-from rhfs.backends.base import Reader
+from rhfs.backends.base import Entry, Reader
 from rhfs.errors import (
     AlreadyExists,
     CantCopy,
@@ -33,7 +34,7 @@ from rhfs.errors import (
 from rhfs.vfs.files import OpenFile
 from rhfs.vfs.handles import Handle, Opened
 from rhfs.vfs.lookups import Lookups
-from rhfs.vfs.tree import normalize
+from rhfs.vfs.tree import Location, normalize
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +48,22 @@ class FileOps(Lookups):
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
         if writing:
             self._writable(loc)
-        open_file = self.handles.open_file(path)
-        entry = None if open_file is not None else self.entry(loc, fresh=writing)
-        if entry is not None and self.cache.is_uploaded(path, entry):
+        open_file = self.handles.join(path)  # a reader too reads what writers hold, unflushed
+        if open_file is None and writing:
+            open_file, _ = self._share(loc, lambda fresh: self._file_entry(loc, fresh=True))
+        if open_file is not None:
+            try:
+                if flags & os.O_TRUNC:
+                    open_file.truncate(0)
+            except BaseException:
+                self._let_go(open_file)
+                raise
+            return self.handles.add(Handle(loc, flags, open_file.entry, open_file=open_file))
+        entry = self.entry(loc)
+        if self.cache.is_uploaded(path, entry):
             entry = self.entry(loc, fresh=True)  # a reader pins the version the system holds
-        if entry is not None and entry.is_dir:
+        if entry.is_dir:
             raise IsADirectory(path)
-        if writing or open_file is not None:
-            open_file = self.handles.share(loc, entry, self.spool_dir)
-            if flags & os.O_TRUNC:
-                open_file.truncate(0)
-            return self.handles.add(Handle(loc, flags, entry, open_file=open_file))
-        assert entry is not None
         keep = self._versions.get(path) == entry.version
         self._versions[path] = entry.version
         opened = self.handles.add(Handle(loc, flags, entry))
@@ -75,20 +80,44 @@ class FileOps(Lookups):
         parent = self.resolve(posixpath.dirname(path))
         if not parent.synthetic and not self.cache.knows_dir(parent.path) and not self.entry(parent).is_dir:
             raise NotADirectory(path)
-        existing = self._exists(loc)
-        if existing is not None:
-            if flags & os.O_EXCL:
+        open_file, made = self._share(loc, lambda fresh: self._file_entry(loc, fresh=fresh, missing_ok=True))
+        try:
+            existed = not made or open_file.remote_exists
+            if existed and flags & os.O_EXCL:
                 raise AlreadyExists(path)
-            if existing.is_dir:
-                raise IsADirectory(path)
-        open_file = self.handles.share(loc, existing, self.spool_dir)
-        if existing is not None:
-            open_file.truncate(0)
-        elif stat.S_IMODE(mode) != DEFAULT_FILE_MODE:
-            open_file.pending_metadata["set_mode"] = (stat.S_IMODE(mode),)
+            if existed and flags & os.O_TRUNC:
+                open_file.truncate(0)
+            elif made and not existed and stat.S_IMODE(mode) != DEFAULT_FILE_MODE:
+                open_file.pending_metadata["set_mode"] = (stat.S_IMODE(mode),)
+        except BaseException:
+            self._let_go(open_file)
+            raise
         self.cache.invalidate(posixpath.dirname(path))
         self._versions.pop(path, None)
-        return self.handles.add(Handle(loc, flags, existing, open_file=open_file))
+        return self.handles.add(Handle(loc, flags, open_file.entry, open_file=open_file))
+
+    def _file_entry(self, loc: Location, *, fresh: bool, missing_ok: bool = False) -> Entry | None:
+        """The entry of the file at ``loc``; EISDIR for a directory; None if missing and ``missing_ok``."""
+        entry = self._exists(loc, fresh=fresh) if missing_ok else self.entry(loc, fresh=fresh)
+        if entry is not None and entry.is_dir:
+            raise IsADirectory(loc.path)
+        return entry
+
+    def _share(self, loc: Location, lookup: Callable[[bool], Entry | None]) -> tuple[OpenFile, bool]:
+        """The open file of ``loc`` with one more reference, and whether it was made now.
+
+        ``lookup(fresh)`` says what the system holds at ``loc`` (None: nothing). If an open
+        file of the path is released between that look-up and the making of a new one, its
+        upload may have changed the answer: the look-up is made again, fresh from the system.
+        A new open file made from a stale answer would hold the wrong bytes and upload them.
+        """
+        fresh = False
+        while True:
+            seen = self.handles.generation(loc.path)
+            shared = self.handles.share(loc, lookup(fresh), self.spool_dir, seen)
+            if shared is not None:
+                return shared
+            fresh = True
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
         handle = self.handles.handle(fh)
@@ -164,17 +193,8 @@ class FileOps(Lookups):
             return
         if handle.reader is not None:
             handle.reader.close()
-        open_file = handle.open_file
-        if open_file is None:
-            return
-        try:
-            if open_file.refs == 1 and open_file.upload(self.failed_dir):
-                self._uploaded(open_file)
-        except UploadFailed as e:
-            log.error("%s", e)
-        finally:
-            if self.handles.drop_ref(open_file):
-                open_file.discard()
+        if handle.open_file is not None:
+            self._let_go(handle.open_file)
 
     def shutdown(self) -> None:
         """Upload every pending write (on unmount or SIGTERM)."""

@@ -47,11 +47,12 @@ class OpenFile:
         self.dirty = not exists  # a new file is created at flush even if nothing is written
         self.remote_exists = exists  # the system holds some version of this file
         # chmod/utimens asked for while the spool holds newer bytes: applied after the upload
-        self.pending_metadata: dict[str, tuple[float, ...]] = {}
+        self.pending_metadata: dict[str, tuple[int | None, ...]] = {}
         self._mode = entry.mode if entry else None  # the mode the system holds, where known
         self.unlinked = False
         self.entry = entry
-        self.mtime = time.time()
+        # the times as the system holds them (an existing file), or as the spool's last write set them
+        self.atime_ns, self.mtime_ns, _ = entry.times_ns if (exists and entry) else (time.time_ns(),) * 3
         self.kept: str | None = None  # this file's one copy under failed_dir, after a failed upload
 
     @property
@@ -61,14 +62,48 @@ class OpenFile:
     @property
     def mode(self) -> int | None:
         """Permission bits as they will be after the upload."""
-        pending = self.pending_metadata.get("set_mode")
-        return int(pending[0]) if pending is not None else self._mode
+        pending = self.pending_metadata.get("set_mode", (None,))[0]
+        return self._mode if pending is None else pending
+
+    @property
+    def shown_times_ns(self) -> tuple[int, int]:
+        """(atime, mtime) in nanoseconds, as they will be after the upload."""
+        atime_ns, mtime_ns = self.pending_metadata.get("set_times", (None, None))
+        return (
+            self.atime_ns if atime_ns is None else atime_ns,
+            self.mtime_ns if mtime_ns is None else mtime_ns,
+        )
 
     @property
     def shown_mtime(self) -> float:
-        """The modification time as it will be after the upload."""
-        pending = self.pending_metadata.get("set_times")
-        return pending[1] if pending is not None else self.mtime
+        """The modification time as it will be after the upload, in seconds."""
+        return self.shown_times_ns[1] / 1e9
+
+    def set_later(self, ability: str, args: tuple[int | None, ...]) -> None:
+        """Apply ``ability`` after the upload (which would undo it now). A time left out (None)
+        keeps one asked for earlier."""
+        earlier = self.pending_metadata.get(ability)
+        if earlier is not None:
+            args = tuple(new if new is not None else old for new, old in zip(args, earlier, strict=True))
+        self.pending_metadata[ability] = args
+
+    def note_applied(self, ability: str, args: tuple[int | None, ...]) -> None:
+        """The system now holds what ``ability`` set: show it from here on."""
+        if ability == "set_mode" and args[0] is not None:
+            self._mode = int(args[0])
+        elif ability == "set_times":
+            atime_ns, mtime_ns = args
+            self.atime_ns = self.atime_ns if atime_ns is None else atime_ns
+            self.mtime_ns = self.mtime_ns if mtime_ns is None else mtime_ns
+
+    def _written(self) -> None:
+        """The spool's content changed: a new modification time, and a time asked for earlier is
+        undone (as a write after utimensat moves the mtime on a local filesystem)."""
+        self.dirty = True
+        self.mtime_ns = time.time_ns()
+        pending = self.pending_metadata.pop("set_times", None)
+        if pending is not None and pending[0] is not None:
+            self.pending_metadata["set_times"] = (pending[0], None)  # the access time stays asked for
 
     def fill(self) -> None:
         """Fetch the current remote content into the spool, once."""
@@ -99,9 +134,7 @@ class OpenFile:
             self.fill()
             written = pwrite_all(self.fd, data, offset)  # never a short count: it fails the write
             self.size = max(self.size, offset + written)
-            self.dirty = True
-            self.mtime = time.time()
-            self.pending_metadata.pop("set_times", None)  # a write sets the time anew
+            self._written()
             return written
 
     def truncate(self, size: int) -> None:
@@ -112,9 +145,7 @@ class OpenFile:
                 self.fill()
             os.ftruncate(self.fd, size)
             self.size = size
-            self.dirty = True
-            self.mtime = time.time()
-            self.pending_metadata.pop("set_times", None)  # a write sets the time anew
+            self._written()
 
     def adopt_remote(self, entry: Entry) -> None:
         """The remote object now holds this file's content (a server-side copy wrote it)."""
@@ -133,8 +164,8 @@ class OpenFile:
         upload succeeds, the kept copy is removed, since the data is where it belongs.
         """
         with self.lock:
-            if not self.dirty or self.unlinked:
-                return False
+            if not self.dirty or self.unlinked or self.fd < 0:
+                return False  # nothing new, nowhere to go, or discarded (its last release is done)
             self.fill()
             backend = self.location.backend
             assert backend is not None
@@ -163,8 +194,7 @@ class OpenFile:
             except Exception as e:  # the bytes are safe; a lost mode or time is only logged
                 log.warning("%s: %s after upload failed: %s", self.path, ability, e)
             else:
-                if ability == "set_mode":
-                    self._mode = int(args[0])
+                self.note_applied(ability, args)
         self.pending_metadata.clear()
 
     def _keep(self, failed_dir: str) -> str:

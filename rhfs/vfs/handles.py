@@ -5,12 +5,19 @@
   its handles (as in rclone's VFS) and counted by ``refs``; it leaves the table when its
   last handle is released, or when its name goes (unlink, rename over it): then it is
   *detached* and its writers write to nothing visible.
+- Whoever uses an open file takes its reference in the same step as it finds it
+  (:meth:`OpenTable.join`, :meth:`OpenTable.share`): a file found without one could be
+  discarded by a concurrent last release. Each time an open file leaves the table its
+  path's :meth:`~OpenTable.generation` moves on, so that an open which looked the path up
+  before that looks again instead of making an open file from a stale answer.
 - A handle open for reading gets its reader on first use; readers of remote systems read
   through :class:`~rhfs.vfs.readahead.ReadAhead`.
 
-Lock order: :attr:`OpenTable.lock` guards both tables and each handle's reader slot. It
-is never held during a backend call (a reader is opened outside it); ``OpenFile.lock``
-may be held during one, and is never taken while this lock is held.
+Lock order: ``OpenFile.lock``, then :attr:`OpenTable.lock`. The table's lock guards both
+tables, every ``refs`` count, the generations and each handle's reader slot; it is never
+held during a backend call (a reader is opened outside it), and no lock is taken under it.
+``OpenFile.lock`` may be held during a backend call (an upload); a last release holds it
+from counting the references to discarding the file.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from rhfs.vfs.tree import Location
 log = logging.getLogger(__name__)
 
 REMOTE_KINDS = ("store", "cluster")
+GENERATION_SLOTS = 4096  # paths share a slot by hash: a shared slot only costs a second look-up
 
 
 @dataclass
@@ -58,6 +66,7 @@ class OpenTable:
         self.handles: dict[int, Handle] = {}
         self.open_files: dict[str, OpenFile] = {}
         self._fh_counter = itertools.count(1)
+        self._generations = [0] * GENERATION_SLOTS  # by hash of path: see generation()
 
     # -- handles ------------------------------------------------------------------------
     def add(self, handle: Handle) -> Opened:
@@ -81,34 +90,69 @@ class OpenTable:
 
     # -- open files ---------------------------------------------------------------------
     def open_file(self, path: str) -> OpenFile | None:
+        """The open file of ``path``, without a reference: for a look at its state only."""
         with self.lock:
             return self.open_files.get(path)
 
-    def share(self, loc: Location, entry: Entry | None, spool_dir: str) -> OpenFile:
-        """The open file of ``loc`` (made now if none), with one more reference."""
+    def join(self, path: str) -> OpenFile | None:
+        """The open file of ``path`` with one more reference, or None if none is open.
+
+        Taking the reference in the same step as the look-up is what keeps a file being
+        released from being discarded under its new user.
+        """
+        with self.lock:
+            open_file = self.open_files.get(path)
+            if open_file is not None:
+                open_file.refs += 1
+            return open_file
+
+    def generation(self, path: str) -> int:
+        """A count that changes whenever an open file of ``path`` leaves the table."""
+        with self.lock:
+            return self._generations[hash(path) % GENERATION_SLOTS]
+
+    def share(
+        self, loc: Location, entry: Entry | None, spool_dir: str, seen: int
+    ) -> tuple[OpenFile, bool] | None:
+        """The open file of ``loc`` with one more reference, made now from ``entry`` if none is open.
+
+        ``entry`` is what the caller looked up (None: no such file) after reading the
+        :meth:`generation` ``seen``. If an open file of the path has left the table since,
+        its upload may have changed what ``entry`` says: None is returned, and the caller
+        looks again. Returns the open file and whether it was made now.
+        """
         with self.lock:
             open_file = self.open_files.get(loc.path)
-            if open_file is None:
-                open_file = OpenFile(loc, spool_dir, exists=entry is not None, entry=entry)
-                self.open_files[loc.path] = open_file
-            open_file.refs += 1
-            return open_file
+            if open_file is not None:
+                open_file.refs += 1
+                return open_file, False
+            if self._generations[hash(loc.path) % GENERATION_SLOTS] != seen:
+                return None
+            open_file = OpenFile(loc, spool_dir, exists=entry is not None, entry=entry)
+            open_file.refs = 1
+            self.open_files[loc.path] = open_file
+            return open_file, True
 
     def drop_ref(self, open_file: OpenFile) -> bool:
         """One reference fewer; True if it was the last (the file then leaves the table)."""
         with self.lock:
             open_file.refs -= 1
             last = open_file.refs == 0
-            if last and self.open_files.get(open_file.path) is open_file:
-                del self.open_files[open_file.path]
+            if last:
+                self._remove(open_file)
         return last
 
     def detach(self, open_file: OpenFile) -> None:
         """The file's name is gone: its handles write to nothing visible from now on."""
         with self.lock:
-            if self.open_files.get(open_file.path) is open_file:
-                del self.open_files[open_file.path]
+            self._remove(open_file)
         open_file.unlinked = True
+
+    def _remove(self, open_file: OpenFile) -> None:
+        """Take ``open_file`` out of the table, if it is there (lock held)."""
+        if self.open_files.get(open_file.path) is open_file:
+            del self.open_files[open_file.path]
+            self._generations[hash(open_file.path) % GENERATION_SLOTS] += 1
 
     def all_open_files(self) -> list[OpenFile]:
         with self.lock:
@@ -154,10 +198,13 @@ class OpenTable:
         with self.lock:
             replaced = [p for p in self.open_files if p == new or p.startswith(new_prefix)]
             for p in replaced:
-                self.open_files.pop(p).unlinked = True  # its writers now write to nothing visible
+                gone = self.open_files[p]
+                self._remove(gone)
+                gone.unlinked = True  # its writers now write to nothing visible
             moved_files = []
             for p in [p for p in self.open_files if moved_path(p) is not None]:
-                open_file = self.open_files.pop(p)
+                open_file = self.open_files[p]
+                self._remove(open_file)
                 open_file.location = resolve(moved_path(p) or p)
                 self.open_files[open_file.path] = open_file
                 moved_files.append(open_file)

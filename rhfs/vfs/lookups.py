@@ -15,12 +15,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import posixpath
+from collections.abc import Iterator
 
-from rhfs.backends.base import Entry, basename, check_name
-from rhfs.errors import NotFound, ReadOnly, RhfsError
+from rhfs.backends.base import Entry, basename, check_name, check_name_length
+from rhfs.errors import NotFound, ReadOnly, RhfsError, UploadFailed
 from rhfs.stats import Stats
 from rhfs.vfs.attrs import Attr, attr_of
 from rhfs.vfs.cache import MetadataCache
@@ -61,6 +64,7 @@ class Lookups:
         self._readdir_out: dict[str, tuple[list[Entry], list[tuple[str, Attr]]]] = {}
 
     def resolve(self, path: str) -> Location:
+        check_name_length(path)
         return self.table.resolve(path)
 
     def entry(self, loc: Location, *, fresh: bool = False) -> Entry:
@@ -122,9 +126,9 @@ class Lookups:
                 loc.backend.inner.check_path(loc.rel)  # type: ignore[attr-defined]
         return loc
 
-    def _exists(self, loc: Location) -> Entry | None:
+    def _exists(self, loc: Location, *, fresh: bool = False) -> Entry | None:
         try:
-            return self.entry(loc)
+            return self.entry(loc, fresh=fresh)
         except NotFound:
             return None
 
@@ -146,8 +150,43 @@ class Lookups:
         entry = Entry(name=basename(loc.path), is_dir=False, size=open_file.size, mtime=open_file.shown_mtime)
         self.cache.put_uploaded(loc.path, entry)
 
+    @contextlib.contextmanager
+    def _holding(self, path: str) -> Iterator[OpenFile | None]:
+        """The open file of ``path``, if one is open, held by a reference for the block."""
+        open_file = self.handles.join(path)
+        try:
+            yield open_file
+        finally:
+            if open_file is not None:
+                self._let_go(open_file)
+
+    def _let_go(self, open_file: OpenFile) -> None:
+        """Drop one reference to ``open_file``; the last one uploads pending writes, then discards it.
+
+        Under the file's lock, so that a concurrent last release cannot skip the upload, and
+        the file leaves the table only once its bytes are where they belong: whoever opens the
+        path after that finds them there. A failed upload is logged; its data stays kept.
+        """
+        with open_file.lock:
+            try:
+                if open_file.refs == 1 and open_file.upload(self.failed_dir):
+                    self._uploaded(open_file)
+            except UploadFailed as e:
+                log.error("%s", e)
+            finally:
+                if self.handles.drop_ref(open_file):
+                    open_file.discard()
+
     def _open_file_attr(self, open_file: OpenFile) -> Attr:
+        atime_ns, mtime_ns = open_file.shown_times_ns
         entry = Entry(
-            name="", is_dir=False, size=open_file.size, mtime=open_file.shown_mtime, mode=open_file.mode
+            name="",
+            is_dir=False,
+            size=open_file.size,
+            mtime=mtime_ns / 1e9,
+            mode=open_file.mode,
+            mtime_ns=mtime_ns,
+            atime_ns=atime_ns,
         )
-        return attr_of(entry, self.read_only)
+        attr = attr_of(entry, self.read_only)
+        return dataclasses.replace(attr, nlink=0) if open_file.unlinked else attr

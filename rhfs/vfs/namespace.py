@@ -69,24 +69,23 @@ class NamespaceOps(Lookups):
             raise IsADirectory(path)
         self._writable(loc)
         assert loc.backend is not None
-        open_file = self.handles.open_file(path)
-        if open_file is not None and not open_file.remote_exists:
-            self.handles.detach(open_file)
-            self._changed(path)
-            return  # never uploaded: nothing remote to remove
-        self._keep_readable(path)
-        try:
-            loc.backend.remove(loc.rel)
-        except NotFound:
-            if open_file is None:
-                raise
-        if open_file is not None:
-            self.handles.detach(open_file)
+        with self._holding(path) as open_file:
+            if open_file is not None and not open_file.remote_exists:
+                self.handles.detach(open_file)
+                self._changed(path)
+                return  # never uploaded: nothing remote to remove
+            self._keep_readable(open_file, path)
+            try:
+                loc.backend.remove(loc.rel)
+            except NotFound:
+                if open_file is None:
+                    raise
+            if open_file is not None:
+                self.handles.detach(open_file)
         self._changed(path)
 
-    def _keep_readable(self, path: str) -> None:
+    def _keep_readable(self, open_file: OpenFile | None, path: str) -> None:
         """Before ``path`` is removed or replaced: what is open on it keeps its bytes."""
-        open_file = self.handles.open_file(path)
         if open_file is not None:
             try:
                 with open_file.lock:
@@ -119,10 +118,11 @@ class NamespaceOps(Lookups):
                     raise DirectoryNotEmpty(new)
                 if src.backend.kind == "store":
                     src.backend.rmdir(dst.rel)
-        if dst_entry is not None and not dst_entry.is_dir:
-            self._keep_readable(dst.path)
-        src.backend.rename(src.rel, dst.rel)
-        self._moved(src.path, dst.path)
+        with self._holding(dst.path) as replaced:
+            if dst_entry is not None and not dst_entry.is_dir:
+                self._keep_readable(replaced, dst.path)
+            src.backend.rename(src.rel, dst.rel)
+            self._moved(src.path, dst.path)  # detaches what was replaced before it is let go
 
     def _upload_open_files_under(self, path: str) -> None:
         """Upload pending writes at ``path`` or below it (before a rename moves them)."""
@@ -134,7 +134,8 @@ class NamespaceOps(Lookups):
     def _moved(self, old: str, new: str) -> None:
         """After a rename: re-key open files and handles, drop what was replaced, forget caches."""
         moved_files, moved_handles = self.handles.move(old, new, self.resolve)
-        for p in [p for p in self._versions if p in (old, new) or p.startswith(old + "/")]:
+        for p in [p for p in list(self._versions) if p in (old, new) or p.startswith(old + "/")]:
+            # list(): a snapshot taken in one step; other FUSE threads insert while this runs
             del self._versions[p]
         self.cache.invalidate_tree(old)
         self.cache.invalidate_tree(new)
@@ -181,26 +182,31 @@ class NamespaceOps(Lookups):
     def chown(self, path: str, uid: int, gid: int) -> None:
         self._set_metadata(path, None)
 
-    def utimens(self, path: str, atime: float, mtime: float) -> None:
-        self._set_metadata(path, "set_times", atime, mtime)
+    def utimens(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
+        """Set the times in nanoseconds; None leaves that time as it is (UTIME_OMIT)."""
+        if atime_ns is None and mtime_ns is None:
+            self.entry(self.resolve(path))  # ENOENT for a missing file, and nothing to change
+            return
+        self._set_metadata(path, "set_times", atime_ns, mtime_ns)
 
-    def _set_metadata(self, path: str, ability: str | None, *args: float) -> None:
+    def _set_metadata(self, path: str, ability: str | None, *args: int | None) -> None:
         """Accepted everywhere so that cp -a and rsync -a work; applied where the system has it."""
         path = normalize(path)
         loc = self.resolve(path)
         if loc.synthetic or loc.is_system_root:
             return
         self._writable(loc)
-        open_file = self.handles.open_file(path)
-        if open_file is not None:
-            with open_file.lock:
-                if open_file.dirty or not open_file.remote_exists:
-                    # the upload at close would undo it: apply it after that upload
-                    if ability is not None:
-                        open_file.pending_metadata[ability] = args
-                    return
-        self.entry(loc)  # ENOENT for a missing file
         assert loc.backend is not None
-        if ability is not None and loc.backend.has(ability):
-            loc.backend.ability(ability, loc.rel, *args)
-            self._changed(path)
+        with self._holding(path) as open_file:
+            if open_file is not None:
+                with open_file.lock:
+                    if open_file.dirty or not open_file.remote_exists:
+                        if ability is not None and loc.backend.has(ability):  # the upload would undo it now
+                            open_file.set_later(ability, args)
+                        return
+            self.entry(loc)  # ENOENT for a missing file
+            if ability is not None and loc.backend.has(ability):
+                loc.backend.ability(ability, loc.rel, *args)
+                if open_file is not None:
+                    open_file.note_applied(ability, args)
+                self._changed(path)
