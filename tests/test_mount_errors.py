@@ -153,3 +153,37 @@ def test_daemon_log_has_no_traceback(mnt: Path, testbed: Testbed) -> None:
     text = daemon_log(testbed).read_text(errors="replace")
     assert "Traceback" not in text
     assert "Ignoring invalid max threads" not in text  # libfuse 3.14's noise at mount
+
+
+@pytest.mark.parametrize("system", ["here", "cluster-a"])
+def test_a_path_too_long_for_the_system_underneath_is_enametoolong_at_once(
+    system_dir: Path, system: str, testbed: Testbed
+) -> None:
+    """Directories nested (through directory descriptors, so no call passes a long path) until
+    the system's root plus the path reaches PATH_MAX: the next mkdir and create answer
+    ENAMETOOLONG, and no write is taken, failed at close and moved to cache/failed."""
+    assert testbed.cache_dir is not None
+    failed = testbed.cache_dir / "failed"
+    kept_before = set(os.listdir(failed)) if failed.exists() else set()
+    name = "d" * 250
+    fds = [os.open(system_dir, os.O_RDONLY | os.O_DIRECTORY)]
+    refused = None
+    try:
+        for depth in range(20):
+            try:
+                os.mkdir(name, dir_fd=fds[-1])
+            except OSError as e:
+                refused = (depth, e.errno)
+                break
+            fds.append(os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fds[-1]))
+        assert refused is not None and refused[1] == errno.ENAMETOOLONG, refused
+        with pytest.raises(OSError) as caught:
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fds[-1]))
+        assert caught.value.errno == errno.ENAMETOOLONG
+    finally:
+        while len(fds) > 1:
+            os.close(fds.pop())
+            os.rmdir(name, dir_fd=fds[-1])
+        os.close(fds[0])
+    kept_after = set(os.listdir(failed)) if failed.exists() else set()
+    assert kept_after == kept_before
