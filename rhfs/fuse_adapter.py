@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from rhfs.errors import RhfsError, is_expected, to_errno
 from rhfs.vfs.attrs import Attr
 from rhfs.vfs.core import Vfs
+from rhfs.vfs.recent import RecentMap
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -108,7 +109,9 @@ class RhfsFUSE(mfusepy.FUSE):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._listings: dict[int, tuple[list[bytes], Any]] = {}  # dir handle -> packed listing
-        self._packed: dict[str, tuple[list[tuple[str, Attr]], tuple[list[bytes], Any]]] = {}
+        self._packed: RecentMap[str, tuple[list[tuple[str, Attr]], tuple[list[bytes], Any]]] = RecentMap(
+            PACKED_LISTINGS
+        )
         self._dir_handles = itertools.count(1)
         super().__init__(*args, **kwargs)
 
@@ -161,10 +164,7 @@ class RhfsFUSE(mfusepy.FUSE):
         for st, (_, attr) in zip(stats, items, strict=True):
             mfusepy.set_st_attrs(st, attr.as_stat(), use_ns=True)
         packed = ([name.encode(self.encoding, self.errors) for name, _ in items], stats)
-        self._packed.pop(path, None)
-        self._packed[path] = (items, packed)
-        while len(self._packed) > PACKED_LISTINGS:
-            del self._packed[next(iter(self._packed))]
+        self._packed.put(path, (items, packed))
         return packed
 
     def opendir(self, path: bytes, fip: Any) -> int:

@@ -123,31 +123,50 @@ def sftp_time(ns: int) -> int:
 
 
 class ClusterReader:
+    """A ranged reader of one remote file, shared by the read-ahead producers of one handle.
+
+    The remote file is opened once, on first read, under ``_lock`` (several producers may make
+    that first read at once); reads themselves run in parallel on the open file.
+    """
+
     def __init__(self, backend: ClusterBackend, path: str) -> None:
         self.backend, self.path = backend, path
         self._file: Any = None
         self._opened_on: Any = None  # the connection the handle belongs to
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _file and _opened_on
+
+    def _remote_file(self) -> Any:
+        """The remote file, opened now if it is not open on the current connection."""
+        with self._lock:
+            if self._file is not None and self._opened_on is self.backend._fs:
+                return self._file
+
+            async def go(sftp: Any) -> Any:
+                return await sftp.open(self.path, "rb")
+
+            self._file = None  # its connection was dropped since: reopen on the new one
+            self._file = self.backend._call(go, self.path)
+            self._opened_on = self.backend._fs  # the connection _call opened it on
+            return self._file
 
     def read(self, offset: int, size: int) -> bytes:
-        if self._file is not None and self._opened_on is not self.backend._fs:
-            self._file = None  # its connection was dropped since: reopen on the new one
+        remote = self._remote_file()
 
-        async def go(sftp: Any) -> bytes:
-            if self._file is None:
-                self._opened_on = self.backend._fs
-                self._file = await sftp.open(self.path, "rb")
-            data: bytes = await self._file.read(size, offset)
+        async def go(_: Any) -> bytes:
+            data: bytes = await remote.read(size, offset)
             return data
 
         try:
             return self.backend._call(go, self.path)
         except (Unavailable, TimeoutError):  # the handle died with its connection: reopen next time
-            self._file = None
+            with self._lock:
+                if self._file is remote:
+                    self._file = None
             raise
 
     def close(self) -> None:
-        f, self._file = self._file, None
+        with self._lock:
+            f, self._file = self._file, None
         if f is not None:
 
             async def go(_: Any) -> None:

@@ -32,7 +32,6 @@ __all__ = ["Copier", "Handle", "Opened", "SameSystemCopier", "Vfs"]
 
 XATTR_URL = "user.rhfs.url"
 XATTR_ETAG = "user.rhfs.etag"
-LISTINGS_KEPT = 256  # directories whose last readdir is remembered (kernel cache, memo)
 
 
 class Vfs(FileOps, NamespaceOps):
@@ -80,7 +79,7 @@ class Vfs(FileOps, NamespaceOps):
         loc = self.resolve(path)
         here = dir_attr()
         if loc.backend is None:
-            self._listed[path] = (None, ())
+            self._listed.put(path, (None, ()))
             return [(".", here), ("..", here)] + [(name, dir_attr()) for name in loc.children]
         entries = self.cache.get_listing(path)
         if entries is None:
@@ -101,12 +100,8 @@ class Vfs(FileOps, NamespaceOps):
 
     def _remember_listing(self, path: str, entries: list[Entry], out: list[tuple[str, Attr]]) -> None:
         """What readdir returned, for opendir and the next readdir (the latest LISTINGS_KEPT)."""
-        for memo in (self._listed, self._readdir_out):
-            memo.pop(path, None)
-            while len(memo) >= LISTINGS_KEPT:
-                del memo[next(iter(memo))]
-        self._listed[path] = (entries, self.handles.pending_names(path))
-        self._readdir_out[path] = (entries, out)
+        self._listed.put(path, (entries, self.handles.pending_names(path)))
+        self._readdir_out.put(path, (entries, out))
 
     def opendir(self, path: str) -> bool:
         """May the kernel keep the entries of ``path`` it read last? Only while they are current:
@@ -116,7 +111,7 @@ class Vfs(FileOps, NamespaceOps):
         if loc.backend is None:
             return path in self._listed
         entries = self.cache.get_listing(path)
-        listed, pending = self._listed.get(path, (None, ()))
+        listed, pending = self._listed.get(path) or (None, ())
         return entries is not None and entries is listed and pending == self.handles.pending_names(path)
 
     def readlink(self, path: str) -> str:

@@ -30,9 +30,12 @@ from rhfs.vfs.cache import MetadataCache
 from rhfs.vfs.copies import Copier, SameSystemCopier
 from rhfs.vfs.files import OpenFile
 from rhfs.vfs.handles import OpenTable
+from rhfs.vfs.recent import RecentMap
 from rhfs.vfs.tree import Location, MountTable, normalize
 
 log = logging.getLogger(__name__)
+
+LISTINGS_KEPT = 256  # directories whose last readdir is remembered (kernel cache, memo)
 
 WRITABLE_KINDS = ("here", "cluster", "store", "view")
 
@@ -60,8 +63,10 @@ class Lookups:
         self._versions: dict[str, tuple[object, ...]] = {}  # path -> the version last opened for reading
         # readdir's memo (rhfs.vfs.core): path -> (listing, files pending upload) that readdir last
         # returned, and what it returned; holding the listing keeps its identity unique
-        self._listed: dict[str, tuple[list[Entry] | None, tuple[str, ...]]] = {}
-        self._readdir_out: dict[str, tuple[list[Entry], list[tuple[str, Attr]]]] = {}
+        self._listed: RecentMap[str, tuple[list[Entry] | None, tuple[str, ...]]] = RecentMap(LISTINGS_KEPT)
+        self._readdir_out: RecentMap[str, tuple[list[Entry], list[tuple[str, Attr]]]] = RecentMap(
+            LISTINGS_KEPT
+        )
 
     def resolve(self, path: str) -> Location:
         check_name_length(path)
