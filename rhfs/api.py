@@ -35,8 +35,8 @@ from rhfs.backends.guard import Guarded
 from rhfs.catalog import Catalog, Resource
 from rhfs.config import Config
 from rhfs.errors import CantCopy, InvalidArgument, NotFound, NotSupported
+from rhfs.tree import Location, TreeDir
 from rhfs.vfs.core import Vfs
-from rhfs.vfs.tree import Location
 from rhfs.views import tabledata
 from rhfs.views.systems import (
     LOCAL,
@@ -108,7 +108,7 @@ def _mount_of(path: str) -> str | None:
 def _tree_place(s: Session, tree_path: str) -> Place:
     """The place behind a path of the tree (``/s3/bucket/x``, ``/tables/t``...)."""
     loc = s.vfs.resolve(tree_path)
-    if loc.backend is None:
+    if isinstance(loc, TreeDir):
         raise InvalidArgument(f"{tree_path} is a directory of the tree itself, not a place on a system")
     if loc.mount in ("tables", "blobs"):
         name, _, sub = loc.rel.partition("/")
@@ -180,6 +180,8 @@ def _copy_file(s: Session, src: Place, dst: Place, entry: Entry) -> str:
     Where the copier has no route, the bytes go through this process.
     """
     try:
+        if s.vfs.copier is None:
+            raise CantCopy("no copy planner")
         return s.vfs.copier.copy(_location(s, src), _location(s, dst), entry)
     except CantCopy as e:
         log.debug("copy %s -> %s: %s; relaying", src, dst, e)
@@ -424,12 +426,12 @@ class Cluster:
     def run(self, commands: str | Sequence[str]) -> list[tuple[int, str, str]]:
         """Run each shell command in the cluster's root; return (exit status, stdout, stderr) each."""
         s = session()
-        backend = cast(Guarded, s.systems.backend(self.name))
-        if not backend.has("run"):
+        run = s.systems.backend(self.name).abilities.run
+        if run is None:
             raise NotSupported(f"{self.name} cannot run commands")
         root = shlex.quote(s.systems.cluster_root(self.name))
         commands = [commands] if isinstance(commands, str) else commands
-        return [backend.ability("run", f"cd {root} && {command}") for command in commands]
+        return [run(f"cd {root} && {command}") for command in commands]
 
 
 # -- the factories -----------------------------------------------------------------------

@@ -161,7 +161,7 @@ class Catalog:
             self.backend.upload(tmp, path)
         finally:
             os.unlink(tmp)
-        if self.backend.kind == "store" and self._read(path) != data:
+        if self.backend.traits.versioned_objects and self._read(path) != data:
             self._forget((stored.kind, stored.name))
             raise CatalogConflict(f"{stored.kind} {stored.name!r} was written by another process at once")
         self._remember((stored.kind, stored.name), stored)
@@ -191,7 +191,7 @@ class Catalog:
 
     def _ensure_dir(self, kind: str) -> None:
         directory = self._dir(kind)
-        if directory in self._dirs_made or self.backend.kind == "store":
+        if directory in self._dirs_made or self.backend.traits.implicit_directories:
             return  # store prefixes need no directory
         makedirs(self.backend, directory)
         self._dirs_made.add(directory)

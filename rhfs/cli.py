@@ -335,7 +335,7 @@ def _ls_line(name: str, is_dir: bool, size: int, mtime: float, long: bool) -> st
 
 # -- cp ----------------------------------------------------------------------------------
 def _cp(args: argparse.Namespace) -> int:
-    from rhfs.transfer.command import run_cp
+    from rhfs.copy_command import run_cp
 
     config = config_mod.load(args.config)
     rhfs_log.setup(getattr(args, "log_level", None) or "WARNING")

@@ -450,11 +450,11 @@ def _tune_bdi(mountpoint: str, timeout: float = 60.0) -> None:
 def _warm_up(vfs: Vfs) -> None:
     """Make each system's client now (imports, models), not in the first user's request.
 
-    Called on the inner backends, not through their guards: a failure here is not an
-    outage; the first real request will say what is wrong."""
+    The ability runs outside the guards: a failure here is not an outage; the first real
+    request will say what is wrong."""
     for backend in vfs.table.backends():
-        warm_up = getattr(getattr(backend, "inner", None), "warm_up", None)
-        if callable(warm_up):
+        warm_up = backend.abilities.warm_up
+        if warm_up is not None:
             try:
                 warm_up()
             except Exception as e:

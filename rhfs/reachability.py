@@ -52,7 +52,7 @@ def _probe(name: str, item: tuple[Any, list[str]]) -> Reach:
             backend.list(path)
     except Exception as e:
         where = f"{path}: " if path else ""
-        return Reach(name, backend.kind, False, f"{where}{e}")
+        return Reach(name, backend.traits.family, False, f"{where}{e}")
     ms = (time.monotonic() - started) * 1000
     listed = f"listed {', '.join(p for p in paths if p)} " if len(paths) > 1 else ""
-    return Reach(name, backend.kind, True, f"{listed}in {ms:.0f} ms")
+    return Reach(name, backend.traits.family, True, f"{listed}in {ms:.0f} ms")

@@ -17,10 +17,10 @@ from rhfs.backends.store import StoreBackend
 from rhfs.config import Config, expand
 from rhfs.stats import Stats
 from rhfs.transfer import build_planner
+from rhfs.tree import MountTable
 from rhfs.vfs.control import ControlView
 from rhfs.vfs.core import Vfs
 from rhfs.vfs.readahead import ReadAhead
-from rhfs.vfs.tree import MountTable
 from rhfs.views import build_views
 
 

@@ -32,7 +32,6 @@ from backend_fixtures import (
     raw_backend,
 )
 
-from rhfs.backends.base import CopyWithin
 from rhfs.backends.guard import Guarded, is_outage
 from rhfs.errors import NotFound, RhfsError, to_errno
 from rhfs.stats import Stats
@@ -269,12 +268,11 @@ def test_rename_conflicts(place: Place) -> None:
 
 # -- copy_within -----------------------------------------------------------------------------
 def test_copy_within(place: Place) -> None:
-    backend: Any = place.backend
-    inner = backend.inner if isinstance(backend, Guarded) else backend
-    assert isinstance(inner, CopyWithin)
+    copy_within = place.backend.abilities.copy_within
+    assert copy_within is not None
     place.put("src.bin", PATTERN)
     place.mkdir("d")
-    backend.ability("copy_within", place.p("src.bin"), place.p("d/dst.bin"))
+    copy_within(place.p("src.bin"), place.p("d/dst.bin"))
     assert place.read("d/dst.bin") == PATTERN
     assert place.read("src.bin") == PATTERN
 

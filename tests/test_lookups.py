@@ -24,9 +24,9 @@ from rhfs.backends.guard import Guarded
 from rhfs.backends.memory import MemoryBackend
 from rhfs.errors import NotFound, to_errno
 from rhfs.stats import Stats
+from rhfs.tree import MountTable
 from rhfs.vfs.cache import MetadataCache
 from rhfs.vfs.core import Vfs
-from rhfs.vfs.tree import MountTable
 
 CREATE = os.O_WRONLY | os.O_CREAT
 

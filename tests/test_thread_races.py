@@ -27,8 +27,8 @@ from rhfs.backends.cluster import ClusterBackend
 from rhfs.backends.guard import Guarded
 from rhfs.backends.memory import MemoryBackend
 from rhfs.stats import Stats
+from rhfs.tree import MountTable
 from rhfs.vfs.core import Vfs
-from rhfs.vfs.tree import MountTable
 
 THREADS = 8
 

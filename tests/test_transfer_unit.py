@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tomllib
@@ -20,7 +21,6 @@ import tomli_w
 from testbed import Testbed
 
 from rhfs.backends import transfers
-from rhfs.backends.cluster import ClusterBackend
 from rhfs.backends.store import StoreBackend
 from rhfs.backends.transfers import HttpRequest
 from rhfs.config import load_file
@@ -55,13 +55,18 @@ def name() -> str:
 def commands(vfs: Vfs, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, bytes]]]:
     """Every (command, stdin) run on a cluster by the planner."""
     seen: list[tuple[str, bytes]] = []
-    original = ClusterBackend.run
+    for guard in vfs.table.backends():
+        run = guard.abilities.run
+        if run is None:
+            continue
 
-    def recording(self: ClusterBackend, command: str, **kwargs: Any) -> tuple[int, str, str]:
-        seen.append((command, kwargs.get("stdin") or b""))
-        return original(self, command, **kwargs)
+        def recording(
+            command: str, *, stdin: bytes | None = None, timeout: float | None = None, run: Any = run
+        ) -> Any:
+            seen.append((command, stdin or b""))
+            return run(command, stdin=stdin, timeout=timeout)
 
-    monkeypatch.setattr(ClusterBackend, "run", recording)
+        monkeypatch.setattr(guard, "abilities", dataclasses.replace(guard.abilities, run=recording))
     yield seen
 
 

@@ -7,6 +7,7 @@ same FUSE-shaped calls the adapter makes.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -20,10 +21,10 @@ import pytest
 from rhfs.backends.base import BytesReader, Entry
 from rhfs.backends.guard import Guarded
 from rhfs.backends.memory import MemoryBackend
-from rhfs.errors import RhfsError, UploadFailed, to_errno
+from rhfs.errors import CantCopy, RhfsError, UploadFailed, to_errno
 from rhfs.stats import Stats
+from rhfs.tree import Location, MountTable
 from rhfs.vfs.core import Vfs
-from rhfs.vfs.tree import Location, MountTable
 
 WRITE = os.O_WRONLY
 CREATE = os.O_WRONLY | os.O_CREAT
@@ -33,9 +34,10 @@ NS = 1_000_000_000  # nanoseconds in a second
 class ModeMemoryBackend(MemoryBackend):
     """A memory backend that, like ``here`` and clusters, keeps modes and times."""
 
-    def __init__(self, system: str, kind: str) -> None:
-        super().__init__(system, kind)
+    def __init__(self, system: str, imitates: str) -> None:
+        super().__init__(system, imitates)
         self.modes: dict[str, int] = {}
+        self.abilities = dataclasses.replace(self.abilities, set_mode=self.set_mode, set_times=self.set_times)
 
     def set_mode(self, path: str, mode: int) -> None:
         self.calls.append(f"set_mode {path} {mode:o}")
@@ -74,6 +76,22 @@ class StoreLikeBackend(FlakyBackend):
         return super().open_reader(path, entry)
 
 
+class WithinSystemCopier:
+    """The VFS's copier for these tests: a copy within one system, as a store copies.
+    (The tree's real planner and its routes are tested in test_copy_routes.py.)"""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+
+    def copy(self, src: Location, dst: Location, entry: Entry) -> str:
+        copy_within = src.backend.abilities.copy_within
+        if src.backend is not dst.backend or copy_within is None:
+            raise CantCopy("not within one system")
+        copy_within(src.rel, dst.rel)
+        self.stats.add_copy("store-copy", entry.size)
+        return "store-copy"
+
+
 class World:
     def __init__(self, tmp: Path, ttl: float = 3600.0) -> None:
         self.stats = Stats()
@@ -86,7 +104,13 @@ class World:
             }
         )
         self.cache_dir = tmp / "cache"
-        self.vfs = Vfs(table, cache_dir=str(self.cache_dir), attr_ttl=ttl, stats=self.stats)
+        self.vfs = Vfs(
+            table,
+            cache_dir=str(self.cache_dir),
+            attr_ttl=ttl,
+            stats=self.stats,
+            copier=WithinSystemCopier(self.stats),
+        )
 
     def write_file(self, path: str, data: bytes) -> None:
         fh = self.vfs.create(path, 0o644, CREATE).fh

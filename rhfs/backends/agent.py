@@ -30,7 +30,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from rhfs.backends.cluster import CONNECT_TIMEOUT, ClusterBackend
+from rhfs.backends.base import SshEndpoint
+from rhfs.backends.cluster import CONNECT_TIMEOUT
 from rhfs.errors import CantCopy, Unavailable
 
 HOST_KEY_ALIAS = "rhfs-destination"
@@ -104,14 +105,14 @@ def _listening(socket_path: str) -> bool:
 
 
 def run_forwarding_agent(
-    cluster: ClusterBackend, command: str, *, agent_path: str, stdin: bytes, timeout: float
+    cluster: SshEndpoint, command: str, *, agent_path: str, stdin: bytes, timeout: float
 ) -> tuple[int, str, str]:
     """Run ``command`` on ``cluster`` over a fresh connection that forwards the agent at ``agent_path``."""
     return asyncio.run(_run(cluster, command, agent_path, stdin, timeout))
 
 
 async def _run(
-    cluster: ClusterBackend, command: str, agent_path: str, stdin: bytes, timeout: float
+    cluster: SshEndpoint, command: str, agent_path: str, stdin: bytes, timeout: float
 ) -> tuple[int, str, str]:
     import asyncssh
 

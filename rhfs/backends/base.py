@@ -6,11 +6,19 @@ joined by ``/``, never with a leading slash. For a store the first component is
 the bucket.
 
 Required abilities: stat, list, open a ranged reader, upload a whole local file
-atomically, remove, mkdir, rmdir, rename, url. Optional abilities are separate
-small protocols (:class:`CopyWithin`, :class:`Runner`, :class:`Symlinks`,
-:class:`Metadata`); a backend that has one implements it, and a caller checks
-with ``isinstance``. A route that cannot serve a request raises
-:class:`rhfs.errors.CantCopy` so that the caller falls back.
+atomically, remove, mkdir, rmdir, rename, url.
+
+Each backend also declares, once, what it is and what more it can do:
+- :class:`Traits`: plain facts the core reads its behaviour from (remote, writable,
+  readers survive unlink, versioned objects, implicit directories). Nothing outside
+  ``rhfs.backends`` asks a backend's class or name instead.
+- :class:`Abilities`: its optional abilities, each a typed attribute that is None
+  where the system lacks it (copy within, run a command, symlinks, modes and times,
+  an ssh endpoint, a store's provider adapter, a view's underlying file, ...).
+  :class:`~rhfs.backends.guard.Guarded` offers the same abilities, each under its guard.
+
+A route that cannot serve a request raises :class:`rhfs.errors.CantCopy` so that
+the caller falls back.
 
 Backends raise :mod:`rhfs.errors` exceptions, or ``OSError``s with an errno.
 """
@@ -20,8 +28,9 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from rhfs.errors import InvalidArgument, IsADirectory, NameTooLong, NotADirectory
 
@@ -80,10 +89,69 @@ class BytesReader:
         pass
 
 
+@dataclass(frozen=True, slots=True)
+class Traits:
+    """What a backend is, declared once by each backend; the core's behaviour follows from it."""
+
+    family: str  # shown in status: "here", "cluster", "store", "view", "control"
+    writable: bool = True  # files may be created, written, renamed and removed through the tree
+    remote: bool = False  # the bytes are across a network: reads go through read-ahead
+    holds_bytes: bool = True  # files are kept as written (False: a view, whose bytes live elsewhere)
+    open_survives_unlink: bool = False  # an open file outlives its name, as on a local disk
+    # whole objects: readers are tied to the version they opened (ESTALE after a change), a
+    # rename makes new objects, an upload's size and time are known without asking, and
+    # concurrent writers of one object are not serialised (the last one wins)
+    versioned_objects: bool = False
+    # a directory exists while a name is under it: none is made before a write, and an empty
+    # one is only a marker, removed before a rename over it
+    implicit_directories: bool = False
+
+
+class RunCommand(Protocol):
+    def __call__(
+        self, command: str, *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> tuple[int, str, str]:
+        """Run a shell command on the system; secrets go through ``stdin``, never ``command``."""
+        ...
+
+
+class SshEndpoint(Protocol):
+    """How to reach a cluster over ssh, for routes that run ssh themselves."""
+
+    system: str
+    host: str
+    port: int
+    user: str | None
+    identity_file: str | None
+    known_hosts: str  # "" when host keys are not checked
+
+
+@dataclass(frozen=True, slots=True)
+class Abilities:
+    """A backend's optional abilities; each is None where the system lacks it."""
+
+    copy_within: Callable[[str, str], None] | None = None  # the bytes never leave the system
+    run: RunCommand | None = None  # a shell command on the system
+    remote_path: Callable[[str], str] | None = None  # the absolute path there ("" -> the root)
+    local_path: Callable[[str], str] | None = None  # the path on the daemon host's own disk
+    symlink: Callable[[str, str], None] | None = None  # (target, path)
+    set_mode: Callable[[str, int], None] | None = None
+    # (path, atime_ns, mtime_ns), in nanoseconds; None leaves one as it is
+    set_times: Callable[[str, int | None, int | None], None] | None = None
+    check_path: Callable[[str], None] | None = None  # ENAMETOOLONG for a path the system cannot take
+    remove_upload_leftovers: Callable[[str], int] | None = None  # a killed upload's temporary siblings
+    ssh: SshEndpoint | None = None
+    provider: Any = None  # a store's provider adapter: server-side copy, signing, unfinished uploads
+    # a view: the backend and path holding a file's bytes (path, for_write) -> (backend, rel)
+    underlying: Callable[[str, bool], tuple[Backend, str]] | None = None
+    warm_up: Callable[[], None] | None = None  # make the client now; run at start, outside any guard
+
+
 @runtime_checkable
 class Backend(Protocol):
     system: str  # the name shown in stats and status: "here", "s3", "cluster-a", ...
-    kind: str  # "here", "cluster", "store", "view", "control"
+    traits: Traits
+    abilities: Abilities
 
     def stat(self, path: str) -> Entry: ...
 
@@ -104,36 +172,6 @@ class Backend(Protocol):
     def rename(self, src: str, dst: str) -> None: ...
 
     def url(self, path: str) -> str: ...
-
-
-@runtime_checkable
-class CopyWithin(Protocol):
-    def copy_within(self, src: str, dst: str) -> None:
-        """Copy a file inside this system without its bytes leaving it; CantCopy if impossible."""
-        ...
-
-
-@runtime_checkable
-class Runner(Protocol):
-    def run(
-        self, command: str, *, stdin: bytes | None = None, timeout: float | None = None
-    ) -> tuple[int, str, str]:
-        """Run a shell command on the system; secrets go through ``stdin``, never ``command``."""
-        ...
-
-
-@runtime_checkable
-class Symlinks(Protocol):
-    def symlink(self, target: str, path: str) -> None: ...
-
-
-@runtime_checkable
-class Metadata(Protocol):
-    def set_mode(self, path: str, mode: int) -> None: ...
-
-    def set_times(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
-        """Set the access and modification times, in nanoseconds; None leaves one as it is."""
-        ...
 
 
 def join(*parts: str) -> str:

@@ -25,7 +25,9 @@ from typing import Any, TypeVar
 
 from rhfs.backends.base import (
     TMP_MARK,
+    Abilities,
     Entry,
+    Traits,
     check_name,
     check_path_length,
     check_rename_over,
@@ -179,7 +181,7 @@ class ClusterReader:
 
 
 class ClusterBackend:
-    kind = "cluster"
+    traits = Traits(family="cluster", remote=True, open_survives_unlink=True)
 
     def __init__(
         self,
@@ -201,6 +203,17 @@ class ClusterBackend:
         self._fs: Any = None
         self._root: str | None = None
         self._lock = threading.Lock()
+        self.abilities = Abilities(
+            copy_within=self.copy_within,
+            run=self.run,
+            remote_path=self.remote_path,
+            symlink=self.symlink,
+            set_mode=self.set_mode,
+            set_times=self.set_times,
+            check_path=self.check_path,
+            remove_upload_leftovers=self.remove_upload_leftovers,
+            ssh=self,
+        )
         if not self.known_hosts:
             log.warning("%s: known_hosts is empty: host keys are NOT checked", system)
 

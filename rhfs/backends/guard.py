@@ -8,11 +8,16 @@ is let through as a probe. A hung system therefore costs only its own subtree,
 and never more than ``op_timeout`` per call.
 
 Errors that are answers (ENOENT, EEXIST, ...) prove the system is up.
+
+A guard shows its backend's :class:`~rhfs.backends.base.Traits` as they are and its
+:class:`~rhfs.backends.base.Abilities` each under the guard, so that nothing above
+the backends ever needs the unguarded backend.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 import os
@@ -20,9 +25,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
 from typing import Any, TypeVar
 
-from rhfs.backends.base import Backend, Entry, Reader
+from rhfs.backends.base import Abilities, Backend, Entry, Reader, RunCommand
 from rhfs.backends.streams import GuardedStream, Stream
 from rhfs.errors import RhfsError, TimedOut, Unavailable, to_errno, translate
 from rhfs.stats import Stats
@@ -96,14 +102,44 @@ class Guarded:
     ) -> None:
         self.inner = inner
         self.system = inner.system
-        self.kind = inner.kind
+        self.traits = inner.traits
         self.stats = stats
         self.op_timeout = op_timeout
         self.retry_interval = retry_interval
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"rhfs-{inner.system}")
         self._down_until = 0.0
         self._last_error = ""
-        stats.register_system(inner.system, inner.kind)
+        self.abilities = self._guarded(inner.abilities)
+        stats.register_system(inner.system, inner.traits.family)
+
+    def _guarded(self, abilities: Abilities) -> Abilities:
+        """The same abilities, each system call under this guard. Pure ones (a path's
+        check or local name), the ssh endpoint and the provider adapter (whose calls a
+        route makes under :meth:`call_within` with its own time limit) are shown as they are."""
+        changes: dict[str, Any] = {}
+        for name in (
+            "copy_within",
+            "remote_path",
+            "symlink",
+            "set_mode",
+            "set_times",
+            "remove_upload_leftovers",
+        ):
+            fn = getattr(abilities, name)
+            if fn is not None:
+                changes[name] = partial(self.call, name, fn)
+        if abilities.run is not None:
+            changes["run"] = self._guarded_run(abilities.run)
+        return dataclasses.replace(abilities, **changes)
+
+    def _guarded_run(self, run: RunCommand) -> RunCommand:
+        def guarded(
+            command: str, *, stdin: bytes | None = None, timeout: float | None = None
+        ) -> tuple[int, str, str]:
+            limit = self.op_timeout if timeout is None else timeout + 5  # the command's own limit first
+            return self.call_within(limit, "run", partial(run, command, stdin=stdin, timeout=timeout))
+
+        return guarded
 
     def call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         return self.call_within(self.op_timeout, what, fn, *args)
@@ -173,13 +209,6 @@ class Guarded:
 
     def url(self, path: str) -> str:
         return self.inner.url(path)
-
-    def has(self, ability: str) -> bool:
-        return callable(getattr(self.inner, ability, None))
-
-    def ability(self, name: str, *args: Any) -> Any:
-        """Call an optional ability of the inner backend under the same guard."""
-        return self.call(name, getattr(self.inner, name), *args)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -18,7 +18,9 @@ import threading
 
 from rhfs.backends.base import (
     TMP_MARK,
+    Abilities,
     Entry,
+    Traits,
     check_name,
     check_path_length,
     is_upload_tmp_of,
@@ -58,12 +60,21 @@ def entry_from_stat(name: str, st: os.stat_result, link_target: str | None = Non
 
 
 class LocalBackend:
-    kind = "here"
+    traits = Traits(family="here", open_survives_unlink=True)
 
     def __init__(self, root: str, system: str = "here", hidden: tuple[str, ...] = ()) -> None:
         self.system = system
         self.root = os.path.realpath(os.path.expanduser(root))
         self.hidden = frozenset(os.path.realpath(h) for h in hidden)
+        self.abilities = Abilities(
+            copy_within=self.copy_within,
+            local_path=self.local_path,
+            symlink=self.symlink,
+            set_mode=self.set_mode,
+            set_times=self.set_times,
+            check_path=self.check_path,
+            remove_upload_leftovers=self.remove_upload_leftovers,
+        )
 
     def _abs(self, path: str) -> str:
         if path:

@@ -16,7 +16,7 @@ import posixpath
 import threading
 import time
 
-from rhfs.backends.base import BytesReader, Entry, check_name
+from rhfs.backends.base import Abilities, BytesReader, Entry, Traits, check_name
 from rhfs.errors import (
     AlreadyExists,
     DirectoryNotEmpty,
@@ -26,10 +26,17 @@ from rhfs.errors import (
     NotFound,
 )
 
+IMITATED = {  # the traits a memory backend takes on to stand in for a real system in tests
+    "here": Traits(family="here", open_survives_unlink=True),
+    "store": Traits(family="store", remote=True, versioned_objects=True, implicit_directories=True),
+}
+
 
 class MemoryBackend:
-    def __init__(self, system: str = "mem", kind: str = "here") -> None:
-        self.system, self.kind = system, kind
+    def __init__(self, system: str = "mem", imitates: str = "here") -> None:
+        self.system = system
+        self.traits = IMITATED[imitates]
+        self.abilities = Abilities(copy_within=self.copy_within)
         self.files: dict[str, bytes] = {}
         self.dirs: set[str] = {""}
         self.mtimes: dict[str, float] = {}

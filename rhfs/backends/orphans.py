@@ -22,12 +22,6 @@ from typing import Any
 
 def abort_unfinished_uploads(backend: Any, rel: str) -> int:
     """Clean up what unfinished uploads of exactly ``rel`` left; how many were found."""
-    leftovers = getattr(backend, "remove_upload_leftovers", None)
-    if leftovers is not None:
-        found: int = leftovers(rel)
-        return found
-    if getattr(backend, "kind", None) != "store":
-        return 0
     api = backend.api
     if getattr(api, "provider", None) != "s3":
         return 0

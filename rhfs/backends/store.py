@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from rhfs.backends.base import Entry, check_name, check_rename_over
+from rhfs.backends.base import Abilities, Entry, Traits, check_name, check_rename_over
 from rhfs.backends.objects import Listing, ObjectApi, ObjectInfo, bounded, open_object_api
 from rhfs.backends.streams import BodyStream
 from rhfs.errors import (
@@ -108,7 +108,7 @@ class StoreReader:
 
 
 class StoreBackend:
-    kind = "store"
+    traits = Traits(family="store", remote=True, versioned_objects=True, implicit_directories=True)
 
     def __init__(
         self,
@@ -124,6 +124,9 @@ class StoreBackend:
         self.configured_buckets = tuple(buckets) if buckets is not None else None
         self._api = api
         self._api_lock = threading.Lock()
+        self.abilities = Abilities(
+            copy_within=self.copy_within, check_path=self.check_path, provider=self, warm_up=self.warm_up
+        )
 
     # The client is made on first use, so that a store that is down does not stop the mount.
     @property

@@ -29,7 +29,7 @@ from rhfs.transfer.http_routes import ClusterCurl, ClusterPython, TransferCluste
 from rhfs.transfer.planner import Context, CopyFailed, Planner, Route
 from rhfs.transfer.server import ClusterCp, StoreCopy
 from rhfs.transfer.tools import ToolCache
-from rhfs.vfs.tree import MountTable
+from rhfs.tree import MountTable
 
 ROUTES: tuple[type[Route], ...] = (
     StoreCopy,

@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from functools import partial
 
 from rhfs.backends import agent
-from rhfs.backends.cluster import ClusterBackend
+from rhfs.backends.base import SshEndpoint
 from rhfs.errors import CantCopy
-from rhfs.transfer.planner import Job, Route, kind
-from rhfs.transfer.shell import NO_AGENT, backend, check, remote_path, require, tmp_sibling
+from rhfs.transfer.planner import Job, Route, runs_commands
+from rhfs.transfer.shell import NO_AGENT, check, remote_path, require, tmp_sibling
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,12 @@ class ClusterPush(Route):
     name = "cluster-push"
 
     def applies(self, job: Job) -> bool:
-        return (
-            kind(job.src) == "cluster"
-            and kind(job.dst) == "cluster"
-            and job.src.backend is not job.dst.backend
-        )
+        return runs_commands(job.src) and runs_commands(job.dst) and job.src.backend is not job.dst.backend
 
     def run(self, job: Job) -> None:
-        a, b = backend(job.src), backend(job.dst)
-        a_inner, b_inner = a.inner, b.inner
-        if not isinstance(a_inner, ClusterBackend) or not isinstance(b_inner, ClusterBackend):
+        a, b = job.src.backend, job.dst.backend
+        a_inner, b_inner = a.abilities.ssh, b.abilities.ssh
+        if a_inner is None or b_inner is None:
             raise CantCopy("not two SSH clusters")
         if not self.ctx.tools.has(a, "ssh"):
             raise CantCopy(f"{a.system} has no ssh client")
@@ -124,7 +120,7 @@ class ClusterPush(Route):
 
     @staticmethod
     @contextlib.contextmanager
-    def _agent_for(cluster: ClusterBackend, lifetime: int) -> Iterator[str]:
+    def _agent_for(cluster: SshEndpoint, lifetime: int) -> Iterator[str]:
         if cluster.identity_file:
             with agent.private_agent(cluster.identity_file, lifetime) as path:
                 yield path

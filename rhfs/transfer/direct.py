@@ -20,21 +20,18 @@ import uuid
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from rhfs.backends.base import Entry, upload_tmp_name
-from rhfs.backends.guard import Guarded
 from rhfs.errors import CantCopy, RhfsError
 from rhfs.fileio import pwrite_all
-from rhfs.transfer.planner import Job, Route, kind
-from rhfs.transfer.shell import backend
-from rhfs.vfs.tree import Location
+from rhfs.transfer.planner import Job, Route, holds_bytes
+from rhfs.tree import Location
 
 FETCH_CHUNK = 8 << 20
 FETCH_IN_FLIGHT = 8
-DIRECT_KINDS = ("here", "store", "cluster")
 
 
 def fetch(loc: Location, entry: Entry, local_path: str, *, mode: int = 0o600) -> None:
     """Read the whole file at ``loc`` into ``local_path`` with parallel ranged reads (counted as read)."""
-    reader = backend(loc).open_reader(loc.rel, entry)
+    reader = loc.backend.open_reader(loc.rel, entry)
     fd = os.open(local_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
 
@@ -63,38 +60,34 @@ def fetch(loc: Location, entry: Entry, local_path: str, *, mode: int = 0o600) ->
         reader.close()
 
 
-def upload(guard: Guarded, local_path: str, rel: str, size: int, time_limit: float) -> None:
-    """The destination's own upload of a local file (atomic), counted as written."""
-    guard.call_within(time_limit, "upload", guard.inner.upload, local_path, rel)
-    guard.stats.add_written(guard.system, size)
-
-
 def local_path(loc: Location) -> str:
-    guard = backend(loc)
-    local = getattr(guard.inner, "local_path", None)
+    """The path of ``loc`` on the daemon host's own disk; CantCopy if it has none."""
+    local = loc.backend.abilities.local_path
     if local is None:
         raise CantCopy(f"{loc.path}: no local path")
-    path: str = local(loc.rel)
-    return path
+    return local(loc.rel)
+
+
+def on_this_host(loc: Location) -> bool:
+    return loc.backend.abilities.local_path is not None
 
 
 class HereUpload(Route):
     name = "here-upload"
 
     def applies(self, job: Job) -> bool:
-        return kind(job.src) == "here" and kind(job.dst) in DIRECT_KINDS
+        return on_this_host(job.src) and holds_bytes(job.dst)
 
     def run(self, job: Job) -> None:
-        source = local_path(job.src)
-        upload(backend(job.dst), source, job.dst.rel, job.size, self.ctx.time_limit(job.size))
-        self.ctx.stats.add_read(backend(job.src).system, job.size)
+        job.dst.backend.upload(local_path(job.src), job.dst.rel)  # atomic, counted as written
+        self.ctx.stats.add_read(job.src.backend.system, job.size)
 
 
 class HereDownload(Route):
     name = "here-download"
 
     def applies(self, job: Job) -> bool:
-        return kind(job.dst) == "here" and kind(job.src) in DIRECT_KINDS
+        return on_this_host(job.dst) and holds_bytes(job.src)
 
     def run(self, job: Job) -> None:
         target = local_path(job.dst)
@@ -105,24 +98,24 @@ class HereDownload(Route):
         except BaseException:
             _remove(tmp)
             raise
-        self.ctx.stats.add_written(backend(job.dst).system, job.size)
+        self.ctx.stats.add_written(job.dst.backend.system, job.size)
 
 
 class Relay(Route):
     name = "relay"
 
     def applies(self, job: Job) -> bool:
-        return kind(job.src) in DIRECT_KINDS and kind(job.dst) in DIRECT_KINDS
+        return holds_bytes(job.src) and holds_bytes(job.dst)
 
     def run(self, job: Job) -> None:
         os.makedirs(self.ctx.spool_dir, mode=0o700, exist_ok=True)
         spool = os.path.join(self.ctx.spool_dir, f"{os.getpid()}-{uuid.uuid4().hex}")
         try:
             fetch(job.src, job.entry, spool)
-            upload(backend(job.dst), spool, job.dst.rel, job.size, self.ctx.time_limit(job.size))
+            job.dst.backend.upload(spool, job.dst.rel)
         finally:
             _remove(spool)
-        self.ctx.stats.add_relayed(backend(job.src).system, job.size)
+        self.ctx.stats.add_relayed(job.src.backend.system, job.size)
 
 
 def sweep(spool_dir: str) -> None:

@@ -21,12 +21,10 @@ from typing import Any
 
 from rhfs.backends import transfers
 from rhfs.backends.guard import Guarded
-from rhfs.backends.store import StoreBackend
 from rhfs.backends.transfers import WritePlan
 from rhfs.errors import CantCopy
-from rhfs.transfer.planner import Job, Route, kind
+from rhfs.transfer.planner import Job, Route, runs_commands, signs_requests
 from rhfs.transfer.shell import (
-    backend,
     check,
     curl_config,
     parse_etags,
@@ -38,11 +36,12 @@ from rhfs.transfer.shell import (
 )
 
 
-def store_of(guard: Guarded) -> StoreBackend:
-    inner = guard.inner
-    if not isinstance(inner, StoreBackend):
+def store_of(guard: Guarded) -> Any:
+    """The provider adapter of the store behind ``guard``; CantCopy for any other system."""
+    provider = guard.abilities.provider
+    if provider is None:
         raise CantCopy(f"{guard.system} is not an object store")
-    return inner
+    return provider
 
 
 def write_plan(dst: Guarded, rel: str, size: int, lifetime: int, *, single: bool) -> WritePlan:
@@ -73,19 +72,22 @@ class ClusterCurl(Route):
     tool = "curl"
 
     def applies(self, job: Job) -> bool:
-        return {kind(job.src), kind(job.dst)} == {"cluster", "store"}
+        return (runs_commands(job.src) and signs_requests(job.dst)) or (
+            signs_requests(job.src) and runs_commands(job.dst)
+        )
 
     def run(self, job: Job) -> None:
-        cluster = backend(job.src if kind(job.src) == "cluster" else job.dst)
+        uploading = runs_commands(job.src)
+        cluster = (job.src if uploading else job.dst).backend
         if not self.ctx.tools.has(cluster, self.tool):
             raise CantCopy(f"{cluster.system} has no {self.tool}")
-        if kind(job.src) == "cluster":
+        if uploading:
             self.upload(job, cluster)
         else:
             self.download(job, cluster)
 
     def upload(self, job: Job, cluster: Guarded) -> None:
-        src, dst, limit = remote_path(job.src), backend(job.dst), self.ctx.time_limit(job.size)
+        src, dst, limit = remote_path(job.src), job.dst.backend, self.ctx.time_limit(job.size)
         plan = write_plan(dst, job.dst.rel, job.size, self.ctx.url_lifetime(job.size), single=True)
         command = f"{require('curl')}; exec curl -fsS -K - -T {shlex.quote(src)} -o /dev/null"
 
@@ -97,7 +99,7 @@ class ClusterCurl(Route):
         upload_with_plan(dst, plan, send)
 
     def download(self, job: Job, cluster: Guarded) -> None:
-        src, dst, limit = backend(job.src), remote_path(job.dst), self.ctx.time_limit(job.size)
+        src, dst, limit = job.src.backend, remote_path(job.dst), self.ctx.time_limit(job.size)
         request = src.call(
             "sign", transfers.read_request, store_of(src), job.src.rel, self.ctx.url_lifetime(job.size)
         )
@@ -117,7 +119,7 @@ class ClusterPython(ClusterCurl):
     COMMAND = f"{require('python3')}; exec python3 -"
 
     def upload(self, job: Job, cluster: Guarded) -> None:
-        src, dst, limit = remote_path(job.src), backend(job.dst), self.ctx.time_limit(job.size)
+        src, dst, limit = remote_path(job.src), job.dst.backend, self.ctx.time_limit(job.size)
         plan = write_plan(dst, job.dst.rel, job.size, self.ctx.url_lifetime(job.size), single=False)
         parts = [[offset, length, request.as_json()] for offset, length, request in plan.parts]
         stdin = python_stdin({"op": "upload", "file": src, "size": job.size, "parts": parts})
@@ -130,7 +132,7 @@ class ClusterPython(ClusterCurl):
         upload_with_plan(dst, plan, send)
 
     def download(self, job: Job, cluster: Guarded) -> None:
-        src, dst, limit = backend(job.src), remote_path(job.dst), self.ctx.time_limit(job.size)
+        src, dst, limit = job.src.backend, remote_path(job.dst), self.ctx.time_limit(job.size)
         request = src.call(
             "sign", transfers.read_request, store_of(src), job.src.rel, self.ctx.url_lifetime(job.size)
         )
@@ -143,13 +145,13 @@ class TransferCluster(Route):
     name = "transfer-cluster"
 
     def applies(self, job: Job) -> bool:
-        if kind(job.src) != "store" or kind(job.dst) != "store":
+        if not signs_requests(job.src) or not signs_requests(job.dst):
             return False
         return self._cluster(job) is not None
 
     def _cluster(self, job: Job) -> Guarded | None:
-        return self.ctx.transfer_cluster(backend(job.src).system) or self.ctx.transfer_cluster(
-            backend(job.dst).system
+        return self.ctx.transfer_cluster(job.src.backend.system) or self.ctx.transfer_cluster(
+            job.dst.backend.system
         )
 
     def run(self, job: Job) -> None:
@@ -157,7 +159,7 @@ class TransferCluster(Route):
         assert cluster is not None
         if not self.ctx.tools.has(cluster, "python3"):
             raise CantCopy(f"transfer cluster {cluster.system} has no python3")
-        src, dst = backend(job.src), backend(job.dst)
+        src, dst = job.src.backend, job.dst.backend
         lifetime, limit = self.ctx.url_lifetime(job.size), self.ctx.time_limit(job.size)
         request = src.call("sign", transfers.read_request, store_of(src), job.src.rel, lifetime)
         plan = write_plan(dst, job.dst.rel, job.size, lifetime, single=False)

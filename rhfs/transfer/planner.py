@@ -9,8 +9,12 @@ route has left no partial destination (every route writes a temporary object or
 file, or an unfinished upload, and only makes it visible at the end).
 
 ``tables/`` and ``blobs/`` locations are first resolved to the system and path
-holding their bytes, through the view's ``underlying(path, for_write=...)``; a view
-that cannot be bypassed raises CantCopy, and the caller falls back.
+holding their bytes, through the view's ``underlying`` ability; a view that cannot
+be bypassed raises CantCopy, and the caller falls back.
+
+Routes choose by what each end declares (:class:`~rhfs.backends.base.Traits` and
+:class:`~rhfs.backends.base.Abilities`), never by a backend's class or name:
+:func:`holds_bytes`, :func:`runs_commands`, :func:`signs_requests`.
 
 Invariants:
 - a route counts, in :class:`Stats`, every data byte that passes through the daemon
@@ -31,7 +35,7 @@ from rhfs.config import ClusterConfig, Config
 from rhfs.errors import CantCopy, RhfsError
 from rhfs.stats import Stats
 from rhfs.transfer.tools import ToolCache
-from rhfs.vfs.tree import Location, MountTable
+from rhfs.tree import Location, MountTable
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +105,20 @@ class Route:
         raise NotImplementedError
 
 
-def kind(loc: Location) -> str:
-    return loc.backend.kind if loc.backend is not None else "synthetic"
+def holds_bytes(loc: Location) -> bool:
+    """Does the system keep files as written (not a view)?"""
+    return loc.backend.traits.holds_bytes
+
+
+def runs_commands(loc: Location) -> bool:
+    """Can the system run a command on its own files (a cluster)?"""
+    abilities = loc.backend.abilities
+    return abilities.run is not None and abilities.remote_path is not None
+
+
+def signs_requests(loc: Location) -> bool:
+    """Has the system a provider adapter that signs requests and copies server-side (a store)?"""
+    return loc.backend.abilities.provider is not None
 
 
 class Planner:
@@ -128,19 +144,17 @@ class Planner:
                 raise CopyFailed(f"copy {job}: route {route.name} failed: {e}") from e
             self.ctx.stats.add_copy(route.name, job.size)
             return route.name
-        raise CantCopy(f"copy {job}: no route between {kind(job.src)} and {kind(job.dst)}")
+        families = job.src.backend.traits.family, job.dst.backend.traits.family
+        raise CantCopy(f"copy {job}: no route between {families[0]} and {families[1]}")
 
     def underlying(self, loc: Location, *, for_write: bool) -> Location:
         """Where a view's file really lives (``tables/``, ``blobs/``); other locations as they are."""
-        if loc.backend is None:
-            raise CantCopy(f"{loc.path} is not a file")
-        if loc.backend.kind != "view":
+        if loc.backend.traits.holds_bytes:
             return loc
-        view = loc.backend.inner
-        underlying = getattr(view, "underlying", None)
+        underlying = loc.backend.abilities.underlying
         if underlying is None:
             raise CantCopy(f"{loc.path}: this view keeps its bytes to itself")
-        backend, rel = underlying(loc.rel, for_write=for_write)
+        backend, rel = underlying(loc.rel, for_write)
         if not isinstance(backend, Guarded):
             raise CantCopy(f"{loc.path} lives on a system outside the tree")
         return Location(path=loc.path, backend=backend, rel=rel, mount=loc.mount)

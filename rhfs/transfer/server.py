@@ -11,40 +11,35 @@ from __future__ import annotations
 import shlex
 
 from rhfs.backends import transfers
-from rhfs.backends.store import StoreBackend
-from rhfs.transfer.planner import Job, Route, kind
-from rhfs.transfer.shell import backend, check, remote_path, run_on, tmp_sibling
+from rhfs.transfer.planner import Job, Route, runs_commands, signs_requests
+from rhfs.transfer.shell import check, remote_path, run_on, tmp_sibling
 
 
 class StoreCopy(Route):
     name = "store-copy"
 
     def applies(self, job: Job) -> bool:
-        if kind(job.src) != "store" or kind(job.dst) != "store":
+        if not signs_requests(job.src) or not signs_requests(job.dst):
             return False
-        src, dst = backend(job.src).inner, backend(job.dst).inner
-        return (
-            isinstance(src, StoreBackend)
-            and isinstance(dst, StoreBackend)
-            and transfers.same_account(src, dst)
-        )
+        src, dst = job.src.backend.abilities.provider, job.dst.backend.abilities.provider
+        return transfers.same_account(src, dst)
 
     def run(self, job: Job) -> None:
-        dst = backend(job.dst)
-        limit = self.ctx.time_limit(job.size)
-        dst.call_within(limit, "copy", transfers.server_copy, dst.inner, job.src.rel, job.dst.rel, job.size)
+        dst, limit = job.dst.backend, self.ctx.time_limit(job.size)
+        provider = dst.abilities.provider
+        dst.call_within(limit, "copy", transfers.server_copy, provider, job.src.rel, job.dst.rel, job.size)
 
 
 class ClusterCp(Route):
     name = "cluster-cp"
 
     def applies(self, job: Job) -> bool:
-        return kind(job.src) == "cluster" and job.src.backend is job.dst.backend
+        return runs_commands(job.src) and job.src.backend is job.dst.backend
 
     def run(self, job: Job) -> None:
         src, dst = remote_path(job.src), remote_path(job.dst)
         tmp, q = tmp_sibling(dst), shlex.quote
         command = f"cp -- {q(src)} {q(tmp)} && mv -f -- {q(tmp)} {q(dst)} || {{ rm -f -- {q(tmp)}; exit 1; }}"
         limit = self.ctx.time_limit(job.size)
-        code, _, err = run_on(backend(job.src), command, stdin=None, timeout=limit)
-        check(code, err, backend(job.src).system)
+        code, _, err = run_on(job.src.backend, command, stdin=None, timeout=limit)
+        check(code, err, job.src.backend.system)

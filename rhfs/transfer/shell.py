@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +21,26 @@ from rhfs.backends.base import upload_tmp_name
 from rhfs.backends.guard import Guarded
 from rhfs.backends.transfers import HttpRequest
 from rhfs.errors import CantCopy, RhfsError
-from rhfs.vfs.tree import Location
+from rhfs.tree import Location
 
 MISSING_TOOL, NO_AGENT = 127, 125
 RUNNER = Path(__file__).with_name("remote_runner.py")
 
 
-def backend(loc: Location) -> Guarded:
-    assert loc.backend is not None
-    return loc.backend
-
-
 def remote_path(loc: Location) -> str:
     """The absolute path of a cluster location (the cluster's root may need asking)."""
-    guard = backend(loc)
-    path: str = guard.call("resolve", guard.inner.remote_path, loc.rel)  # type: ignore[attr-defined]
-    return path
+    resolve = loc.backend.abilities.remote_path
+    if resolve is None:
+        raise CantCopy(f"{loc.backend.system} has no paths to run commands on")
+    return resolve(loc.rel)
 
 
 def run_on(guard: Guarded, command: str, *, stdin: bytes | None, timeout: float) -> tuple[int, str, str]:
     """Run ``command`` on the cluster behind ``guard``; secrets only ever in ``stdin``."""
-    run: Any = partial(guard.inner.run, command, stdin=stdin, timeout=timeout)  # type: ignore[attr-defined]
-    result: tuple[int, str, str] = guard.call_within(timeout + 5, "run", run)
-    return result
+    run = guard.abilities.run
+    if run is None:
+        raise CantCopy(f"{guard.system} runs no commands")
+    return run(command, stdin=stdin, timeout=timeout)
 
 
 def tmp_sibling(path: str) -> str:

@@ -33,7 +33,10 @@ class ToolCache:
             known = self._known.get(cluster.system)
         if known is not None and known[0] > time.monotonic():
             return known[1]
-        code, out, _ = cluster.ability("run", PROBE)
+        run = cluster.abilities.run
+        if run is None:
+            return frozenset()
+        code, out, _ = run(PROBE)
         found = frozenset(line.strip() for line in out.splitlines() if line.strip() in TOOLS)
         if code == 0:
             self.assume(cluster.system, found, self.remember)

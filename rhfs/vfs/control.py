@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 
 from rhfs import __version__
-from rhfs.backends.base import BytesReader, Entry
+from rhfs.backends.base import Abilities, BytesReader, Entry, Traits
 from rhfs.config import Config, redacted
 from rhfs.errors import NotADirectory, NotFound, ReadOnly
 from rhfs.stats import Stats
@@ -37,7 +37,8 @@ CONTROL_MOUNT = ".rhfs"
 
 
 class ControlView:
-    kind = "control"
+    traits = Traits(family="control", writable=False, holds_bytes=False)
+    abilities = Abilities()
     system = CONTROL_MOUNT
 
     def __init__(
@@ -58,7 +59,7 @@ class ControlView:
         now = time.time()
         systems = {}
         for name, health in self.stats.status().items():
-            if health.get("kind") == self.kind:
+            if health.get("kind") == self.traits.family:
                 continue
             if health.get("last_ok_at") is None and health.get("last_error_at") is None:
                 health = {**health, "health": "unknown"}

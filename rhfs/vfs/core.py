@@ -21,14 +21,14 @@ import errno
 
 from rhfs.backends.base import Entry
 from rhfs.errors import InvalidArgument, NoAttribute, NotFound, RhfsError
+from rhfs.tree import Location, TreeDir, normalize
 from rhfs.vfs.attrs import Attr, attr_of, dir_attr
-from rhfs.vfs.copies import Copier, SameSystemCopier
 from rhfs.vfs.file_ops import FileOps
 from rhfs.vfs.handles import Handle, Opened
+from rhfs.vfs.lookups import Copier
 from rhfs.vfs.namespace import NamespaceOps
-from rhfs.vfs.tree import Location, normalize
 
-__all__ = ["Copier", "Handle", "Opened", "SameSystemCopier", "Vfs"]
+__all__ = ["Copier", "Handle", "Opened", "Vfs"]
 
 XATTR_URL = "user.rhfs.url"
 XATTR_ETAG = "user.rhfs.etag"
@@ -56,9 +56,11 @@ class Vfs(FileOps, NamespaceOps):
         if open_file is not None:
             return self._open_file_attr(open_file)
         loc = self.resolve(path)
-        if loc.synthetic or loc.is_system_root:
-            return dir_attr(mode=0o555 if loc.synthetic else self._root_mode(loc))
-        read_only = self.read_only or loc.backend.kind == "control"  # type: ignore[union-attr]
+        if isinstance(loc, TreeDir):
+            return dir_attr(mode=0o555)
+        if loc.is_system_root:
+            return dir_attr(mode=self._root_mode(loc))
+        read_only = self.read_only or not loc.backend.traits.writable
         try:
             return attr_of(self.entry(loc), read_only)
         except NotFound:
@@ -67,8 +69,9 @@ class Vfs(FileOps, NamespaceOps):
             return dataclasses.replace(attr_of(handle.entry, read_only), nlink=0)  # outlived its name
 
     def _root_mode(self, loc: Location) -> int:
-        """here/ shows its root's own mode: with allow_other, a private home stays private."""
-        if loc.backend is not None and loc.backend.kind == "here":
+        """A root on the daemon's own disk (here/) shows its own mode: with allow_other, a
+        private home stays private."""
+        if loc.backend.abilities.local_path is not None:
             mode = loc.backend.stat("").mode
             if mode is not None:
                 return mode
@@ -78,7 +81,7 @@ class Vfs(FileOps, NamespaceOps):
         path = normalize(path)
         loc = self.resolve(path)
         here = dir_attr()
-        if loc.backend is None:
+        if isinstance(loc, TreeDir):
             self._listed.put(path, (None, ()))
             return [(".", here), ("..", here)] + [(name, dir_attr()) for name in loc.children]
         entries = self.cache.get_listing(path)
@@ -88,7 +91,7 @@ class Vfs(FileOps, NamespaceOps):
         last = self._readdir_out.get(path)
         if last is not None and last[0] is entries and not self.handles.pending_names(path):
             return last[1]  # the same list again: the adapter converts it once
-        read_only = self.read_only or loc.backend.kind == "control"
+        read_only = self.read_only or not loc.backend.traits.writable
         out = [(".", here), ("..", here)] + [(e.name, attr_of(e, read_only)) for e in entries]
         names = {e.name for e in entries}
         pending = self.handles.in_directory(path)
@@ -108,7 +111,7 @@ class Vfs(FileOps, NamespaceOps):
         the same cached listing and the same files pending upload (so within ``attr_ttl``)."""
         path = normalize(path)
         loc = self.resolve(path)
-        if loc.backend is None:
+        if isinstance(loc, TreeDir):
             return path in self._listed
         entries = self.cache.get_listing(path)
         listed, pending = self._listed.get(path) or (None, ())
@@ -136,7 +139,7 @@ class Vfs(FileOps, NamespaceOps):
 
     def getxattr(self, path: str, name: str) -> bytes:
         loc = self.resolve(path)
-        if loc.backend is None:
+        if isinstance(loc, TreeDir):
             raise NoAttribute(name)
         if name == XATTR_URL:
             return loc.backend.url(loc.rel).encode()
@@ -149,4 +152,4 @@ class Vfs(FileOps, NamespaceOps):
 
     def listxattr(self, path: str) -> list[str]:
         loc = self.resolve(path)
-        return [] if loc.backend is None else [XATTR_URL, XATTR_ETAG]
+        return [] if isinstance(loc, TreeDir) else [XATTR_URL, XATTR_ETAG]

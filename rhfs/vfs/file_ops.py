@@ -31,10 +31,10 @@ from rhfs.errors import (
     RhfsError,
     UploadFailed,
 )
+from rhfs.tree import Location, TreeDir, normalize
 from rhfs.vfs.files import OpenFile
 from rhfs.vfs.handles import Handle, Opened
 from rhfs.vfs.lookups import Lookups
-from rhfs.vfs.tree import Location, normalize
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,13 @@ DEFAULT_FILE_MODE = 0o644  # what a new file gets on every system without a chmo
 class FileOps(Lookups):
     def open(self, path: str, flags: int) -> Opened:
         path = normalize(path)
-        loc = self.resolve(path)
+        found = self.resolve(path)
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
         if writing:
-            self._writable(loc)
+            self._writable(found)
+        if isinstance(found, TreeDir):
+            raise IsADirectory(path)
+        loc = found
         open_file = self.handles.join(path)  # a reader too reads what writers hold, unflushed
         if open_file is None and writing:
             open_file, _ = self._share(loc, lambda fresh: self._file_entry(loc, fresh=True))
@@ -73,12 +76,15 @@ class FileOps(Lookups):
 
     def create(self, path: str, mode: int, flags: int) -> Opened:
         path = normalize(path)
-        loc = self._resolve_new(path)
-        self._writable(loc)
-        if loc.synthetic or loc.is_system_root:
+        loc = self._writable(self._resolve_new(path))
+        if loc.is_system_root:
             raise AlreadyExists(path)
         parent = self.resolve(posixpath.dirname(path))
-        if not parent.synthetic and not self.cache.knows_dir(parent.path) and not self.entry(parent).is_dir:
+        if (
+            not isinstance(parent, TreeDir)
+            and not self.cache.knows_dir(parent.path)
+            and not self.entry(parent).is_dir
+        ):
             raise NotADirectory(path)
         open_file, made = self._share(loc, lambda fresh: self._file_entry(loc, fresh=fresh, missing_ok=True))
         try:
@@ -167,8 +173,7 @@ class FileOps(Lookups):
                 raise RhfsError("a handle that is not open", errno_=errno.EBADF)
             path = handle.location.path
         path = normalize(path)
-        loc = self.resolve(path)
-        self._writable(loc)
+        loc = self._writable(self.resolve(path))
         entry = self.entry(loc, fresh=True)
         if entry.is_dir:
             raise IsADirectory(path)
@@ -223,6 +228,8 @@ class FileOps(Lookups):
         fresh = dst_file.size == 0 and not dst_file.needs_fill
         if not (whole and fresh):
             raise CrossDevice("only whole-file copies are routed; the kernel falls back to read/write")
+        if self.copier is None:
+            raise CantCopy("no copy planner: the kernel copies by reads and writes")
         try:
             route = self.copier.copy(src_handle.location, dst_handle.location, src_entry)
         except CantCopy as e:

@@ -21,16 +21,25 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import Literal
 
-from rhfs.backends.base import Entry
+from rhfs.backends.base import Abilities, Entry
 from rhfs.errors import InvalidArgument, UploadFailed
 from rhfs.fileio import pwrite_all
+from rhfs.tree import Location
 from rhfs.vfs import recovery
-from rhfs.vfs.tree import Location
 
 log = logging.getLogger(__name__)
 
 FILL_CHUNK = 8 << 20
+
+MetadataChange = Literal["set_mode", "set_times"]  # the abilities that chmod and utimens use
+
+
+def metadata_setter(abilities: Abilities, change: MetadataChange) -> Callable[..., None] | None:
+    """The ability that applies ``change``, or None where the system does not keep it."""
+    return abilities.set_mode if change == "set_mode" else abilities.set_times
 
 
 class OpenFile:
@@ -47,7 +56,7 @@ class OpenFile:
         self.dirty = not exists  # a new file is created at flush even if nothing is written
         self.remote_exists = exists  # the system holds some version of this file
         # chmod/utimens asked for while the spool holds newer bytes: applied after the upload
-        self.pending_metadata: dict[str, tuple[int | None, ...]] = {}
+        self.pending_metadata: dict[MetadataChange, tuple[int | None, ...]] = {}
         self._mode = entry.mode if entry else None  # the mode the system holds, where known
         self.unlinked = False
         self.entry = entry
@@ -79,19 +88,19 @@ class OpenFile:
         """The modification time as it will be after the upload, in seconds."""
         return self.shown_times_ns[1] / 1e9
 
-    def set_later(self, ability: str, args: tuple[int | None, ...]) -> None:
-        """Apply ``ability`` after the upload (which would undo it now). A time left out (None)
+    def set_later(self, change: MetadataChange, args: tuple[int | None, ...]) -> None:
+        """Apply ``change`` after the upload (which would undo it now). A time left out (None)
         keeps one asked for earlier."""
-        earlier = self.pending_metadata.get(ability)
+        earlier = self.pending_metadata.get(change)
         if earlier is not None:
             args = tuple(new if new is not None else old for new, old in zip(args, earlier, strict=True))
-        self.pending_metadata[ability] = args
+        self.pending_metadata[change] = args
 
-    def note_applied(self, ability: str, args: tuple[int | None, ...]) -> None:
-        """The system now holds what ``ability`` set: show it from here on."""
-        if ability == "set_mode" and args[0] is not None:
+    def note_applied(self, change: MetadataChange, args: tuple[int | None, ...]) -> None:
+        """The system now holds what ``change`` set: show it from here on."""
+        if change == "set_mode" and args[0] is not None:
             self._mode = int(args[0])
-        elif ability == "set_times":
+        elif change == "set_times":
             atime_ns, mtime_ns = args
             self.atime_ns = self.atime_ns if atime_ns is None else atime_ns
             self.mtime_ns = self.mtime_ns if mtime_ns is None else mtime_ns
@@ -168,7 +177,6 @@ class OpenFile:
                 return False  # nothing new, nowhere to go, or discarded (its last release is done)
             self.fill()
             backend = self.location.backend
-            assert backend is not None
             try:
                 backend.upload(self.spool_path, self.location.rel)
             except Exception as e:
@@ -184,17 +192,16 @@ class OpenFile:
             return True
 
     def _apply_pending_metadata(self) -> None:
-        backend = self.location.backend
-        assert backend is not None
-        for ability, args in self.pending_metadata.items():
-            if not backend.has(ability):
+        for change, args in self.pending_metadata.items():
+            setter = metadata_setter(self.location.backend.abilities, change)
+            if setter is None:
                 continue
             try:
-                backend.ability(ability, self.location.rel, *args)
+                setter(self.location.rel, *args)
             except Exception as e:  # the bytes are safe; a lost mode or time is only logged
-                log.warning("%s: %s after upload failed: %s", self.path, ability, e)
+                log.warning("%s: %s after upload failed: %s", self.path, change, e)
             else:
-                self.note_applied(ability, args)
+                self.note_applied(change, args)
         self.pending_metadata.clear()
 
     def _keep(self, failed_dir: str) -> str:

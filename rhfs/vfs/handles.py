@@ -32,14 +32,13 @@ from dataclasses import dataclass
 
 from rhfs.backends.base import Entry, Reader
 from rhfs.errors import RhfsError
+from rhfs.tree import Location
 from rhfs.vfs import recovery
 from rhfs.vfs.files import OpenFile
 from rhfs.vfs.readahead import ReadAhead
-from rhfs.vfs.tree import Location
 
 log = logging.getLogger(__name__)
 
-REMOTE_KINDS = ("store", "cluster")
 GENERATION_SLOTS = 4096  # paths share a slot by hash: a shared slot only costs a second look-up
 
 
@@ -223,11 +222,11 @@ class OpenTable:
         """The handle's reader, made on first use; ``pin`` opens the file on the system now."""
         if handle.reader is None:
             backend, entry = handle.location.backend, handle.entry
-            assert backend is not None and entry is not None
+            assert entry is not None
             reader = backend.open_reader(handle.location.rel, entry)
             if pin:
                 reader.read(0, 0)  # a cluster's reader opens its remote file on first read
-            if backend.kind in REMOTE_KINDS:
+            if backend.traits.remote:
                 reader = ReadAhead(reader, entry.size)
             with self.lock:
                 if handle.reader is None:
@@ -251,8 +250,7 @@ class OpenTable:
                 if h.location.path == path
                 and h.reader is None
                 and h.open_file is None
-                and h.location.backend is not None
-                and h.location.backend.kind in ("here", "cluster")
+                and h.location.backend.traits.open_survives_unlink
             ]
         for handle in waiting:
             try:

@@ -1,6 +1,6 @@
 """What every VFS operation starts from: the VFS's state, paths and entries.
 
-- Paths resolve through the :class:`~rhfs.vfs.tree.MountTable`; a path about to be
+- Paths resolve through the :class:`~rhfs.tree.MountTable`; a path about to be
   created is checked first (EROFS in the tree's own directories, names the system
   cannot hold).
 - An entry comes from the :class:`~rhfs.vfs.cache.MetadataCache` when it can: a cached
@@ -21,23 +21,31 @@ import logging
 import os
 import posixpath
 from collections.abc import Iterator
+from typing import Protocol
 
 from rhfs.backends.base import Entry, basename, check_name, check_name_length
-from rhfs.errors import NotFound, ReadOnly, RhfsError, UploadFailed
+from rhfs.errors import IsADirectory, NotFound, ReadOnly, RhfsError, UploadFailed
 from rhfs.stats import Stats
+from rhfs.tree import Location, MountTable, TreeDir, normalize
 from rhfs.vfs.attrs import Attr, attr_of
 from rhfs.vfs.cache import MetadataCache
-from rhfs.vfs.copies import Copier, SameSystemCopier
 from rhfs.vfs.files import OpenFile
 from rhfs.vfs.handles import OpenTable
 from rhfs.vfs.recent import RecentMap
-from rhfs.vfs.tree import Location, MountTable, normalize
 
 log = logging.getLogger(__name__)
 
 LISTINGS_KEPT = 256  # directories whose last readdir is remembered (kernel cache, memo)
 
-WRITABLE_KINDS = ("here", "cluster", "store", "view")
+
+class Copier(Protocol):
+    """What copies a whole file for ``copy_file_range``: the tree's copy planner
+    (:class:`rhfs.transfer.planner.Planner`), given by whoever builds the VFS."""
+
+    def copy(self, src: Location, dst: Location, entry: Entry) -> str:
+        """Copy a whole file; return the route's name, or raise CantCopy (the kernel then
+        copies by reads and writes)."""
+        ...
 
 
 class Lookups:
@@ -55,7 +63,7 @@ class Lookups:
         self.read_only = read_only
         self.stats = stats or Stats()
         self.cache = MetadataCache(attr_ttl)
-        self.copier: Copier = copier or SameSystemCopier(self.stats)
+        self.copier = copier  # None: no copy is routed; the kernel copies by reads and writes
         self.spool_dir = os.path.join(cache_dir, "spool")
         self.failed_dir = os.path.join(cache_dir, "failed")
         os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
@@ -68,13 +76,20 @@ class Lookups:
             LISTINGS_KEPT
         )
 
-    def resolve(self, path: str) -> Location:
+    def resolve(self, path: str) -> Location | TreeDir:
         check_name_length(path)
         return self.table.resolve(path)
 
-    def entry(self, loc: Location, *, fresh: bool = False) -> Entry:
+    def locate(self, path: str) -> Location:
+        """The place of ``path`` on its system; EISDIR for a directory of the tree itself."""
+        found = self.resolve(path)
+        if isinstance(found, TreeDir):
+            raise IsADirectory(f"{path} is a directory of the tree itself")
+        return found
+
+    def entry(self, loc: Location | TreeDir, *, fresh: bool = False) -> Entry:
         """The backend's entry for a location, from the cache unless ``fresh``."""
-        if loc.backend is None or loc.is_system_root:
+        if isinstance(loc, TreeDir) or loc.is_system_root:
             return Entry(name=basename(loc.path), is_dir=True)
         if not fresh:
             cached = self.cache.get_entry(loc.path)
@@ -98,7 +113,7 @@ class Lookups:
         if not self.cache.worth_relisting(path):
             return False
         loc = self.resolve(path)
-        if loc.backend is None:
+        if isinstance(loc, TreeDir):
             return False
         try:
             self.cache.put_listing(path, self._list(loc))
@@ -109,11 +124,10 @@ class Lookups:
 
     def _list(self, loc: Location) -> list[Entry]:
         """The backend's listing of a directory, uncached (counted in stats)."""
-        assert loc.backend is not None
         self.stats.add_metadata_call(loc.backend.system, "list")
         return loc.backend.list(loc.rel)
 
-    def _resolve_new(self, path: str) -> Location:
+    def _resolve_new(self, path: str) -> Location | TreeDir:
         """Resolve a path about to be created: EROFS inside the tree's own directories.
 
         A name the system cannot hold is refused here, before any lookup: a lookup may be
@@ -122,13 +136,16 @@ class Lookups:
         try:
             loc = self.resolve(path)
         except NotFound:
-            if self.resolve(posixpath.dirname(normalize(path))).synthetic:
+            if isinstance(self.resolve(posixpath.dirname(normalize(path))), TreeDir):
                 raise ReadOnly(f"{path}: the tree's own directories are read-only") from None
             raise
-        if loc.backend is not None and loc.rel:
+        if isinstance(loc, TreeDir):
+            return loc
+        if loc.rel:
             check_name(loc.rel)
-            if loc.backend.has("check_path"):
-                loc.backend.inner.check_path(loc.rel)  # type: ignore[attr-defined]
+            check_path = loc.backend.abilities.check_path
+            if check_path is not None:
+                check_path(loc.rel)
         return loc
 
     def _exists(self, loc: Location, *, fresh: bool = False) -> Entry | None:
@@ -137,9 +154,11 @@ class Lookups:
         except NotFound:
             return None
 
-    def _writable(self, loc: Location) -> None:
-        if self.read_only or loc.backend is None or loc.backend.kind not in WRITABLE_KINDS:
+    def _writable(self, loc: Location | TreeDir) -> Location:
+        """``loc`` itself, if the tree may change it; EROFS otherwise."""
+        if self.read_only or isinstance(loc, TreeDir) or not loc.backend.traits.writable:
             raise ReadOnly(loc.path)
+        return loc
 
     def _changed(self, path: str) -> None:
         self.cache.invalidate(path)
@@ -150,7 +169,7 @@ class Lookups:
         ``stat`` within ``attr_ttl`` needs no HEAD (its version is asked for only by a reader)."""
         self._changed(open_file.path)
         loc = open_file.location
-        if loc.backend is None or loc.backend.kind != "store" or open_file.unlinked:
+        if not loc.backend.traits.versioned_objects or open_file.unlinked:
             return
         entry = Entry(name=basename(loc.path), is_dir=False, size=open_file.size, mtime=open_file.shown_mtime)
         self.cache.put_uploaded(loc.path, entry)

@@ -28,10 +28,10 @@ from rhfs.errors import (
     NotSupported,
     RhfsError,
 )
-from rhfs.vfs.files import OpenFile
+from rhfs.tree import TreeDir, normalize
+from rhfs.vfs.files import MetadataChange, OpenFile, metadata_setter
 from rhfs.vfs.handles import Handle
 from rhfs.vfs.lookups import Lookups
-from rhfs.vfs.tree import normalize
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +40,22 @@ DEFAULT_DIR_MODE = 0o755
 
 class NamespaceOps(Lookups):
     def mkdir(self, path: str, mode: int = 0o755) -> None:
-        loc = self._resolve_new(path)
-        if loc.synthetic or loc.is_system_root:
+        new = self._resolve_new(path)
+        if isinstance(new, TreeDir) or new.is_system_root:
             raise AlreadyExists(path)
-        self._writable(loc)
-        assert loc.backend is not None
+        loc = self._writable(new)
         loc.backend.mkdir(loc.rel)
         self._changed(loc.path)
         self.cache.new_empty_dir(loc.path)
-        if stat.S_IMODE(mode) != DEFAULT_DIR_MODE and loc.backend.has("set_mode"):
-            loc.backend.ability("set_mode", loc.rel, stat.S_IMODE(mode))
+        set_mode = loc.backend.abilities.set_mode
+        if stat.S_IMODE(mode) != DEFAULT_DIR_MODE and set_mode is not None:
+            set_mode(loc.rel, stat.S_IMODE(mode))
 
     def rmdir(self, path: str) -> None:
-        loc = self.resolve(path)
-        if loc.synthetic or loc.is_system_root:
+        found = self.resolve(path)
+        if isinstance(found, TreeDir) or found.is_system_root:
             raise RhfsError(f"{path} is a system root", errno_=errno.EBUSY)
-        self._writable(loc)
-        assert loc.backend is not None
+        loc = self._writable(found)
         if self.handles.pending_under(loc.path):
             raise DirectoryNotEmpty(path)
         loc.backend.rmdir(loc.rel)
@@ -64,11 +63,10 @@ class NamespaceOps(Lookups):
 
     def unlink(self, path: str) -> None:
         path = normalize(path)
-        loc = self.resolve(path)
-        if loc.synthetic or loc.is_system_root:
+        found = self.resolve(path)
+        if isinstance(found, TreeDir) or found.is_system_root:
             raise IsADirectory(path)
-        self._writable(loc)
-        assert loc.backend is not None
+        loc = self._writable(found)
         with self._holding(path) as open_file:
             if open_file is not None and not open_file.remote_exists:
                 self.handles.detach(open_file)
@@ -95,17 +93,15 @@ class NamespaceOps(Lookups):
         self.handles.pin_readers(path)
 
     def rename(self, old: str, new: str) -> None:
-        src = self.resolve(old)
-        if src.synthetic or src.is_system_root:
-            raise RhfsError(f"{src.path} is a system root", errno_=errno.EBUSY)
-        dst = self._resolve_new(new)
-        if dst.synthetic or dst.is_system_root:
-            raise RhfsError(f"{dst.path} is a system root", errno_=errno.EBUSY)
-        self._writable(src)
-        self._writable(dst)
+        src_found = self.resolve(old)
+        if isinstance(src_found, TreeDir) or src_found.is_system_root:
+            raise RhfsError(f"{src_found.path} is a system root", errno_=errno.EBUSY)
+        dst_found = self._resolve_new(new)
+        if isinstance(dst_found, TreeDir) or dst_found.is_system_root:
+            raise RhfsError(f"{dst_found.path} is a system root", errno_=errno.EBUSY)
+        src, dst = self._writable(src_found), self._writable(dst_found)
         if src.backend is not dst.backend:
             raise CrossDevice(f"{old} -> {new} crosses systems")
-        assert src.backend is not None
         self._upload_open_files_under(src.path)  # the rename moves what the system holds
         src_entry = self.entry(src, fresh=True)
         dst_entry = self._exists(dst)
@@ -116,8 +112,8 @@ class NamespaceOps(Lookups):
             if dst_entry.is_dir:
                 if self.handles.pending_under(dst.path) or self._list(dst):
                     raise DirectoryNotEmpty(new)
-                if src.backend.kind == "store":
-                    src.backend.rmdir(dst.rel)
+                if src.backend.traits.implicit_directories:
+                    src.backend.rmdir(dst.rel)  # only a marker: the rename makes the directory anew
         with self._holding(dst.path) as replaced:
             if dst_entry is not None and not dst_entry.is_dir:
                 self._keep_readable(replaced, dst.path)
@@ -133,7 +129,7 @@ class NamespaceOps(Lookups):
 
     def _moved(self, old: str, new: str) -> None:
         """After a rename: re-key open files and handles, drop what was replaced, forget caches."""
-        moved_files, moved_handles = self.handles.move(old, new, self.resolve)
+        moved_files, moved_handles = self.handles.move(old, new, self.locate)
         for p in [p for p in list(self._versions) if p in (old, new) or p.startswith(old + "/")]:
             # list(): a snapshot taken in one step; other FUSE threads insert while this runs
             del self._versions[p]
@@ -146,15 +142,13 @@ class NamespaceOps(Lookups):
         content fetched later is not refused as stale. Readers tied to the old object reopen.
         On ``here`` and clusters an open file follows its rename by itself."""
         for open_file in moved_files:
-            if open_file.needs_fill and open_file.location.backend is not None:
+            if open_file.needs_fill:
                 try:
                     open_file.entry = self.entry(open_file.location, fresh=True)
                 except RhfsError as e:
                     log.warning("%s: cannot follow the rename of an open file: %s", open_file.path, e)
         for handle in moved_handles:
-            if handle.open_file is not None or handle.location.backend is None:
-                continue
-            if handle.location.backend.kind != "store":
+            if handle.open_file is not None or not handle.location.backend.traits.versioned_objects:
                 continue
             reader, handle.reader = handle.reader, None
             if reader is not None:
@@ -165,12 +159,11 @@ class NamespaceOps(Lookups):
                 log.warning("%s: cannot follow the rename of an open file: %s", handle.location.path, e)
 
     def symlink(self, target: str, path: str) -> None:
-        loc = self._resolve_new(path)
-        self._writable(loc)
-        assert loc.backend is not None
-        if not loc.backend.has("symlink"):
+        loc = self._writable(self._resolve_new(path))
+        symlink = loc.backend.abilities.symlink
+        if symlink is None:
             raise NotSupported(f"{loc.backend.system} has no symbolic links")
-        loc.backend.ability("symlink", target, loc.rel)
+        symlink(target, loc.rel)
         self._changed(loc.path)
 
     def link(self, target: str, path: str) -> None:
@@ -189,24 +182,24 @@ class NamespaceOps(Lookups):
             return
         self._set_metadata(path, "set_times", atime_ns, mtime_ns)
 
-    def _set_metadata(self, path: str, ability: str | None, *args: int | None) -> None:
+    def _set_metadata(self, path: str, change: MetadataChange | None, *args: int | None) -> None:
         """Accepted everywhere so that cp -a and rsync -a work; applied where the system has it."""
         path = normalize(path)
-        loc = self.resolve(path)
-        if loc.synthetic or loc.is_system_root:
+        found = self.resolve(path)
+        if isinstance(found, TreeDir) or found.is_system_root:
             return
-        self._writable(loc)
-        assert loc.backend is not None
+        loc = self._writable(found)
+        setter = None if change is None else metadata_setter(loc.backend.abilities, change)
         with self._holding(path) as open_file:
             if open_file is not None:
                 with open_file.lock:
                     if open_file.dirty or not open_file.remote_exists:
-                        if ability is not None and loc.backend.has(ability):  # the upload would undo it now
-                            open_file.set_later(ability, args)
+                        if change is not None and setter is not None:  # the upload would undo it now
+                            open_file.set_later(change, args)
                         return
             self.entry(loc)  # ENOENT for a missing file
-            if ability is not None and loc.backend.has(ability):
-                loc.backend.ability(ability, loc.rel, *args)
+            if change is not None and setter is not None:
+                setter(loc.rel, *args)
                 if open_file is not None:
-                    open_file.note_applied(ability, args)
+                    open_file.note_applied(change, args)
                 self._changed(path)

@@ -40,7 +40,7 @@ import uuid
 from typing import IO, TYPE_CHECKING
 
 from rhfs.backends import orphans
-from rhfs.vfs.tree import Location
+from rhfs.tree import Location
 
 if TYPE_CHECKING:
     from rhfs.vfs.core import Vfs
@@ -160,10 +160,14 @@ def _abort_orphans(vfs: Vfs, target: dict[str, str]) -> bool:
     backend = vfs.table.mounts.get(target.get("mount", ""))
     if backend is None:
         return True  # that system is no longer configured: nothing to reach
+    abilities, rel = backend.abilities, target["rel"]
     try:
-        aborted = backend.call(
-            "abort uploads", orphans.abort_unfinished_uploads, backend.inner, target["rel"]
-        )
+        if abilities.remove_upload_leftovers is not None:  # temporary siblings (here, clusters)
+            aborted = abilities.remove_upload_leftovers(rel)
+        elif abilities.provider is not None:  # unfinished multipart uploads (stores)
+            aborted = backend.call("abort uploads", orphans.abort_unfinished_uploads, abilities.provider, rel)
+        else:
+            aborted = 0
     except Exception as e:
         log.warning(
             "could not abort unfinished uploads of %s (next start tries again): %s", target["path"], e

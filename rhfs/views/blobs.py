@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import posixpath
 
-from rhfs.backends.base import Backend, Entry, Reader
+from rhfs.backends.base import Abilities, Backend, Entry, Reader, Traits
 from rhfs.catalog import Catalog, Resource
 from rhfs.errors import CantCopy, CrossDevice, NotADirectory, NotSupported, RhfsError
 from rhfs.views.systems import MISSING, Place, Systems, makedirs
@@ -31,7 +31,7 @@ def default_blob_place(systems: Systems, default_url: str, name: str) -> Place:
 
 
 class BlobsView:
-    kind = "view"
+    traits = Traits(family="view", holds_bytes=False)
     system = "blobs"
 
     def __init__(
@@ -46,6 +46,7 @@ class BlobsView:
         self.systems = systems
         self.default_url = default_url
         self.wrap_reader = wrap_reader
+        self.abilities = Abilities(underlying=self.underlying)
 
     def blob(self, name: str) -> tuple[Resource, Backend, str]:
         if "/" in name:
@@ -127,7 +128,7 @@ class BlobsView:
         resource, backend, rel = self.blob(path)
         return resource.url or backend.url(rel)
 
-    def underlying(self, path: str, *, for_write: bool = False) -> tuple[Backend, str]:
+    def underlying(self, path: str, for_write: bool = False) -> tuple[Backend, str]:
         """The backend and path holding a blob's bytes (for the copy planner)."""
         if for_write and self.catalog.find("blob", path) is None:
             raise CantCopy(f"blobs/{path} is new: it is created through the view")

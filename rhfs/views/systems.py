@@ -128,11 +128,10 @@ class Systems:
         return backend, place.path
 
     def cluster_root(self, system: str) -> str:
-        backend = self.backend(system)
-        root = getattr(getattr(backend, "inner", backend), "root", None)
-        if not isinstance(root, str):
+        remote_path = self.backend(system).abilities.remote_path
+        if remote_path is None:
             raise InvalidArgument(f"{system} has no root directory")
-        return root
+        return remote_path("")
 
     def url(self, place: Place) -> str:
         if place.system == LOCAL:

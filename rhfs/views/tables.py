@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rhfs.backends.base import Backend, Entry, Reader, basename, join, parent
+from rhfs.backends.base import Abilities, Backend, Entry, Reader, Traits, basename, join, parent
 from rhfs.backends.local import LocalReader
 from rhfs.catalog import Catalog, Resource
 from rhfs.errors import (
@@ -55,7 +55,7 @@ class Part:
 
 
 class TablesView:
-    kind = "view"
+    traits = Traits(family="view", holds_bytes=False)
     system = "tables"
 
     def __init__(
@@ -72,6 +72,7 @@ class TablesView:
         self.converter = converter
         self.default_url = default_url
         self.wrap_reader = wrap_reader
+        self.abilities = Abilities(underlying=self.underlying)
 
     # -- resolution -----------------------------------------------------------------
     def table(self, name: str) -> tuple[Resource, Backend, str]:
@@ -260,7 +261,7 @@ class TablesView:
         return backend.url(part.source)
 
     # -- for the copy planner -------------------------------------------------------
-    def underlying(self, path: str, *, for_write: bool = False) -> tuple[Backend, str]:
+    def underlying(self, path: str, for_write: bool = False) -> tuple[Backend, str]:
         """The backend and path holding a part's bytes; CantCopy where bytes differ or checks apply."""
         if for_write:
             raise CantCopy("a copy into a table must be checked as parquet; it goes through the view")

@@ -1,8 +1,10 @@
-"""``rhfs cp SRC DST [-r]``: the mount's copy planner, run in the calling process.
+"""``rhfs cp SRC DST [-r]``: a face of the core, as the mount is: the same VFS and the
+same copy planner, run in the calling process.
 
 SRC and DST are URLs (``s3://bucket/key``, ``CLUSTER:path``, ``rhfs://<tree
 path>``), paths inside a live rhfs mount (copied by this process, not through
-the mount), or any other local path (the ``here`` routes). As with ``cp``:
+the mount), or any other local path (the ``here`` routes; a :class:`~rhfs.tree.Location`
+outside the tree). As with ``cp``:
 a DST that is an existing directory receives SRC under its own name, and a
 directory SRC needs ``-r``.
 
@@ -28,34 +30,26 @@ from rhfs.backends.guard import Guarded
 from rhfs.backends.local import LocalBackend
 from rhfs.config import Config
 from rhfs.errors import AlreadyExists, CantCopy, IsADirectory, NotFound, RhfsError
-from rhfs.transfer.planner import Planner
+from rhfs.tree import Location
 from rhfs.vfs.core import Vfs
-from rhfs.vfs.tree import Location
 
 FILES_IN_FLIGHT = 4
 STREAM_CHUNK = 8 << 20
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """One side of a copy: a place in the tree, or a local path outside it."""
+def child(vfs: Vfs, loc: Location, name: str) -> Location:
+    """The place of ``name`` inside the directory at ``loc``, in the tree or outside it."""
+    path = posixpath.join(loc.path, name)
+    if loc.in_tree:
+        return vfs.locate(path)
+    return Location(path=path, backend=loc.backend, rel=path.lstrip("/"))
 
-    loc: Location
-    tree: str | None  # the tree path, for the streamed fallback; None for a local path
 
-    def child(self, vfs: Vfs, name: str) -> Endpoint:
-        if self.tree is not None:
-            tree = posixpath.join(self.tree, name)
-            return Endpoint(vfs.resolve(tree), tree)
-        path = posixpath.join(self.loc.path, name)
-        return Endpoint(Location(path=path, backend=self.loc.backend, rel=path.lstrip("/")), None)
-
-    def stat(self) -> Entry | None:
-        assert self.loc.backend is not None
-        try:
-            return self.loc.backend.stat(self.loc.rel) if self.loc.rel else Entry(name="", is_dir=True)
-        except NotFound:
-            return None
+def stat_or_none(loc: Location) -> Entry | None:
+    try:
+        return loc.backend.stat(loc.rel) if loc.rel else Entry(name="", is_dir=True)
+    except NotFound:
+        return None
 
 
 @dataclass
@@ -66,20 +60,18 @@ class Result:
     failed: list[str] = field(default_factory=list)
 
 
-def endpoint(vfs: Vfs, arg: str, config: Config, tree_path: Callable[[str, Config], str]) -> Endpoint:
+def endpoint(vfs: Vfs, arg: str, config: Config, tree_path: Callable[[str, Config], str]) -> Location:
     """Where ``arg`` points: a URL or ``CLUSTER:path``, a path in a live mount, or a local path."""
     head = arg.partition(":")[0]
     if "://" in arg or (":" in arg and head in config.clusters):
-        tree = tree_path(arg, config)
-        return Endpoint(vfs.resolve(tree), tree)
+        return vfs.locate(tree_path(arg, config))
     local = os.path.abspath(os.path.expanduser(arg))
     for mount in mp.rhfs_mounts():
         if local == mount or local.startswith(mount.rstrip("/") + "/"):
             rel = os.path.relpath(local, mount)
-            tree = "/" if rel == "." else "/" + rel
-            return Endpoint(vfs.resolve(tree), tree)
+            return vfs.locate("/" if rel == "." else "/" + rel)
     here = Guarded(LocalBackend("/", system="here"), vfs.stats, op_timeout=config.mount.op_timeout)
-    return Endpoint(Location(path=local, backend=here, rel=local.lstrip("/")), None)
+    return Location(path=local, backend=here, rel=local.lstrip("/"))
 
 
 class CopyCommand:
@@ -90,21 +82,21 @@ class CopyCommand:
         self.result = Result()
         self._lock = threading.Lock()
 
-    def run(self, src: Endpoint, dst: Endpoint, *, recursive: bool) -> Result:
-        entry = src.stat()
+    def run(self, src: Location, dst: Location, *, recursive: bool) -> Result:
+        entry = stat_or_none(src)
         if entry is None:
-            raise NotFound(src.loc.path)
-        target = dst.stat()
+            raise NotFound(src.path)
+        target = stat_or_none(dst)
         if target is not None and target.is_dir:
-            dst = dst.child(self.vfs, posixpath.basename(src.loc.path.rstrip("/")))
+            dst = child(self.vfs, dst, posixpath.basename(src.path.rstrip("/")))
         if not entry.is_dir:
             if self.progress is not None:
                 self.progress.total = entry.size
             self._one(src, dst, entry)
             return self.result
         if not recursive:
-            raise IsADirectory(f"{src.loc.path} is a directory (use -r)")
-        files: list[tuple[Endpoint, Endpoint, Entry]] = []
+            raise IsADirectory(f"{src.path} is a directory (use -r)")
+        files: list[tuple[Location, Location, Entry]] = []
         self._mkdirs(dst)
         self._walk(src, dst, files)
         if self.progress is not None:
@@ -113,28 +105,27 @@ class CopyCommand:
             list(pool.map(lambda job: self._one(*job), files))
         return self.result
 
-    def _walk(self, src: Endpoint, dst: Endpoint, files: list[tuple[Endpoint, Endpoint, Entry]]) -> None:
+    def _walk(self, src: Location, dst: Location, files: list[tuple[Location, Location, Entry]]) -> None:
         self._mkdir(dst)
-        assert src.loc.backend is not None
-        for entry in src.loc.backend.list(src.loc.rel):
-            s, d = src.child(self.vfs, entry.name), dst.child(self.vfs, entry.name)
+        for entry in src.backend.list(src.rel):
+            s, d = child(self.vfs, src, entry.name), child(self.vfs, dst, entry.name)
             if entry.is_dir:
                 self._walk(s, d, files)
             elif entry.link_target is None:
                 files.append((s, d, entry))
 
-    def _mkdirs(self, dst: Endpoint) -> None:
+    def _mkdirs(self, dst: Location) -> None:
         """The target's missing parents, as ``mkdir -p`` (a prefix, on a store, needs no parent)."""
-        if dst.tree is None:
-            os.makedirs(os.path.dirname(dst.loc.path), exist_ok=True)
+        if not dst.in_tree:
+            os.makedirs(os.path.dirname(dst.path), exist_ok=True)
             return
         parents: list[str] = []
-        parent = posixpath.dirname(dst.tree)
+        parent = posixpath.dirname(dst.path)
         while parent not in ("/", "") and self._missing(parent):
             parents.append(parent)
             parent = posixpath.dirname(parent)
         for path in reversed(parents):
-            self._mkdir(Endpoint(self.vfs.resolve(path), path))
+            self._mkdir(self.vfs.locate(path))
 
     def _missing(self, tree: str) -> bool:
         try:
@@ -143,21 +134,21 @@ class CopyCommand:
             return True
         return False
 
-    def _mkdir(self, dst: Endpoint) -> None:
+    def _mkdir(self, dst: Location) -> None:
         try:
-            if dst.tree is not None:
-                self.vfs.mkdir(dst.tree)
+            if dst.in_tree:
+                self.vfs.mkdir(dst.path)
             else:
-                os.makedirs(dst.loc.path, exist_ok=True)
+                os.makedirs(dst.path, exist_ok=True)
         except AlreadyExists:
             pass
 
-    def _one(self, src: Endpoint, dst: Endpoint, entry: Entry) -> None:
+    def _one(self, src: Location, dst: Location, entry: Entry) -> None:
         try:
             route = self._copy(src, dst, entry)
         except (RhfsError, OSError) as e:
             with self._lock:
-                self.result.failed.append(f"{src.loc.path} -> {dst.loc.path}: {e}")
+                self.result.failed.append(f"{src.path} -> {dst.path}: {e}")
             return
         with self._lock:
             self.result.files += 1
@@ -166,10 +157,10 @@ class CopyCommand:
         if self.progress is not None:
             self.progress.update(entry.size)
 
-    def _copy(self, src: Endpoint, dst: Endpoint, entry: Entry) -> str:
-        if entry.size > 0 and isinstance(self.planner, Planner):
+    def _copy(self, src: Location, dst: Location, entry: Entry) -> str:
+        if entry.size > 0 and self.planner is not None:
             try:
-                return self.planner.copy(src.loc, dst.loc, entry)
+                return self.planner.copy(src, dst, entry)
             except CantCopy:
                 pass  # no route can take it: stream it through the tree, as the kernel would
         self._stream(src, dst, entry)
@@ -177,16 +168,15 @@ class CopyCommand:
         self.vfs.stats.add_copy(route, entry.size)
         return route
 
-    def _stream(self, src: Endpoint, dst: Endpoint, entry: Entry) -> None:
-        assert src.loc.backend is not None
-        reader = src.loc.backend.open_reader(src.loc.rel, entry)
+    def _stream(self, src: Location, dst: Location, entry: Entry) -> None:
+        reader = src.backend.open_reader(src.rel, entry)
         try:
-            if dst.tree is None:
-                with open(dst.loc.path, "wb") as out:
+            if not dst.in_tree:
+                with open(dst.path, "wb") as out:
                     for offset in range(0, entry.size, STREAM_CHUNK):
                         out.write(reader.read(offset, STREAM_CHUNK))
                 return
-            opened = self.vfs.create(dst.tree, 0o644, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            opened = self.vfs.create(dst.path, 0o644, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             try:
                 for offset in range(0, entry.size, STREAM_CHUNK):
                     self.vfs.write(opened.fh, reader.read(offset, STREAM_CHUNK), offset)

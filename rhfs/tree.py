@@ -1,9 +1,14 @@
-"""The mount table: which system serves each top-level directory of the tree.
+"""The tree's own types: the mount table, and the one type for a place in the tree.
 
+The mount table says which system serves each top-level directory of the tree.
 Mount keys are tree paths without a leading slash: ``here``, ``s3``,
 ``clusters/cluster-a``, ``tables``, ``.rhfs``. Every strict prefix of a key is a
-synthetic, read-only directory (``/`` and ``/clusters``) whose children are the
-next components. Resolution is pure string work and never calls a backend.
+directory of the tree itself (``/`` and ``/clusters``), read-only, whose children are
+the next components. Resolution is pure string work and never calls a backend.
+
+A path resolves to a :class:`Location` (a place on one system: the VFS, the copy
+planner, the Python API and ``rhfs cp`` all speak of files by it) or to a
+:class:`TreeDir`. This module sits under both the VFS and the transfer layer.
 """
 
 from __future__ import annotations
@@ -18,19 +23,29 @@ ALWAYS_SHOWN = ("clusters",)
 
 @dataclass(frozen=True, slots=True)
 class Location:
-    path: str  # the tree path, "/s3/bucket/key"
-    backend: Guarded | None  # None: a synthetic directory
-    rel: str = ""  # the path inside the backend
-    mount: str = ""  # the mount key that serves it
-    children: tuple[str, ...] = ()  # for synthetic directories
+    """A place on one system: its tree path, the system's guarded backend, the path there."""
 
-    @property
-    def synthetic(self) -> bool:
-        return self.backend is None
+    path: str  # the tree path, "/s3/bucket/key" (outside the tree: the local path)
+    backend: Guarded
+    rel: str = ""  # the path inside the backend
+    mount: str = ""  # the mount key that serves it; "" for a place outside the tree
 
     @property
     def is_system_root(self) -> bool:
-        return self.backend is not None and self.rel == ""
+        return self.rel == ""
+
+    @property
+    def in_tree(self) -> bool:
+        """Is this a place of the tree (not a local path given to ``rhfs cp``, say)?"""
+        return self.mount != ""
+
+
+@dataclass(frozen=True, slots=True)
+class TreeDir:
+    """A directory of the tree itself (``/``, ``/clusters``): read-only, served by no system."""
+
+    path: str
+    children: tuple[str, ...] = ()
 
 
 def normalize(path: str) -> str:
@@ -51,10 +66,10 @@ class MountTable:
                 prefix = "/".join(parts[:i])
                 self._synthetic.setdefault(prefix, set()).add(parts[i])
 
-    def resolve(self, path: str) -> Location:
+    def resolve(self, path: str) -> Location | TreeDir:
         key = normalize(path)[1:]
         if key in self._synthetic and key not in self.mounts:
-            return Location(path=normalize(path), backend=None, children=tuple(sorted(self._synthetic[key])))
+            return TreeDir(path=normalize(path), children=tuple(sorted(self._synthetic[key])))
         parts = key.split("/")
         for i in range(len(parts), 0, -1):
             mount = "/".join(parts[:i])
