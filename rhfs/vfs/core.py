@@ -10,8 +10,44 @@ the ``rhfs://`` fsspec face are thin shells over it. It never imports mfusepy.
 - this module: attributes, listings (with the kernel's directory cache), links, xattrs.
 The tables of open handles and files are :mod:`rhfs.vfs.handles`.
 
-Lock order: the handle table's lock (:class:`~rhfs.vfs.handles.OpenTable`) is never
-held during a backend call; ``OpenFile.lock`` may be held during one.
+The thread model of the daemon
+------------------------------
+Threads:
+- libfuse's worker threads call every :class:`Vfs` method, many at once; so do the
+  ``rhfs://`` face, ``rhfs cp``, the Python API and the start-up recovery
+  (``rhfs-recovery``), which are clients of the VFS like any FUSE thread.
+- Each system's pool (``rhfs-<system>``, :class:`~rhfs.backends.guard.Guarded`) runs
+  every call to that system, bounded in time; the calling thread waits for it.
+- The clients' event loops (fsspec's loop thread, the presigned S3 session's loop) run
+  a backend's requests; they never call back into the VFS.
+- Read-ahead producers (``rhfs-readahead``, one shared pool) fill readers' runs.
+- Copies fan out on ``rhfs-fetch`` (ranged reads of one file), ``rhfs-cp`` and
+  ``rhfs-api-copy`` (several files); the daemon has its own signal, stop, ready and
+  warm-up threads, which only start and stop things.
+
+State and the lock that guards it:
+- :attr:`OpenTable.lock <rhfs.vfs.handles.OpenTable>`: the handle and open-file tables,
+  every ``refs`` count, the per-path generations, each handle's reader slot.
+- ``OpenFile.lock`` (:mod:`rhfs.vfs.files`): one path's spool: its descriptor, size,
+  dirty flag, pending modes and times, kept copy.
+- :class:`~rhfs.vfs.cache.MetadataCache`, :class:`~rhfs.vfs.recent.RecentMap` (readdir's
+  memos, the adapter's packed listings), :class:`~rhfs.stats.Stats`, the catalog's
+  document cache, the tool cache, each reader's buffer pool: each its own lock.
+- ``ReadAhead._cond``: the runs of one reader; ``ClusterReader._lock``: its remote file.
+- The VFS's ``_versions`` (the version last opened per path) is a plain dict: single
+  reads and writes are atomic, and every walk over it iterates a snapshot (``list()``).
+- :class:`~rhfs.backends.guard.Guarded` keeps its health in single assignments; two
+  calls failing at once only race over which message is kept.
+- The table converter (:mod:`rhfs.views.parts`) holds one lock per source version for
+  the whole conversion, so each version is converted once.
+
+Lock order, and what may wait under a lock:
+1. ``OpenFile.lock``, then ``OpenTable.lock``, never the other way round. A last release
+   holds the file's lock from counting its references to discarding it.
+2. ``OpenFile.lock`` and a converter's version lock may be held during a backend call
+   (an upload, a fill, a conversion); no other lock ever is.
+3. Every other lock is a leaf: nothing else is taken under it, and no system is called.
+   (``ReadAhead._cond`` takes the buffer pool's leaf lock under it.)
 """
 
 from __future__ import annotations

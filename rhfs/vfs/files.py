@@ -9,8 +9,8 @@ access that needs it.
 Reads of remote files that are not open for writing are served by
 :mod:`rhfs.vfs.readahead`.
 
-Lock order: ``OpenFile.lock`` is taken before any backend call on that file and
-never while the VFS's table lock is held.
+``OpenFile.lock`` is taken before any backend call on that file and never while the
+VFS's table lock is held (the thread model is in :mod:`rhfs.vfs.core`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@
 - A handle open for reading gets its reader on first use; readers of remote systems read
   through :class:`~rhfs.vfs.readahead.ReadAhead`.
 
-Lock order: ``OpenFile.lock``, then :attr:`OpenTable.lock`. The table's lock guards both
+Lock order (the whole thread model is in :mod:`rhfs.vfs.core`): ``OpenFile.lock``, then
+:attr:`OpenTable.lock`. The table's lock guards both
 tables, every ``refs`` count, the generations and each handle's reader slot; it is never
 held during a backend call (a reader is opened outside it), and no lock is taken under it.
 ``OpenFile.lock`` may be held during a backend call (an upload); a last release holds it

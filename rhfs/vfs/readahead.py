@@ -32,8 +32,9 @@ chunks side by side): it is at least ``REACH``, so no byte is fetched twice. Pro
 never wait for room or for the reader: they stop, and the next read starts them again,
 so the shared thread pool cannot be exhausted by idle runs.
 
-Lock order: ``ReadAhead._cond`` guards every run of its handle and is never held
-during a backend call; ``BufferPool._lock`` is a leaf taken under it.
+Locks (the thread model is in :mod:`rhfs.vfs.core`): ``ReadAhead._cond`` guards every
+run of its handle and is never held during a backend call; ``BufferPool._lock`` is a leaf
+taken under it.
 """
 
 from __future__ import annotations
