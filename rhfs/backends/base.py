@@ -8,8 +8,8 @@ the bucket.
 Required abilities: stat, list, open a ranged reader, upload a whole local file
 atomically, remove, mkdir, rmdir, rename, url. Optional abilities are separate
 small protocols (:class:`CopyWithin`, :class:`Runner`, :class:`Symlinks`,
-:class:`Metadata`); a backend that has one implements it, and a caller checks
-with ``isinstance``. A route that cannot serve a request raises
+:class:`Metadata`, :class:`UploadLeftovers`); a backend that has one implements it,
+and a caller checks with ``isinstance``. A route that cannot serve a request raises
 :class:`rhfs.errors.CantCopy` so that the caller falls back.
 
 Backends raise :mod:`rhfs.errors` exceptions, or ``OSError``s with an errno.
@@ -134,6 +134,21 @@ class Metadata(Protocol):
     def set_times(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
         """Set the access and modification times, in nanoseconds; None leaves one as it is."""
         ...
+
+
+@runtime_checkable
+class UploadLeftovers(Protocol):
+    def remove_upload_leftovers(self, path: str) -> int:
+        """Clean up what killed uploads of exactly ``path`` left (a temporary sibling, an
+        unfinished multipart upload); how many were found."""
+        ...
+
+
+def remove_upload_leftovers(backend: object, path: str) -> int:
+    """:meth:`UploadLeftovers.remove_upload_leftovers`, or 0 where uploads leave nothing behind."""
+    if isinstance(backend, UploadLeftovers):
+        return backend.remove_upload_leftovers(path)
+    return 0
 
 
 def join(*parts: str) -> str:

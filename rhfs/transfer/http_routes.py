@@ -8,7 +8,7 @@
 - ``transfer-cluster``: store → store of another account, streamed through the
   source or destination store's configured ``transfer_cluster``.
 
-The daemon makes the requests (:mod:`rhfs.backends.transfers`): S3 presigned
+The daemon makes the requests (the store's :class:`~rhfs.backends.providers.Provider`): S3 presigned
 URLs, a GCS resumable-upload session (uploads) or media URL with a short-lived
 token (downloads), Azure SAS URLs. For a multipart plan the daemon completes
 the upload after the parts, or aborts it, so nothing partial becomes visible.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from rhfs.backends import transfers
 from rhfs.backends.guard import Guarded
 from rhfs.backends.store import StoreBackend
 from rhfs.backends.transfers import WritePlan
@@ -47,9 +46,9 @@ def store_of(guard: Guarded) -> StoreBackend:
 
 def write_plan(dst: Guarded, rel: str, size: int, lifetime: int, *, single: bool) -> WritePlan:
     store = store_of(dst)
-    if single and size > transfers.SINGLE_PUT_LIMIT.get(transfers.provider(store), size):
+    if single and size > (store.provider.single_put_limit or size):
         raise CantCopy(f"{dst.system}: {size} bytes need a multipart upload")
-    plan: WritePlan = dst.call("sign", transfers.write_plan, store, rel, size, lifetime)
+    plan: WritePlan = dst.call("sign", store.provider.write_plan, rel, size, lifetime)
     return plan
 
 
@@ -99,7 +98,7 @@ class ClusterCurl(Route):
     def download(self, job: Job, cluster: Guarded) -> None:
         src, dst, limit = backend(job.src), remote_path(job.dst), self.ctx.time_limit(job.size)
         request = src.call(
-            "sign", transfers.read_request, store_of(src), job.src.rel, self.ctx.url_lifetime(job.size)
+            "sign", store_of(src).provider.read_request, job.src.rel, self.ctx.url_lifetime(job.size)
         )
         q = shlex.quote
         command = (
@@ -132,7 +131,7 @@ class ClusterPython(ClusterCurl):
     def download(self, job: Job, cluster: Guarded) -> None:
         src, dst, limit = backend(job.src), remote_path(job.dst), self.ctx.time_limit(job.size)
         request = src.call(
-            "sign", transfers.read_request, store_of(src), job.src.rel, self.ctx.url_lifetime(job.size)
+            "sign", store_of(src).provider.read_request, job.src.rel, self.ctx.url_lifetime(job.size)
         )
         stdin = python_stdin({"op": "download", "file": dst, "size": job.size, "read": request.as_json()})
         code, _, err = run_on(cluster, self.COMMAND, stdin=stdin, timeout=limit)
@@ -159,7 +158,7 @@ class TransferCluster(Route):
             raise CantCopy(f"transfer cluster {cluster.system} has no python3")
         src, dst = backend(job.src), backend(job.dst)
         lifetime, limit = self.ctx.url_lifetime(job.size), self.ctx.time_limit(job.size)
-        request = src.call("sign", transfers.read_request, store_of(src), job.src.rel, lifetime)
+        request = src.call("sign", store_of(src).provider.read_request, job.src.rel, lifetime)
         plan = write_plan(dst, job.dst.rel, job.size, lifetime, single=False)
         parts = [[offset, length, r.as_json()] for offset, length, r in plan.parts]
         stdin = python_stdin({"op": "relay", "read": request.as_json(), "size": job.size, "parts": parts})

@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import shlex
+from typing import cast
 
-from rhfs.backends import transfers
 from rhfs.backends.store import StoreBackend
 from rhfs.transfer.planner import Job, Route, kind
 from rhfs.transfer.shell import backend, check, remote_path, run_on, tmp_sibling
@@ -26,13 +26,14 @@ class StoreCopy(Route):
         return (
             isinstance(src, StoreBackend)
             and isinstance(dst, StoreBackend)
-            and transfers.same_account(src, dst)
+            and src.provider.same_account(dst.provider)
         )
 
     def run(self, job: Job) -> None:
         dst = backend(job.dst)
+        store = cast(StoreBackend, dst.inner)  # applies() said so
         limit = self.ctx.time_limit(job.size)
-        dst.call_within(limit, "copy", transfers.server_copy, dst.inner, job.src.rel, job.dst.rel, job.size)
+        dst.call_within(limit, "copy", store.provider.server_copy, job.src.rel, job.dst.rel, job.size)
 
 
 class ClusterCp(Route):

@@ -39,7 +39,7 @@ import time
 import uuid
 from typing import IO, TYPE_CHECKING
 
-from rhfs.backends import orphans
+from rhfs.backends.base import remove_upload_leftovers
 from rhfs.vfs.tree import Location
 
 if TYPE_CHECKING:
@@ -161,9 +161,7 @@ def _abort_orphans(vfs: Vfs, target: dict[str, str]) -> bool:
     if backend is None:
         return True  # that system is no longer configured: nothing to reach
     try:
-        aborted = backend.call(
-            "abort uploads", orphans.abort_unfinished_uploads, backend.inner, target["rel"]
-        )
+        aborted = backend.call("abort uploads", remove_upload_leftovers, backend.inner, target["rel"])
     except Exception as e:
         log.warning(
             "could not abort unfinished uploads of %s (next start tries again): %s", target["path"], e
