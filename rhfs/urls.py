@@ -3,30 +3,22 @@
 Forms (PRODUCT.md §5): ``PROTO://bucket/key`` for a store, ``rhfs://path`` for a
 tree path, ``CLUSTER:path`` for a cluster (relative to its root, or absolute
 under it), and a bare tree path. A protocol is matched to a configured store by
-provider, so ``s3a://`` finds an ``s3`` store and ``abfs://`` an ``az`` one; among
-several stores of one provider, the one that lists the bucket wins.
+provider (:data:`rhfs.backends.providers.PROVIDER_OF`), so ``s3a://`` finds an
+``s3`` store and ``abfs://`` an ``az`` one; any other protocol finds only stores of
+that very protocol. Among several stores of one provider, the one that lists the
+bucket wins.
 """
 
 from __future__ import annotations
 
+from rhfs.backends.providers import PROVIDER_OF
 from rhfs.config import Config, StoreConfig
 from rhfs.errors import NotFound
-
-PROVIDERS = {
-    "s3": "s3",
-    "s3a": "s3",
-    "gs": "gs",
-    "gcs": "gs",
-    "az": "az",
-    "abfs": "az",
-    "abfss": "az",
-    "adl": "az",
-}
 
 
 def provider(protocol: str) -> str:
     """The provider a protocol speaks to (``s3``, ``gs``, ``az``), or the protocol itself."""
-    return PROVIDERS.get(protocol, protocol)
+    return PROVIDER_OF.get(protocol, protocol)
 
 
 def store_for(config: Config, protocol: str, bucket: str) -> StoreConfig | None:

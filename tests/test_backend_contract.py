@@ -409,7 +409,6 @@ class CountingApi:
 
     def __init__(self, inner: Any) -> None:
         self.inner, self.calls = inner, []  # type: ignore[var-annotated]
-        self.provider = inner.provider
 
     @property
     def loop(self) -> Any:

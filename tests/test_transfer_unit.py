@@ -20,7 +20,7 @@ import pytest
 import tomli_w
 from testbed import Testbed
 
-from rhfs.backends import transfers
+from rhfs.backends import s3
 from rhfs.backends.store import StoreBackend
 from rhfs.backends.transfers import HttpRequest
 from rhfs.config import load_file
@@ -86,8 +86,8 @@ def s3_etag(testbed: Testbed, key: str) -> str:
 def test_big_s3_copies_use_parallel_upload_part_copy(
     testbed: Testbed, vfs: Vfs, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(transfers, "PARALLEL_COPY_FROM", 10 * MiB)
-    monkeypatch.setattr(transfers, "MIN_COPY_PART", 5 * MiB)
+    monkeypatch.setattr(s3, "PARALLEL_COPY_FROM", 10 * MiB)
+    monkeypatch.setattr(s3, "MIN_COPY_PART", 5 * MiB)
     data = os.urandom(23 * MiB)
     testbed.fs("s3").pipe_file(f"{testbed.bucket}/{name}/big.bin", data)
     route = copy(vfs, f"/s3/{testbed.bucket}/{name}/big.bin", f"/s3/{testbed.bucket}/{name}/copy.bin")
@@ -97,12 +97,10 @@ def test_big_s3_copies_use_parallel_upload_part_copy(
 
 
 def test_a_failed_parallel_copy_is_aborted(testbed: Testbed, vfs: Vfs, name: str) -> None:
-    store = vfs.resolve("/s3").backend
-    assert store is not None and isinstance(store.inner, StoreBackend)
+    provider = vfs.locate("/s3").backend.abilities.provider
+    assert provider is not None
     with pytest.raises(FileNotFoundError):
-        transfers.server_copy(
-            store.inner, f"{testbed.bucket}/{name}/none", f"{testbed.bucket}/{name}/x", 2 << 30
-        )
+        provider.server_copy(f"{testbed.bucket}/{name}/none", f"{testbed.bucket}/{name}/x", 2 << 30)
     uploads = testbed.fs("s3").list_multipart_uploads(testbed.bucket)
     assert [u for u in uploads if u["Key"].startswith(name)] == []
     assert not testbed.fs("s3").exists(f"{testbed.bucket}/{name}/x")
@@ -114,8 +112,8 @@ def test_s3_copies_wait_for_the_server_longer_than_the_store_clients_read_timeou
     """A server copies before it answers: with the store's read timeout, every copy request
     here would time out and be retried while the first still runs (moto then fails a part
     copied twice, or a completion repeated after it succeeded)."""
-    monkeypatch.setattr(transfers, "PARALLEL_COPY_FROM", 10 * MiB)
-    monkeypatch.setattr(transfers, "MIN_COPY_PART", 5 * MiB)
+    monkeypatch.setattr(s3, "PARALLEL_COPY_FROM", 10 * MiB)
+    monkeypatch.setattr(s3, "MIN_COPY_PART", 5 * MiB)
     options = {
         "key": testbed.s3_key,
         "secret": testbed.s3_secret,
@@ -128,7 +126,7 @@ def test_s3_copies_wait_for_the_server_longer_than_the_store_clients_read_timeou
         data = os.urandom(size)
         fs.pipe_file(f"{testbed.bucket}/{name}/{label}.bin", data)
         src, dst = f"{testbed.bucket}/{name}/{label}.bin", f"{testbed.bucket}/{name}/{label}-copy.bin"
-        transfers.server_copy(store, src, dst, size)
+        store.provider.server_copy(src, dst, size)
         assert fs.cat_file(dst) == data
     assert s3_etag(testbed, f"{name}/parts-copy.bin").endswith("-3")
 
@@ -141,8 +139,8 @@ def test_cluster_uploads_a_multipart_object_with_python(
     commands: list[tuple[str, bytes]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setitem(transfers.SINGLE_PUT_LIMIT, "s3", 6 * MiB)
-    monkeypatch.setattr(transfers, "MIN_UPLOAD_PART", 5 * MiB)
+    monkeypatch.setattr(s3.S3Provider, "single_put_limit", 6 * MiB)
+    monkeypatch.setattr(s3, "MIN_UPLOAD_PART", 5 * MiB)
     tools(vfs).assume("cluster-a", {"python3", "ssh"})
     data = os.urandom(12 * MiB)
     local = testbed.cluster_roots["cluster-a"] / f"{name}.bin"
@@ -184,8 +182,8 @@ def test_no_curl_and_no_python_falls_back_to_the_relay(
 def test_transfer_cluster_streams_a_multipart_object(
     testbed: Testbed, vfs: Vfs, name: str, monkeypatch: pytest.MonkeyPatch, commands: list[tuple[str, bytes]]
 ) -> None:
-    monkeypatch.setitem(transfers.SINGLE_PUT_LIMIT, "s3", 6 * MiB)
-    monkeypatch.setattr(transfers, "MIN_UPLOAD_PART", 5 * MiB)
+    monkeypatch.setattr(s3.S3Provider, "single_put_limit", 6 * MiB)
+    monkeypatch.setattr(s3, "MIN_UPLOAD_PART", 5 * MiB)
     data = os.urandom(11 * MiB)
     testbed.fs("gs").pipe_file(f"{testbed.bucket}/{name}/t.bin", data)
     route = copy(vfs, f"/gs/{testbed.bucket}/{name}/t.bin", f"/s3/{testbed.bucket}/{name}/t.bin")
@@ -221,10 +219,30 @@ def test_curl_config_quotes_values() -> None:
 
 
 def test_part_sizes_stay_within_the_limits() -> None:
-    assert transfers.copy_part_size(1 << 30) == 128 * MiB
-    assert transfers.copy_part_size(100 << 40) == 5 << 30
-    assert -(-(40 << 40) // transfers.copy_part_size(40 << 40)) <= transfers.MAX_PARTS
-    assert transfers.upload_part_size(5 << 40) * transfers.MAX_PARTS >= 5 << 40  # S3's largest object
+    assert s3.copy_part_size(1 << 30) == 128 * MiB
+    assert s3.copy_part_size(100 << 40) == 5 << 30
+    assert -(-(40 << 40) // s3.copy_part_size(40 << 40)) <= s3.MAX_PARTS
+    assert s3.upload_part_size(5 << 40) * s3.MAX_PARTS >= 5 << 40  # S3's largest object
+
+
+def test_one_provider_map_serves_urls_and_stores() -> None:
+    from rhfs.backends.providers import PROVIDER_OF
+    from rhfs.errors import CantCopy
+    from rhfs.urls import provider
+
+    for protocol, name in PROVIDER_OF.items():
+        assert provider(protocol) == StoreBackend("x", protocol, {}).provider.name == name
+    assert {provider(p) for p in ("s3a", "gcs", "abfs", "abfss", "adl")} == {"s3", "gs", "az"}
+    generic = StoreBackend("m", "memory", {}).provider
+    assert provider("memory") == "memory" and generic.name == "fsspec"
+    for call in (
+        lambda: generic.server_copy("b/k", "b/l", 1),
+        lambda: generic.read_request("b/k", 60),
+        lambda: generic.write_plan("b/k", 1, 60),
+    ):
+        with pytest.raises(CantCopy):
+            call()
+    assert generic.abort_unfinished_uploads("b/k") == 0
 
 
 def test_tmp_files_of_relays_of_dead_daemons_are_swept(tmp_path: Path) -> None:

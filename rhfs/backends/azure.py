@@ -1,4 +1,5 @@
-"""Azure Blob Storage as an :class:`~rhfs.backends.objects.ObjectApi`, over adlfs's async service client.
+"""Azure Blob Storage: the :class:`~rhfs.backends.objects.ObjectApi` and the
+:class:`~rhfs.backends.providers.Provider` of an Azure store, over adlfs's async service client.
 
 adlfs's own ``ls``/``info`` merge a ``dir/`` marker with the directory's name and
 hide the blobs under it, so this adapter speaks to the blob client directly.
@@ -8,21 +9,31 @@ Invariants:
   folder blob (``hdi_isfolder=true``, as Data Lake tools write) is seen as a directory;
 - reads are ranged downloads at absolute offsets;
 - uploads are Put Blob, or Put Block + Put Block List for large files (atomic);
-- a copy is Copy Blob from URL, and waits until the copy is no longer pending.
+- a copy is Copy Blob from URL, and waits until the copy is no longer pending; a
+  server-side copy that fails once started removes the broken blob it leaves.
+
+For others (:class:`AzureProvider`), requests carry SAS URLs signed with the account
+key (a store authenticated otherwise cannot sign them); a write is one Put Blob of at
+most 5000 MiB. Uncommitted blocks expire on their own and are never
+visible, so recovery has nothing to abort.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import errno
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from rhfs.backends.objects import Listing, ObjectInfo, bounded, clean_etag, stale, to_epoch
-from rhfs.errors import NotFound, RhfsError
+from rhfs.backends.providers import Provider, split_object
+from rhfs.backends.transfers import HttpRequest, WritePlan
+from rhfs.errors import CantCopy, NotFound, RhfsError
 
 COPY_POLL_SECONDS = 0.2
 UPLOAD_CONCURRENCY = 8
+BLOB_TYPE_HEADER = {"x-ms-blob-type": "BlockBlob"}
 
 
 def _not_found() -> type[BaseException]:
@@ -43,8 +54,6 @@ def _info(blob: Any) -> ObjectInfo:
 
 
 class AzureObjects:
-    provider = "az"
-
     def __init__(self, fs: Any) -> None:
         self.fs = fs
         self.page_size = 5000  # blobs per List Blobs page (Azure's maximum)
@@ -149,3 +158,59 @@ class AzureObjects:
                 pass
 
         await bounded([partial(one, k) for k in keys])
+
+
+class AzureProvider(Provider):
+    """An Azure store's Copy Blob from URL and SAS URLs."""
+
+    name = "az"
+    single_put_limit: ClassVar[int] = 5000 << 20  # bytes one Put Blob may carry
+
+    @staticmethod
+    def open_api(fs: Any) -> AzureObjects:
+        return AzureObjects(fs)
+
+    def server_copy(self, src: str, dst: str, size: int) -> None:
+        (sb, sk), (db, dk) = split_object(src), split_object(dst)
+        try:
+            self.store._run(self.store.api.copy, sb, sk, db, dk, size=size)
+        except NotFound:
+            raise  # the copy never started: the destination is as it was
+        except BaseException:  # a Copy Blob that failed once started leaves a broken blob
+            self.store._run(self.store.api.delete, db, [dk])
+            raise
+
+    def read_request(self, path: str, expires: int) -> HttpRequest:
+        bucket, key = split_object(path)
+        return HttpRequest("GET", self._sas_url(bucket, key, expires, write=False))
+
+    def write_plan(self, path: str, size: int, expires: int) -> WritePlan:
+        bucket, key = split_object(path)
+        if size > self.single_put_limit:
+            raise CantCopy(f"{self.store.system}: a blob over {self.single_put_limit} bytes needs Put Block")
+        url = self._sas_url(bucket, key, expires, write=True)
+        return WritePlan([(0, size, HttpRequest("PUT", url, dict(BLOB_TYPE_HEADER)))])
+
+    def _sas_url(self, bucket: str, key: str, expires: int, *, write: bool) -> str:
+        from azure.core.utils import parse_connection_string
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        fs = self.fs
+        if getattr(fs, "connection_string", None):
+            parts = parse_connection_string(fs.connection_string)
+            account, account_key = parts.get("accountname"), parts.get("accountkey")
+        else:
+            account, account_key = getattr(fs, "account_name", None), getattr(fs, "account_key", None)
+        if not account or not account_key:
+            raise CantCopy(f"{self.store.system}: SAS URLs need the account key")
+        permission = BlobSasPermissions(create=True, write=True) if write else BlobSasPermissions(read=True)
+        sas = generate_blob_sas(
+            account_name=account,
+            container_name=bucket,
+            blob_name=key,
+            account_key=account_key,
+            permission=permission,
+            expiry=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expires),
+        )
+        blob_url: str = self.store.api.client.get_blob_client(bucket, key).url  # type: ignore[attr-defined]
+        return f"{blob_url}?{sas}"

@@ -30,9 +30,12 @@ import posixpath
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from rhfs.errors import InvalidArgument, IsADirectory, NameTooLong, NotADirectory
+
+if TYPE_CHECKING:
+    from rhfs.backends.providers import Provider
 
 MAX_NAME_BYTES = 255
 PATH_MAX = 4096  # Linux's, with the final NUL: the longest path a system call takes
@@ -141,7 +144,7 @@ class Abilities:
     check_path: Callable[[str], None] | None = None  # ENAMETOOLONG for a path the system cannot take
     remove_upload_leftovers: Callable[[str], int] | None = None  # a killed upload's temporary siblings
     ssh: SshEndpoint | None = None
-    provider: Any = None  # a store's provider adapter: server-side copy, signing, unfinished uploads
+    provider: Provider | None = None  # a store's adapter: server-side copy, signing, unfinished uploads
     # a view: the backend and path holding a file's bytes (path, for_write) -> (backend, rel)
     underlying: Callable[[str, bool], tuple[Backend, str]] | None = None
     warm_up: Callable[[], None] | None = None  # make the client now; run at start, outside any guard

@@ -1,4 +1,5 @@
-"""Google Cloud Storage as an :class:`~rhfs.backends.objects.ObjectApi`, over gcsfs's JSON API client.
+"""Google Cloud Storage: the :class:`~rhfs.backends.objects.ObjectApi` and the
+:class:`~rhfs.backends.providers.Provider` of a GCS store, over gcsfs's JSON API client.
 
 Requests go through gcsfs's ``_call`` (its credentials, retries and error
 translation: 404 is ``FileNotFoundError``). The etag is the object's generation,
@@ -7,6 +8,11 @@ which changes on every write.
 Invariants: a LIST is ``objects.list`` with ``delimiter=/`` (up to 1000 a page);
 copies are ``rewriteTo`` loops (server-side, any size); uploads of 5 MiB and more
 are resumable uploads, finalised only at the end.
+
+For others (:class:`GcsProvider`), a read is the object's media URL with a short-lived
+bearer token (none for anonymous access), and a write of any size is one PUT to a
+resumable-upload session. An unfinished session expires on its own and is never
+visible, so recovery has nothing to abort.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from functools import partial
 from typing import Any
 
 from rhfs.backends.objects import Listing, ObjectInfo, bounded, stale, to_epoch
+from rhfs.backends.providers import Provider, split_object
+from rhfs.backends.transfers import HttpRequest, WritePlan
 from rhfs.errors import NotFound
 
 
@@ -29,8 +37,6 @@ def _info(item: dict[str, Any]) -> ObjectInfo:
 
 
 class GcsObjects:
-    provider = "gs"
-
     def __init__(self, fs: Any) -> None:
         self.fs = fs
         self.page_size = 1000  # objects per LIST page
@@ -101,3 +107,31 @@ class GcsObjects:
                 pass
 
         await bounded([partial(one, k) for k in keys])
+
+
+class GcsProvider(Provider):
+    """A GCS store's ``rewriteTo`` copies, media URLs and resumable-upload sessions."""
+
+    name = "gs"
+
+    @staticmethod
+    def open_api(fs: Any) -> GcsObjects:
+        return GcsObjects(fs)
+
+    def server_copy(self, src: str, dst: str, size: int) -> None:
+        (sb, sk), (db, dk) = split_object(src), split_object(dst)
+        self.store._run(self.store.api.copy, sb, sk, db, dk, size=size)
+
+    def read_request(self, path: str, expires: int) -> HttpRequest:
+        bucket, key = split_object(path)
+        fs = self.fs
+        headers: dict[str, str] = {}
+        fs.credentials.apply(headers)  # a short-lived bearer token, or nothing for anonymous access
+        return HttpRequest("GET", fs.url(f"{bucket}/{key}"), headers)
+
+    def write_plan(self, path: str, size: int, expires: int) -> WritePlan:
+        bucket, key = split_object(path)
+        from gcsfs.core import initiate_upload
+
+        session = self.store._run(initiate_upload, self.fs, bucket, key)
+        return WritePlan([(0, size, HttpRequest("PUT", session))])

@@ -1,4 +1,5 @@
-"""Any other fsspec filesystem as an :class:`~rhfs.backends.objects.ObjectApi`, best effort.
+"""Any other fsspec filesystem as an :class:`~rhfs.backends.objects.ObjectApi`, best effort,
+with the :class:`~rhfs.backends.providers.Provider` that can do nothing more.
 
 For protocols without a provider adapter (``memory``, ``file``, ``hdfs``, ...) the
 filesystem's own directories stand in for markers: a directory ``d`` is reported
@@ -6,7 +7,10 @@ as a marker object ``d/``, ``put_empty("d/")`` makes it, and deleting ``d/``
 removes it. Requests are fsspec's synchronous calls, run in worker threads.
 
 Invariants: the same as every adapter (exact keys, missing keys ignored on delete),
-except that uploads are only as atomic as the filesystem's ``put_file``.
+except that uploads are only as atomic as the filesystem's ``put_file``. There is no
+server-side copy and no signed request (:class:`FsspecProvider` raises CantCopy, and
+the copy routes fall back to streaming through the daemon); no upload leaves anything
+on the server to abort.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 from typing import Any
 
 from rhfs.backends.objects import Listing, ObjectInfo, clean_etag, stale, to_epoch
+from rhfs.backends.providers import GENERIC, Provider
 from rhfs.errors import NotFound
 
 
@@ -27,8 +32,6 @@ def _info(key: str, info: dict[str, Any]) -> ObjectInfo:
 
 
 class FsspecObjects:
-    provider = "fsspec"
-
     def __init__(self, fs: Any) -> None:
         self.fs = fs
 
@@ -141,3 +144,13 @@ class FsspecObjects:
                 self.fs.rmdir(self._path(bucket, key))
             except (FileNotFoundError, OSError):
                 pass
+
+
+class FsspecProvider(Provider):
+    """The provider of any other protocol: every copy and signature raises CantCopy."""
+
+    name = GENERIC
+
+    @staticmethod
+    def open_api(fs: Any) -> FsspecObjects:
+        return FsspecObjects(fs)

@@ -7,6 +7,8 @@ provider's adapter (:mod:`~rhfs.backends.s3`, :mod:`~rhfs.backends.gcs`,
 :mod:`~rhfs.backends.azure`) issues exactly these requests through the fsspec
 filesystem's own client, so credentials and options stay fsspec's, while the
 meaning of a key (``a/`` is a key like any other) is the store's, not fsspec's.
+:func:`open_object_api` gets the adapter from the protocol's provider
+(:mod:`~rhfs.backends.providers`).
 
 Invariants:
 - keys are passed exactly; nothing strips, adds or merges slashes;
@@ -27,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from rhfs.backends.providers import provider_of, provider_type
 from rhfs.errors import RhfsError
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs is imported
@@ -55,8 +58,6 @@ class Listing:
 
 
 class ObjectApi(Protocol):
-    provider: str
-
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
 
@@ -144,32 +145,11 @@ def make_filesystem(protocol: str, options: dict[str, Any]) -> Any:
     return fsspec.filesystem(protocol, **opts)
 
 
-PROVIDER_OF = {"s3": "s3", "s3a": "s3", "gcs": "gs", "gs": "gs", "az": "az", "abfs": "az", "abfss": "az"}
-
-
 def open_object_api(protocol: str, options: dict[str, Any]) -> ObjectApi:
     """The adapter for ``protocol``; its fsspec filesystem is made now (no request is sent).
 
     S3, GCS and Azure get their provider's adapter; any other fsspec protocol gets the
     best-effort :class:`~rhfs.backends.generic.FsspecObjects`.
     """
-    provider = PROVIDER_OF.get(protocol)
     fs = make_filesystem(protocol, options)
-    if provider == "s3":
-        from rhfs.backends import listing_xml
-        from rhfs.backends.s3 import S3Objects
-
-        api = S3Objects(fs)
-        listing_xml.install(fs.session)
-        return api
-    if provider == "gs":
-        from rhfs.backends.gcs import GcsObjects
-
-        return GcsObjects(fs)
-    if provider == "az":
-        from rhfs.backends.azure import AzureObjects
-
-        return AzureObjects(fs)
-    from rhfs.backends.generic import FsspecObjects
-
-    return FsspecObjects(fs)
+    return provider_type(provider_of(protocol)).open_api(fs)

@@ -1,30 +1,73 @@
-"""S3 (and S3-compatible servers) as an :class:`~rhfs.backends.objects.ObjectApi`.
+"""S3 (and S3-compatible servers): the :class:`~rhfs.backends.objects.ObjectApi` and the
+:class:`~rhfs.backends.providers.Provider` of an S3 store.
 
 Every request goes through s3fs's ``_call_s3``, which signs it with s3fs's
 credential chain and turns S3 errors into ``OSError``s with an errno (NoSuchKey
 and NoSuchBucket become ``FileNotFoundError``).
 
-Invariants: a LIST is ``ListObjectsV2`` (1000 keys a page); a copy under 5 GiB is
-one CopyObject, a larger one s3fs's UploadPartCopy; uploads of 32 MiB and more
-are multipart, completed only at the end.
+:class:`S3Objects` invariants: a LIST is ``ListObjectsV2`` (1000 keys a page); a copy
+under 5 GiB is one CopyObject, a larger one s3fs's UploadPartCopy; uploads of 32 MiB
+and more are multipart, completed only at the end.
+
+:class:`S3Provider`, for copy routes and recovery:
+
+- a server-side copy of ``PARALLEL_COPY_FROM`` bytes or more is UploadPartCopy,
+  ``COPY_PARTS_IN_FLIGHT`` parts at a time (one CopyObject is limited to 5 GiB and runs
+  as one sequential stream on the server); a smaller one is one CopyObject. Copy
+  requests go through a second client of the same account whose read timeout is
+  ``COPY_READ_TIMEOUT``: the server copies before it answers (a CopyObject,
+  UploadPartCopy or CompleteMultipartUpload of a large object can take longer than the
+  store client's read timeout, 15 s by default), and a request retried after such a
+  timeout would race the one still running (a second UploadPartCopy of the same part,
+  or a second completion of an upload already completed, fails, and the copy with it);
+- requests for others are presigned URLs: a GET, a PUT of up to 5 GiB, or else a
+  multipart plan of presigned UploadPart URLs that the daemon completes or aborts;
+- a multipart upload never completed or aborted stays on the server, invisible to
+  listings but billed, until a lifecycle rule removes it: those a killed upload of a
+  key left are aborted (:meth:`S3Provider.abort_unfinished_uploads`). A failed
+  parallel copy aborts its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import os
+import threading
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from rhfs.backends.objects import Listing, ObjectInfo, bounded, clean_etag, stale, to_epoch
+from rhfs.backends.objects import (
+    Listing,
+    ObjectInfo,
+    bounded,
+    clean_etag,
+    make_filesystem,
+    stale,
+    to_epoch,
+)
+from rhfs.backends.providers import Provider, split_object
 from rhfs.backends.s3_presigned import Presigned, RawBody, quiet
+from rhfs.backends.transfers import HttpRequest, WritePlan
 from rhfs.errors import NotFound
 
+if TYPE_CHECKING:
+    from rhfs.backends.store import StoreBackend
+
+T = TypeVar("T")
 SINGLE_COPY_LIMIT = 5 << 30
 DIRECT_PUT = 4 << 20  # files up to this size are uploaded by one presigned PUT
 UPLOAD_PART = 16 << 20
 DELETE_BATCH = 1000
+PARALLEL_COPY_FROM = 1 << 30  # objects this big or bigger are copied with parallel UploadPartCopy
+COPY_PARTS_IN_FLIGHT = 8
+COPY_READ_TIMEOUT = 900.0  # seconds a copy request may wait for its answer (the guard bounds the copy)
+MIN_COPY_PART = 64 << 20
+MAX_PART = 5 << 30
+MAX_PARTS = 10_000
+MIN_UPLOAD_PART = 128 << 20
 
 
 def _status(exc: BaseException) -> int | None:
@@ -48,8 +91,6 @@ def fast_timestamp(value: Any) -> Any:
 
 
 class S3Objects:
-    provider = "s3"
-
     def __init__(self, fs: Any) -> None:
         self.fs = fs
         self.page_size = 1000  # keys per LIST page (S3's maximum)
@@ -187,3 +228,163 @@ class S3Objects:
 
         chunks = [keys[i : i + DELETE_BATCH] for i in range(0, len(keys), DELETE_BATCH)]
         await bounded([partial(batch, c) for c in chunks])
+
+
+def copy_part_size(size: int) -> int:
+    part = max(MIN_COPY_PART, math.ceil(size / COPY_PARTS_IN_FLIGHT), math.ceil(size / MAX_PARTS))
+    return min(part, MAX_PART)
+
+
+def upload_part_size(size: int) -> int:
+    return min(MAX_PART, max(MIN_UPLOAD_PART, math.ceil(size / MAX_PARTS)))
+
+
+def _sync(loop: asyncio.AbstractEventLoop, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    from fsspec.asyn import sync
+
+    result: T = sync(loop, fn, *args, **kwargs)
+    return result
+
+
+class S3Provider(Provider):
+    """An S3 store's copies, presigned requests and multipart clean-up (see above)."""
+
+    name = "s3"
+    single_put_limit: ClassVar[int] = 5 << 30
+
+    def __init__(self, store: StoreBackend) -> None:
+        super().__init__(store)
+        self._copy_fs: Any = None
+        self._copy_fs_lock = threading.Lock()
+
+    @staticmethod
+    def open_api(fs: Any) -> S3Objects:
+        from rhfs.backends import listing_xml
+
+        api = S3Objects(fs)
+        listing_xml.install(fs.session)
+        return api
+
+    def _copy_client(self) -> Any:
+        """The store's account through a client that waits ``COPY_READ_TIMEOUT`` for an answer."""
+        with self._copy_fs_lock:
+            if self._copy_fs is None:
+                options = dict(self.store.options)
+                config = dict(options.get("config_kwargs") or {})
+                config["read_timeout"] = max(COPY_READ_TIMEOUT, float(config.get("read_timeout") or 0))
+                options["config_kwargs"] = config
+                session = getattr(self.fs, "session", None)
+                if session is not None:  # its service model is loaded: no second load at the first copy
+                    options["session"] = session
+                self._copy_fs = make_filesystem(self.store.protocol, options)
+            return self._copy_fs
+
+    def server_copy(self, src: str, dst: str, size: int) -> None:
+        (sb, sk), (db, dk) = split_object(src), split_object(dst)
+        fs = self._copy_client()
+        if size >= PARALLEL_COPY_FROM:
+            _sync(fs.loop, _parallel_copy, fs, sb, sk, db, dk, size)
+        else:
+            source = {"Bucket": sb, "Key": sk}
+            _sync(fs.loop, fs._call_s3, "copy_object", Bucket=db, Key=dk, CopySource=source)
+
+    def read_request(self, path: str, expires: int) -> HttpRequest:
+        bucket, key = split_object(path)
+        url = self.store._run(self.fs._url, f"{bucket}/{key}", expires=expires)
+        return HttpRequest("GET", url)
+
+    def write_plan(self, path: str, size: int, expires: int) -> WritePlan:
+        bucket, key = split_object(path)
+        fs = self.fs
+        if size <= self.single_put_limit:
+            url = self.store._run(fs._url, f"{bucket}/{key}", expires=expires, client_method="put_object")
+            return WritePlan([(0, size, HttpRequest("PUT", url))])
+        return self.store._run(self._multipart_plan, fs, bucket, key, size, expires)
+
+    async def _multipart_plan(self, fs: Any, bucket: str, key: str, size: int, expires: int) -> WritePlan:
+        part = upload_part_size(size)
+        mpu = await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key)
+        upload_id = mpu["UploadId"]
+        s3 = await fs.get_s3(bucket)
+        parts = []
+        for number, offset in enumerate(range(0, size, part), start=1):
+            url = await s3.generate_presigned_url(
+                ClientMethod="upload_part",
+                Params={"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": number},
+                ExpiresIn=expires,
+            )
+            parts.append((offset, min(part, size - offset), HttpRequest("PUT", url)))
+
+        def finish(etags: list[str]) -> None:
+            listing = [{"PartNumber": i, "ETag": etag} for i, etag in enumerate(etags, start=1)]
+            self.store._run(
+                fs._call_s3,
+                "complete_multipart_upload",
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": listing},
+            )
+
+        def abort() -> None:
+            self.store._run(fs._call_s3, "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+
+        return WritePlan(parts, finish, abort)
+
+    def abort_unfinished_uploads(self, path: str) -> int:
+        bucket, _, key = path.partition("/")
+        if not key:
+            return 0
+        fs = self.fs
+
+        async def go() -> int:
+            aborted = 0
+            request: dict[str, str] = {"Bucket": bucket, "Prefix": key}
+            while True:
+                page = await fs._call_s3("list_multipart_uploads", **request)
+                for upload in page.get("Uploads", []) or []:
+                    if upload.get("Key") == key:
+                        await fs._call_s3(
+                            "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload["UploadId"]
+                        )
+                        aborted += 1
+                if not page.get("IsTruncated"):
+                    return aborted
+                request["KeyMarker"] = page.get("NextKeyMarker", "")
+                request["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+
+        return self.store._run(go)
+
+
+async def _parallel_copy(fs: Any, sb: str, sk: str, db: str, dk: str, size: int) -> None:
+    part = copy_part_size(size)
+    mpu = await fs._call_s3("create_multipart_upload", Bucket=db, Key=dk)
+    upload_id = mpu["UploadId"]
+    semaphore = asyncio.Semaphore(COPY_PARTS_IN_FLIGHT)
+
+    async def one(number: int, start: int) -> dict[str, Any]:
+        end = min(start + part, size) - 1
+        async with semaphore:
+            out = await fs._call_s3(
+                "upload_part_copy",
+                Bucket=db,
+                Key=dk,
+                PartNumber=number,
+                UploadId=upload_id,
+                CopySource={"Bucket": sb, "Key": sk},
+                CopySourceRange=f"bytes={start}-{end}",
+            )
+        return {"PartNumber": number, "ETag": out["CopyPartResult"]["ETag"]}
+
+    try:
+        parts = await asyncio.gather(*(one(i + 1, off) for i, off in enumerate(range(0, size, part))))
+        await fs._call_s3(
+            "complete_multipart_upload",
+            Bucket=db,
+            Key=dk,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": list(parts)},
+        )
+    except BaseException:
+        await fs._call_s3("abort_multipart_upload", Bucket=db, Key=dk, UploadId=upload_id)
+        raise

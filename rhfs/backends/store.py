@@ -13,6 +13,9 @@ Paths are ``bucket/key``. The requests themselves are made by a provider adapter
 - renaming copies every key server-side, then deletes the sources: a failure
   leaves the source whole, but the rename is not atomic.
 
+What only the provider knows (its own copies, signed requests, unfinished uploads)
+is :attr:`StoreBackend.provider`, a :class:`~rhfs.backends.providers.Provider`.
+
 Cost invariants: ``list`` is one LIST per page of one level; ``stat`` of a file is
 one HEAD, of a directory one HEAD plus one LIST of at most one key; nothing lists a
 whole subtree except renaming a directory.
@@ -29,6 +32,7 @@ from typing import Any, TypeVar
 
 from rhfs.backends.base import Abilities, Entry, Traits, check_name, check_rename_over
 from rhfs.backends.objects import Listing, ObjectApi, ObjectInfo, bounded, open_object_api
+from rhfs.backends.providers import Provider, provider_of, provider_type
 from rhfs.backends.streams import BodyStream
 from rhfs.errors import (
     AlreadyExists,
@@ -124,8 +128,14 @@ class StoreBackend:
         self.configured_buckets = tuple(buckets) if buckets is not None else None
         self._api = api
         self._api_lock = threading.Lock()
+        self._provider: Provider | None = None
+        self._provider_lock = threading.Lock()
         self.abilities = Abilities(
-            copy_within=self.copy_within, check_path=self.check_path, provider=self, warm_up=self.warm_up
+            copy_within=self.copy_within,
+            check_path=self.check_path,
+            remove_upload_leftovers=self.remove_upload_leftovers,
+            provider=self.provider,
+            warm_up=self.warm_up,
         )
 
     # The client is made on first use, so that a store that is down does not stop the mount.
@@ -136,6 +146,15 @@ class StoreBackend:
                 if self._api is None:
                     self._api = open_object_api(self.protocol, self.options)
         return self._api
+
+    @property
+    def provider(self) -> Provider:
+        """The protocol's provider, for this store (it makes no client of its own until it needs one)."""
+        if self._provider is None:
+            with self._provider_lock:
+                if self._provider is None:
+                    self._provider = provider_type(provider_of(self.protocol))(self)
+        return self._provider
 
     def _run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         from fsspec.asyn import sync
@@ -308,6 +327,10 @@ class StoreBackend:
         return f"{self.protocol}://{path}"
 
     # -- optional abilities ---------------------------------------------------------------
+    def remove_upload_leftovers(self, path: str) -> int:
+        """Abort what killed uploads of exactly ``path`` left on the server; how many."""
+        return self.provider.abort_unfinished_uploads(path)
+
     def copy_within(self, src: str, dst: str) -> None:
         (sb, sk), (db, dk) = self._split(src), self._split(dst)
         if not sk or not dk:

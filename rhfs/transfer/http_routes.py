@@ -8,7 +8,7 @@
 - ``transfer-cluster``: store → store of another account, streamed through the
   source or destination store's configured ``transfer_cluster``.
 
-The daemon makes the requests (:mod:`rhfs.backends.transfers`): S3 presigned
+The daemon makes the requests (the store's :class:`~rhfs.backends.providers.Provider`): S3 presigned
 URLs, a GCS resumable-upload session (uploads) or media URL with a short-lived
 token (downloads), Azure SAS URLs. For a multipart plan the daemon completes
 the upload after the parts, or aborts it, so nothing partial becomes visible.
@@ -19,8 +19,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from rhfs.backends import transfers
 from rhfs.backends.guard import Guarded
+from rhfs.backends.providers import Provider
 from rhfs.backends.transfers import WritePlan
 from rhfs.errors import CantCopy
 from rhfs.transfer.planner import Job, Route, runs_commands, signs_requests
@@ -36,7 +36,7 @@ from rhfs.transfer.shell import (
 )
 
 
-def store_of(guard: Guarded) -> Any:
+def provider_of(guard: Guarded) -> Provider:
     """The provider adapter of the store behind ``guard``; CantCopy for any other system."""
     provider = guard.abilities.provider
     if provider is None:
@@ -45,10 +45,10 @@ def store_of(guard: Guarded) -> Any:
 
 
 def write_plan(dst: Guarded, rel: str, size: int, lifetime: int, *, single: bool) -> WritePlan:
-    store = store_of(dst)
-    if single and size > transfers.SINGLE_PUT_LIMIT.get(transfers.provider(store), size):
+    provider = provider_of(dst)
+    if single and size > (provider.single_put_limit or size):
         raise CantCopy(f"{dst.system}: {size} bytes need a multipart upload")
-    plan: WritePlan = dst.call("sign", transfers.write_plan, store, rel, size, lifetime)
+    plan: WritePlan = dst.call("sign", provider.write_plan, rel, size, lifetime)
     return plan
 
 
@@ -101,7 +101,7 @@ class ClusterCurl(Route):
     def download(self, job: Job, cluster: Guarded) -> None:
         src, dst, limit = job.src.backend, remote_path(job.dst), self.ctx.time_limit(job.size)
         request = src.call(
-            "sign", transfers.read_request, store_of(src), job.src.rel, self.ctx.url_lifetime(job.size)
+            "sign", provider_of(src).read_request, job.src.rel, self.ctx.url_lifetime(job.size)
         )
         q = shlex.quote
         command = (
@@ -134,7 +134,7 @@ class ClusterPython(ClusterCurl):
     def download(self, job: Job, cluster: Guarded) -> None:
         src, dst, limit = job.src.backend, remote_path(job.dst), self.ctx.time_limit(job.size)
         request = src.call(
-            "sign", transfers.read_request, store_of(src), job.src.rel, self.ctx.url_lifetime(job.size)
+            "sign", provider_of(src).read_request, job.src.rel, self.ctx.url_lifetime(job.size)
         )
         stdin = python_stdin({"op": "download", "file": dst, "size": job.size, "read": request.as_json()})
         code, _, err = run_on(cluster, self.COMMAND, stdin=stdin, timeout=limit)
@@ -161,7 +161,7 @@ class TransferCluster(Route):
             raise CantCopy(f"transfer cluster {cluster.system} has no python3")
         src, dst = job.src.backend, job.dst.backend
         lifetime, limit = self.ctx.url_lifetime(job.size), self.ctx.time_limit(job.size)
-        request = src.call("sign", transfers.read_request, store_of(src), job.src.rel, lifetime)
+        request = src.call("sign", provider_of(src).read_request, job.src.rel, lifetime)
         plan = write_plan(dst, job.dst.rel, job.size, lifetime, single=False)
         parts = [[offset, length, r.as_json()] for offset, length, r in plan.parts]
         stdin = python_stdin({"op": "relay", "read": request.as_json(), "size": job.size, "parts": parts})

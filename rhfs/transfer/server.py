@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shlex
 
-from rhfs.backends import transfers
 from rhfs.transfer.planner import Job, Route, runs_commands, signs_requests
 from rhfs.transfer.shell import check, remote_path, run_on, tmp_sibling
 
@@ -22,12 +21,13 @@ class StoreCopy(Route):
         if not signs_requests(job.src) or not signs_requests(job.dst):
             return False
         src, dst = job.src.backend.abilities.provider, job.dst.backend.abilities.provider
-        return transfers.same_account(src, dst)
+        return src is not None and dst is not None and src.same_account(dst)
 
     def run(self, job: Job) -> None:
         dst, limit = job.dst.backend, self.ctx.time_limit(job.size)
         provider = dst.abilities.provider
-        dst.call_within(limit, "copy", transfers.server_copy, provider, job.src.rel, job.dst.rel, job.size)
+        assert provider is not None  # applies() said so
+        dst.call_within(limit, "copy", provider.server_copy, job.src.rel, job.dst.rel, job.size)
 
 
 class ClusterCp(Route):

@@ -39,7 +39,6 @@ import time
 import uuid
 from typing import IO, TYPE_CHECKING
 
-from rhfs.backends import orphans
 from rhfs.tree import Location
 
 if TYPE_CHECKING:
@@ -162,12 +161,9 @@ def _abort_orphans(vfs: Vfs, target: dict[str, str]) -> bool:
         return True  # that system is no longer configured: nothing to reach
     abilities, rel = backend.abilities, target["rel"]
     try:
-        if abilities.remove_upload_leftovers is not None:  # temporary siblings (here, clusters)
-            aborted = abilities.remove_upload_leftovers(rel)
-        elif abilities.provider is not None:  # unfinished multipart uploads (stores)
-            aborted = backend.call("abort uploads", orphans.abort_unfinished_uploads, abilities.provider, rel)
-        else:
-            aborted = 0
+        # temporary siblings (here, clusters) or unfinished multipart uploads (stores)
+        leftovers = abilities.remove_upload_leftovers
+        aborted = 0 if leftovers is None else leftovers(rel)
     except Exception as e:
         log.warning(
             "could not abort unfinished uploads of %s (next start tries again): %s", target["path"], e
