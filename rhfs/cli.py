@@ -364,7 +364,7 @@ def _config_check(args: argparse.Namespace) -> int:
     for r in results:
         failed += not r.ok
         state = "reachable" if r.ok else "UNREACHABLE"
-        print(f"  {r.name:<24} {r.kind:<8} {state}: {rhfs_log.redact(r.detail)}")
+        print(f"  {r.name:<24} {r.family:<8} {state}: {rhfs_log.redact(r.detail)}")
     if failed:
         print(f"rhfs: {failed} system(s) unreachable", file=sys.stderr)
     code = EXIT_DEGRADED if failed else EXIT_OK

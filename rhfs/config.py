@@ -304,25 +304,25 @@ def _build(cls: type, table: Any, problems: _Problems, where: str) -> Any:
     return _expanded_fields(cls(**values))
 
 
-def _coerce(value: Any, kind: str) -> tuple[bool, Any]:
+def _coerce(value: Any, type_name: str) -> tuple[bool, Any]:
     """(True, value as the declared type) or (False, a description of the expected type)."""
-    if kind == "float":
+    if type_name == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False, "a number"
         return True, float(value)
-    if kind == "int":
+    if type_name == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             return False, "an integer"
         return True, value
-    if kind == "bool":
+    if type_name == "bool":
         return (True, value) if isinstance(value, bool) else (False, "true or false")
-    if kind.startswith("str"):
+    if type_name.startswith("str"):
         return (True, value) if isinstance(value, str) else (False, "a string")
-    if kind.startswith("tuple"):
+    if type_name.startswith("tuple"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             return False, "a list of strings"
         return True, tuple(value)
-    if kind.startswith("dict"):
+    if type_name.startswith("dict"):
         return (True, value) if isinstance(value, dict) else (False, "a table")
     return True, value
 

@@ -109,12 +109,12 @@ def setup(level: str = "INFO", *, stream: IO[str] | None = None) -> None:
 
 
 def _log_uncaught(
-    kind: type[BaseException], value: BaseException, tb: TracebackType | None, where: str = ""
+    exc_type: type[BaseException], value: BaseException, tb: TracebackType | None, where: str = ""
 ) -> None:
-    if issubclass(kind, KeyboardInterrupt):
-        sys.__excepthook__(kind, value, tb)
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, value, tb)
         return
-    log.critical("uncaught exception%s: %s", where, value, exc_info=(kind, value, tb))
+    log.critical("uncaught exception%s: %s", where, value, exc_info=(exc_type, value, tb))
 
 
 def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:

@@ -18,7 +18,7 @@ from rhfs.config import Config
 @dataclass(frozen=True)
 class Reach:
     name: str  # the mount key: s3, clusters/cluster-a ...
-    kind: str
+    family: str  # as the backend declares it: "store", "cluster", ...
     ok: bool
     detail: str  # the time it took, or why it failed (not yet redacted)
 

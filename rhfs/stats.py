@@ -18,7 +18,7 @@ from typing import Any
 
 @dataclass
 class SystemHealth:
-    kind: str
+    family: str  # the system's family, as its backend declares it ("store", "cluster", ...)
     healthy: bool = True
     last_error: str | None = None
     last_error_at: float | None = None
@@ -74,14 +74,14 @@ class Stats:
             self.copies[route] += 1
             self._route_bytes[route] += nbytes
 
-    def register_system(self, system: str, kind: str) -> None:
+    def register_system(self, system: str, family: str) -> None:
         with self._lock:
-            self.health.setdefault(system, SystemHealth(kind=kind))
+            self.health.setdefault(system, SystemHealth(family=family))
 
     def record_ok(self, system: str, seconds: float) -> None:
         now = time.time()
         with self._lock:
-            h = self.health.setdefault(system, SystemHealth(kind="?"))
+            h = self.health.setdefault(system, SystemHealth(family="?"))
             ms = seconds * 1000
             h.latency_ms = ms if h.latency_ms is None else 0.8 * h.latency_ms + 0.2 * ms
             h.last_ok_at = now
@@ -91,7 +91,7 @@ class Stats:
     def record_failure(self, system: str, message: str) -> None:
         now = time.time()
         with self._lock:
-            h = self.health.setdefault(system, SystemHealth(kind="?"))
+            h = self.health.setdefault(system, SystemHealth(family="?"))
             h.last_error = message
             h.last_error_at = now
             if h.healthy:
@@ -128,7 +128,7 @@ class Stats:
         with self._lock:
             return {
                 name: {
-                    "kind": h.kind,
+                    "kind": h.family,
                     "health": "ok" if h.healthy else "down",
                     "last_error": h.last_error,
                     "last_error_at": h.last_error_at,

@@ -54,16 +54,17 @@ def dir_attr(mtime: float = 0.0, mode: int = 0o755) -> Attr:
 
 def attr_of(entry: Entry, read_only: bool = False) -> Attr:
     if entry.link_target is not None:
-        kind, mode, size, nlink = stat.S_IFLNK, 0o777, len(entry.link_target), 1
+        file_type, mode, size, nlink = stat.S_IFLNK, 0o777, len(entry.link_target), 1
     elif entry.is_dir:
-        kind, mode, size, nlink = stat.S_IFDIR, 0o755 if entry.mode is None else entry.mode, 0, 2
+        file_type, mode, size, nlink = stat.S_IFDIR, 0o755 if entry.mode is None else entry.mode, 0, 2
     else:
-        kind, mode, size, nlink = stat.S_IFREG, 0o644 if entry.mode is None else entry.mode, entry.size, 1
-    if read_only and kind != stat.S_IFLNK:
+        mode = 0o644 if entry.mode is None else entry.mode
+        file_type, size, nlink = stat.S_IFREG, entry.size, 1
+    if read_only and file_type != stat.S_IFLNK:
         mode &= ~0o222
     atime_ns, mtime_ns, ctime_ns = entry.times_ns
     return Attr(
-        mode=kind | mode,
+        mode=file_type | mode,
         size=size,
         mtime=entry.mtime,
         nlink=nlink,

@@ -1,6 +1,6 @@
 """Views: the ``tables/`` and ``blobs/`` trees, made from the catalog and the systems' backends.
 
-A view is a backend (``kind = "view"``) whose files live on other backends. Views
+A view is a backend (traits ``holds_bytes=False``) whose files live on other backends. Views
 are the only users of pyarrow. :func:`build_views` is called by
 ``rhfs.wiring.build_vfs``; the views reach each system through that system's
 guarded backend, so traffic and faults are counted per real system, and a view

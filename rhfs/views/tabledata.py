@@ -31,14 +31,14 @@ def to_arrow(data: Any) -> Any:
     """One pyarrow Table holding ``data``."""
     import pyarrow as pa
 
-    kind = data_type_of(data)
-    if kind == "pyarrow":
+    data_type = data_type_of(data)
+    if data_type == "pyarrow":
         return data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
-    if kind == "pandas":
+    if data_type == "pandas":
         return pa.Table.from_pandas(data, preserve_index=False)
-    if kind == "dask":
+    if data_type == "dask":
         return pa.Table.from_pandas(data.compute(), preserve_index=False)
-    if kind == "ray":
+    if data_type == "ray":
         import ray
 
         return pa.concat_tables(ray.get(data.to_arrow_refs()))
