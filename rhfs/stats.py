@@ -41,6 +41,8 @@ class Stats:
     copies: Counter[str] = field(default_factory=Counter)
     health: dict[str, SystemHealth] = field(default_factory=dict)
     _route_bytes: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    trees: Counter[str] = field(default_factory=Counter)  # tree jobs: "jobs", "files", "bytes", "skipped"
+    tree_routes: Counter[str] = field(default_factory=Counter)  # files of tree jobs, by route
 
     def add_read(self, system: str, n: int) -> None:
         with self._lock:
@@ -73,6 +75,12 @@ class Stats:
         with self._lock:
             self.copies[route] += 1
             self._route_bytes[route] += nbytes
+
+    def add_tree(self, routes: dict[str, int], nbytes: int, skipped: int) -> None:
+        """One tree job: its files by route, the bytes of the files copied, the files skipped."""
+        with self._lock:
+            self.trees.update(jobs=1, files=sum(routes.values()), bytes=nbytes, skipped=skipped)
+            self.tree_routes.update(routes)
 
     def register_system(self, system: str, family: str) -> None:
         with self._lock:
@@ -108,6 +116,8 @@ class Stats:
                 "copies": {
                     route: {"count": n, "bytes": self._route_bytes[route]} for route, n in self.copies.items()
                 },
+                "trees": {**{k: self.trees[k] for k in ("jobs", "files", "bytes", "skipped")}}
+                | {"routes": dict(self.tree_routes)},
                 "systems": {
                     s: {
                         "bytes_read": self.bytes_read[s],

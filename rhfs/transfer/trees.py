@@ -1,0 +1,270 @@
+"""Tree jobs: a whole directory tree copied as one job, with sync semantics.
+
+Every face that copies a folder (``rhfs cp -r``, ``rh.folder(...).to()``,
+``rh.table(...).to()``) hands the whole tree to :class:`TreeCopy`, over the same
+:class:`~rhfs.transfer.planner.Planner` the mount uses for each file:
+
+1. The source is listed once, directory by directory; the total of files and bytes
+   is known before the first byte moves (``progress.total``).
+2. Each destination directory is listed once too. A file whose destination already
+   matches is skipped, as ``rsync`` and ``aws s3 sync`` do: the same size, and a
+   modification time no older than the source's (or the same etag on one store
+   account); with ``checksum`` the contents are compared instead. So a rerun of an
+   interrupted job resumes where it stopped, and a rerun on an unchanged tree moves
+   no file bytes.
+3. Directories are made first (empty ones too), then files are copied a few at a
+   time, each by the planner's route (server-side where one exists), or, where no
+   route can take it (a write into a table, which its view checks), relayed through
+   this process into the destination's own upload.
+4. With ``delete``, destination files and directories that the source lacks are removed.
+
+Each file appears whole or not at all (every route writes a temporary sibling or an
+unfinished upload first). A file that fails is named in :attr:`TreeResult.failed`;
+the others complete. Stats count each job under ``trees`` by route, with its files,
+bytes and skipped files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import posixpath
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from rhfs.backends.base import Entry, join
+from rhfs.errors import AlreadyExists, CantCopy, IsADirectory, NotADirectory, NotFound, RhfsError
+from rhfs.location_io import fetch
+from rhfs.transfer.planner import Planner
+from rhfs.tree import Location
+
+log = logging.getLogger(__name__)
+
+FILES_IN_FLIGHT = 8
+HASH_CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class TreeOptions:
+    delete: bool = False  # remove what the destination has and the source lacks
+    checksum: bool = False  # skip by content, not by size and time
+    files_in_flight: int = FILES_IN_FLIGHT
+
+
+@dataclass
+class TreeResult:
+    files: int = 0  # copied
+    bytes: int = 0  # of the files copied
+    skipped: int = 0  # already matching at the destination
+    deleted: int = 0
+    routes: dict[str, int] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # "src -> dst: why", one per failed file
+
+
+class Progress:
+    """What a tree job reports to: a tqdm bar fits (``total`` and ``update(n)``)."""
+
+    total: int | None
+
+    def update(self, n: int) -> Any: ...
+
+
+def child(loc: Location, name: str) -> Location:
+    """The place of ``name`` inside the directory at ``loc``, on the same system."""
+    return Location(
+        path=posixpath.join(loc.path, name), backend=loc.backend, rel=join(loc.rel, name), mount=loc.mount
+    )
+
+
+def into_directory(src: Location, dst: Location) -> Location:
+    """``cp``'s rule: a ``dst`` that is a directory receives ``src`` under its own name."""
+    target = stat_or_none(dst)
+    if target is not None and target.is_dir:
+        return child(dst, posixpath.basename(src.path.rstrip("/")))
+    return dst
+
+
+def stat_or_none(loc: Location) -> Entry | None:
+    try:
+        return loc.backend.stat(loc.rel) if loc.rel else Entry(name="", is_dir=True)
+    except NotFound:
+        return None
+
+
+class TreeCopy:
+    def __init__(
+        self,
+        planner: Planner,
+        *,
+        options: TreeOptions | None = None,
+        progress: Progress | None = None,
+        spool_dir: str | None = None,
+    ) -> None:
+        self.planner = planner
+        self.options = options or TreeOptions()
+        self.progress = progress
+        self.spool_dir = spool_dir or planner.ctx.spool_dir
+        self.result = TreeResult()
+        self._lock = threading.Lock()
+
+    # -- the job ----------------------------------------------------------------------------
+    def run(self, src: Location, dst: Location) -> TreeResult:
+        """Make ``dst`` a copy of the file or tree at ``src`` (onto ``dst``, as ``rsync src/ dst``)."""
+        entry = stat_or_none(src)
+        if entry is None:
+            raise NotFound(src.path)
+        target = stat_or_none(dst)
+        if not entry.is_dir:
+            if target is not None and target.is_dir:
+                raise IsADirectory(f"{dst.path} is a directory")
+            self._set_total(entry.size)
+            self._file(src, dst, entry, target)
+            return self.result
+        if target is not None and not target.is_dir:
+            raise NotADirectory(f"{dst.path} is not a directory")
+        files: list[tuple[Location, Location, Entry, Entry | None]] = []
+        self._plan(src, dst, target is not None, files)
+        self._set_total(sum(e.size for _, _, e, _ in files))
+        with ThreadPoolExecutor(self.options.files_in_flight, thread_name_prefix="rhfs-tree") as pool:
+            list(pool.map(lambda job: self._file(*job), files))
+        self.planner.ctx.stats.add_tree(self.result.routes, self.result.bytes, self.result.skipped)
+        return self.result
+
+    def _set_total(self, total: int) -> None:
+        if self.progress is not None:
+            self.progress.total = total
+
+    def _plan(
+        self,
+        src: Location,
+        dst: Location,
+        dst_exists: bool,
+        files: list[tuple[Location, Location, Entry, Entry | None]],
+    ) -> None:
+        """Walk ``src``: make each directory at ``dst``, list what is there, and queue the files."""
+        entries = src.backend.list(src.rel)
+        there: dict[str, Entry] = {}
+        if dst_exists:
+            there = {e.name: e for e in dst.backend.list(dst.rel)}
+        else:
+            self._mkdir(dst, empty=not entries)
+        for entry in entries:
+            s, d = child(src, entry.name), child(dst, entry.name)
+            existing = there.get(entry.name)
+            if entry.is_dir:
+                if existing is not None and not existing.is_dir:
+                    self._fail(s, d, IsADirectory(f"{d.path} is a file"))
+                    continue
+                self._plan(s, d, existing is not None, files)
+            elif entry.link_target is None:
+                files.append((s, d, entry, existing))
+        if self.options.delete:
+            names = {e.name for e in entries}
+            for name, existing in there.items():
+                if name not in names:
+                    self._delete(child(dst, name), existing)
+
+    def _mkdir(self, dst: Location, *, empty: bool) -> None:
+        """A directory at ``dst``; on a store, only an empty one needs its marker."""
+        if dst.backend.traits.implicit_directories and not empty:
+            return
+        try:
+            dst.backend.mkdir(dst.rel)
+        except AlreadyExists:
+            pass
+
+    def _delete(self, loc: Location, entry: Entry) -> None:
+        try:
+            if entry.is_dir:
+                for inner in loc.backend.list(loc.rel):
+                    self._delete(child(loc, inner.name), inner)
+                loc.backend.rmdir(loc.rel)
+            else:
+                loc.backend.remove(loc.rel)
+        except RhfsError as e:
+            with self._lock:
+                self.result.failed.append(f"delete {loc.path}: {e}")
+            return
+        with self._lock:
+            self.result.deleted += 1
+
+    # -- one file -----------------------------------------------------------------------------
+    def _file(self, src: Location, dst: Location, entry: Entry, existing: Entry | None) -> None:
+        try:
+            if existing is not None and self._matches(src, entry, dst, existing):
+                with self._lock:
+                    self.result.skipped += 1
+                self._advance(entry.size)
+                return
+            route = self._copy(src, dst, entry)
+        except (RhfsError, OSError) as e:
+            self._fail(src, dst, e)
+            return
+        with self._lock:
+            self.result.files += 1
+            self.result.bytes += entry.size
+            self.result.routes[route] = self.result.routes.get(route, 0) + 1
+        self._advance(entry.size)
+
+    def _fail(self, src: Location, dst: Location, error: BaseException) -> None:
+        log.warning("copy %s -> %s failed: %s", src.path, dst.path, error)
+        with self._lock:
+            self.result.failed.append(f"{src.path} -> {dst.path}: {error}")
+
+    def _advance(self, n: int) -> None:
+        if self.progress is not None:
+            with self._lock:
+                self.progress.update(n)
+
+    def _matches(self, src: Location, entry: Entry, dst: Location, existing: Entry) -> bool:
+        """Does the destination already hold this file? (see the module's docstring)"""
+        if existing.is_dir or existing.size != entry.size:
+            return False
+        if self.options.checksum:
+            return _digest(src, entry) == _digest(dst, existing)
+        provider, other = src.backend.abilities.provider, dst.backend.abilities.provider
+        if entry.etag and entry.etag == existing.etag and provider and other and provider.same_account(other):
+            return True
+        return existing.mtime >= entry.mtime
+
+    def _copy(self, src: Location, dst: Location, entry: Entry) -> str:
+        if entry.size > 0:
+            try:
+                return self.planner.copy(src, dst, entry)
+            except CantCopy as e:
+                log.debug(
+                    "copy %s -> %s: %s; relaying it into the destination's upload", src.path, dst.path, e
+                )
+        self._relay(src, dst, entry)
+        route = "stream" if entry.size else "empty"
+        self.planner.ctx.stats.add_copy(route, entry.size)
+        return route
+
+    def _relay(self, src: Location, dst: Location, entry: Entry) -> None:
+        """Through this process: into a spool file, then the destination's own (checked) upload."""
+        os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
+        fd, spool = tempfile.mkstemp(prefix="rhfs-tree-", dir=self.spool_dir)
+        os.close(fd)
+        try:
+            if entry.size:
+                fetch(src, entry, spool)
+            dst.backend.upload(spool, dst.rel)
+        finally:
+            os.unlink(spool)
+        self.planner.ctx.stats.add_relayed(src.backend.system, entry.size)
+
+
+def _digest(loc: Location, entry: Entry) -> str:
+    """The SHA-256 of a file's content, read through its backend."""
+    digest = hashlib.sha256()
+    reader = loc.backend.open_reader(loc.rel, entry)
+    try:
+        for offset in range(0, entry.size, HASH_CHUNK):
+            digest.update(reader.read(offset, HASH_CHUNK))
+    finally:
+        reader.close()
+    return digest.hexdigest()
