@@ -30,9 +30,12 @@ import posixpath
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from rhfs.errors import InvalidArgument, IsADirectory, NameTooLong, NotADirectory
+
+if TYPE_CHECKING:
+    from rhfs.tree import Location
 
 MAX_NAME_BYTES = 255
 PATH_MAX = 4096  # Linux's, with the final NUL: the longest path a system call takes
@@ -142,8 +145,8 @@ class Abilities:
     remove_upload_leftovers: Callable[[str], int] | None = None  # a killed upload's temporary siblings
     ssh: SshEndpoint | None = None
     provider: Any = None  # a store's provider adapter: server-side copy, signing, unfinished uploads
-    # a view: the backend and path holding a file's bytes (path, for_write) -> (backend, rel)
-    underlying: Callable[[str, bool], tuple[Backend, str]] | None = None
+    # a view: where a file's bytes really are, (path, for_write) -> the place on its system
+    underlying: Callable[[str, bool], Location] | None = None
     warm_up: Callable[[], None] | None = None  # make the client now; run at start, outside any guard
 
 
