@@ -4,8 +4,9 @@ Layout under ``[catalog] url`` (a local directory, a store prefix, or a cluster 
 
     tables/<name>.json    blobs/<name>.json    folders/<name>.json
 
-A document records where the resource lives (``system``, ``path``, and a
-human-readable ``url``), and for blobs the ``serializer`` (``raw`` or ``pickle``).
+A document records where the resource lives, its :class:`Address` (``system`` and
+``path``, see :mod:`rhfs.views.systems`, and a human-readable ``url``), and for blobs
+the ``serializer`` (``raw`` or ``pickle``).
 
 Invariants:
 - one document per name, so two processes writing different names never touch
@@ -17,13 +18,15 @@ Invariants:
 - reads may be served from a short-lived cache (``ttl``); this process's own
   writes and deletes update that cache at once.
 
-I/O goes through the backends (guarded ones in the daemon), never fsspec directly.
+The catalog lives at a :class:`~rhfs.tree.Location`, and its I/O goes through that
+location's (guarded) backend, never fsspec directly.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
 import tempfile
 import threading
 import time
@@ -31,9 +34,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rhfs import __version__
-from rhfs.backends.base import Backend, check_name, join
+from rhfs.backends.base import check_name
 from rhfs.errors import AlreadyExists, InvalidArgument, NotFound, RhfsError
-from rhfs.views.systems import MISSING, Place, makedirs, read_bytes
+from rhfs.location_io import MISSING, makedirs, read_bytes
+from rhfs.tree import Location
 
 KINDS = ("table", "blob", "folder")
 MAX_DOC_BYTES = 1 << 20
@@ -45,6 +49,20 @@ class NotInCatalog(NotFound):
 
 class CatalogConflict(RhfsError):
     """Another process wrote the same name at the same moment, and its write won."""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where a resource lives, as its catalog document records it: a system name and a path there.
+
+    :meth:`rhfs.views.systems.Systems.locate` turns it into the :class:`~rhfs.tree.Location`
+    that every read and write goes through."""
+
+    system: str
+    path: str
+
+    def child(self, name: str) -> Address:
+        return Address(self.system, posixpath.join(self.path, name))
 
 
 @dataclass(frozen=True)
@@ -62,8 +80,8 @@ class Resource:
     updated_at: float = field(default_factory=time.time)
 
     @property
-    def place(self) -> Place:
-        return Place(self.system, self.path)
+    def address(self) -> Address:
+        return Address(self.system, self.path)
 
     def to_json(self) -> bytes:
         doc = {"rhfs_version": __version__, **asdict(self)}
@@ -86,28 +104,29 @@ def check_resource_name(name: str) -> None:
 
 
 class Catalog:
-    def __init__(self, backend: Backend, root: str, *, url: str = "", ttl: float = 0.0) -> None:
-        self.backend = backend
-        self.root = root
-        self.url = url or root
+    def __init__(self, where: Location, *, url: str = "", ttl: float = 0.0) -> None:
+        self.where = where
+        self.url = url or where.path
         self.ttl = ttl
         self._cache: dict[tuple[str, str], tuple[Resource | None, float]] = {}
         self._lock = threading.Lock()
         self._dirs_made: set[str] = set()
 
-    def _dir(self, kind: str) -> str:
+    def _dir(self, kind: str) -> Location:
         if kind not in KINDS:
             raise ValueError(f"unknown resource kind {kind!r}")
-        return join(self.root, kind + "s")
+        return self.where.child(kind + "s")
 
-    def _doc_path(self, kind: str, name: str) -> str:
+    def document(self, kind: str, name: str) -> Location:
+        """Where the document for ``name`` is kept."""
         check_resource_name(name)
-        return join(self._dir(kind), name + ".json")
+        return self._dir(kind).child(name + ".json")
 
     # -- reads ----------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
+        directory = self._dir(kind)
         try:
-            entries = self.backend.list(self._dir(kind))
+            entries = directory.backend.list(directory.rel)
         except MISSING:
             return []
         return sorted(e.name[:-5] for e in entries if not e.is_dir and e.name.endswith(".json"))
@@ -120,9 +139,9 @@ class Catalog:
                 hit = self._cache.get(key)
             if hit is not None and hit[1] > time.monotonic():
                 return hit[0]
-        path = self._doc_path(kind, name)
+        doc = self.document(kind, name)
         try:
-            resource: Resource | None = Resource.from_json(self._read(path), f"{self.url}/{path}")
+            resource: Resource | None = Resource.from_json(self._read(doc), f"{self.url}/{kind}s/{name}.json")
         except MISSING:
             resource = None
         self._remember(key, resource)
@@ -134,8 +153,8 @@ class Catalog:
             raise NotInCatalog(f"no {kind} named {name!r} in the catalog at {self.url}")
         return resource
 
-    def _read(self, path: str) -> bytes:
-        return read_bytes(self.backend, path, limit=MAX_DOC_BYTES)
+    def _read(self, doc: Location) -> bytes:
+        return read_bytes(doc, limit=MAX_DOC_BYTES)
 
     def _remember(self, key: tuple[str, str], resource: Resource | None) -> None:
         if self.ttl > 0:
@@ -151,26 +170,26 @@ class Catalog:
         now = time.time()
         created = previous.created_at if previous else resource.created_at
         stored = replace(resource, created_at=created, updated_at=now)
-        path = self._doc_path(stored.kind, stored.name)
+        doc = self.document(stored.kind, stored.name)
         self._ensure_dir(stored.kind)
         data = stored.to_json()
         fd, tmp = tempfile.mkstemp(prefix="rhfs-catalog-", suffix=".json")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            self.backend.upload(tmp, path)
+            doc.backend.upload(tmp, doc.rel)
         finally:
             os.unlink(tmp)
-        if self.backend.traits.versioned_objects and self._read(path) != data:
+        if doc.backend.traits.versioned_objects and self._read(doc) != data:
             self._forget((stored.kind, stored.name))
             raise CatalogConflict(f"{stored.kind} {stored.name!r} was written by another process at once")
         self._remember((stored.kind, stored.name), stored)
         return stored
 
     def delete(self, kind: str, name: str) -> None:
-        path = self._doc_path(kind, name)
+        doc = self.document(kind, name)
         try:
-            self.backend.remove(path)
+            doc.backend.remove(doc.rel)
         except MISSING:
             raise NotInCatalog(f"no {kind} named {name!r} in the catalog at {self.url}") from None
         finally:
@@ -191,14 +210,13 @@ class Catalog:
 
     def _ensure_dir(self, kind: str) -> None:
         directory = self._dir(kind)
-        if directory in self._dirs_made or self.backend.traits.implicit_directories:
+        if directory.rel in self._dirs_made or directory.backend.traits.implicit_directories:
             return  # store prefixes need no directory
-        makedirs(self.backend, directory)
-        self._dirs_made.add(directory)
+        makedirs(directory)
+        self._dirs_made.add(directory.rel)
 
 
 def open_catalog(systems: Any, url: str, *, ttl: float = 0.0) -> Catalog:
-    """The catalog at a config URL, over the backends of ``systems`` (:class:`Systems`)."""
-    place = systems.parse_url(url)
-    backend, rel = systems.locate(place)
-    return Catalog(backend, rel, url=systems.url(place), ttl=ttl)
+    """The catalog at a config URL, located by ``systems`` (:class:`~rhfs.views.systems.Systems`)."""
+    address = systems.parse_url(url)
+    return Catalog(systems.locate(address), url=systems.url(address), ttl=ttl)

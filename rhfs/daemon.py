@@ -167,14 +167,12 @@ def run(config: Config, mountpoint: str, *, read_only: bool = False, allow_other
 
     from rhfs.fuse_adapter import Operations, serve
     from rhfs.vfs import recovery
-    from rhfs.vfs.control import attach_daemon_info
     from rhfs.wiring import build_vfs
 
-    vfs = build_vfs(config, mountpoint=mountpoint)
-    recovery.start(vfs, expand(config.mount.cache_dir))
-    vfs.read_only = vfs.read_only or read_only
-    attach_daemon_info(vfs, mountpoint=mountpoint, config=config)
-    operations = Operations(vfs)
+    cache_dir = expand(config.mount.cache_dir)
+    spool_dir = recovery.claim_spool(cache_dir)
+    vfs = build_vfs(config, mountpoint=mountpoint, read_only=read_only, spool_dir=spool_dir)
+    recovery.start(vfs, cache_dir)
     stopper = _Stopper(vfs.shutdown, mountpoint)
 
     def announce_when_ready() -> None:
@@ -190,7 +188,7 @@ def run(config: Config, mountpoint: str, *, read_only: bool = False, allow_other
         stopper.notify_stopping("unmounted; uploading pending writes")
         log.info("unmounted %s; pending writes uploaded", mountpoint)
 
-    operations.on_destroy = on_destroy
+    operations = Operations(vfs, on_destroy=on_destroy)
     stopper.install()
     mp.write_pidfile(mountpoint)  # before the mount answers: whoever sees the mount can find us
     threading.Thread(target=announce_when_ready, name="rhfs-ready", daemon=True).start()

@@ -220,10 +220,16 @@ class Operations(mfusepy.Operations):
 
     use_ns = True
 
-    def __init__(self, vfs: Vfs, on_init: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        vfs: Vfs,
+        on_init: Callable[[], None] | None = None,
+        on_destroy: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_destroy`` runs after the unmount's final upload of pending writes."""
         self.vfs = vfs
         self.on_init = on_init
-        self.on_destroy: Callable[[], None] | None = None
+        self.on_destroy = on_destroy
 
     def init_with_config(self, conn: Any, config: Any) -> None:
         ttl = self.vfs.cache.ttl

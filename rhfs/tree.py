@@ -13,8 +13,10 @@ planner, the Python API and ``rhfs cp`` all speak of files by it) or to a
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 
+from rhfs.backends.base import join
 from rhfs.backends.guard import Guarded
 from rhfs.errors import NotFound
 
@@ -25,7 +27,7 @@ ALWAYS_SHOWN = ("clusters",)
 class Location:
     """A place on one system: its tree path, the system's guarded backend, the path there."""
 
-    path: str  # the tree path, "/s3/bucket/key" (outside the tree: the local path)
+    path: str  # the tree path, "/s3/bucket/key" (outside the tree: the local path, or a URL)
     backend: Guarded
     rel: str = ""  # the path inside the backend
     mount: str = ""  # the mount key that serves it; "" for a place outside the tree
@@ -38,6 +40,30 @@ class Location:
     def in_tree(self) -> bool:
         """Is this a place of the tree (not a local path given to ``rhfs cp``, say)?"""
         return self.mount != ""
+
+    def child(self, name: str) -> Location:
+        """The place of ``name`` (one or more components) inside this directory, on the same system."""
+        name = name.strip("/")
+        if not name:
+            return self
+        return Location(
+            path=posixpath.join(self.path, name),
+            backend=self.backend,
+            rel=join(self.rel, name),
+            mount=self.mount,
+        )
+
+    @property
+    def parent(self) -> Location:
+        """The directory holding this place; a system's root is its own parent."""
+        if self.is_system_root:
+            return self
+        return Location(
+            path=posixpath.dirname(self.path),
+            backend=self.backend,
+            rel=posixpath.dirname(self.rel),
+            mount=self.mount,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,16 +54,39 @@ def raw_backends(config: Config, mountpoint: str | None = None) -> dict[str, Bac
     return backends
 
 
-def build_vfs(config: Config, *, mountpoint: str | None = None, stats: Stats | None = None) -> Vfs:
+def build_vfs(
+    config: Config,
+    *,
+    mountpoint: str | None = None,
+    read_only: bool = False,
+    spool_dir: str | None = None,
+    stats: Stats | None = None,
+) -> Vfs:
+    """The tree's VFS over ``config``.
+
+    The daemon gives ``mountpoint`` (hidden from ``here/`` and the ``file`` system, and
+    shown in ``.rhfs/status.json``), ``read_only`` (``rhfs mount --read-only``, beside the
+    config's own) and the ``spool_dir`` it claimed; in-process faces give none of them.
+    """
     for secret in config.secrets():
         rhfs_log.register_secret(secret)
     stats = stats or Stats()
+    read_only = read_only or config.mount.read_only
     timeout = config.mount.op_timeout
     mounts: dict[str, Guarded] = {
         key: Guarded(backend, stats, op_timeout=timeout)
         for key, backend in raw_backends(config, mountpoint).items()
     }
-    mounts[".rhfs"] = Guarded(ControlView(stats, config), stats, op_timeout=timeout)
+    daemon = None
+    if mountpoint:
+        source = config.source or "embedded default"
+        daemon = {
+            "mountpoint": mountpoint,
+            "config": source,
+            "read_only": read_only,
+            "started_at": stats.started_at,
+        }
+    mounts[".rhfs"] = Guarded(ControlView(stats, config, daemon=daemon), stats, op_timeout=timeout)
     mounts.update(build_views(config, mounts, stats, mountpoint=mountpoint, wrap_reader=ReadAhead))
     table = MountTable(mounts)
     cache_dir = expand(config.mount.cache_dir)
@@ -71,7 +94,8 @@ def build_vfs(config: Config, *, mountpoint: str | None = None, stats: Stats | N
         table,
         cache_dir=cache_dir,
         attr_ttl=config.mount.attr_ttl,
-        read_only=config.mount.read_only,
+        read_only=read_only,
         stats=stats,
         copier=build_planner(config, table, stats, os.path.join(cache_dir, "relay")),
+        spool_dir=spool_dir,
     )

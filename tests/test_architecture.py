@@ -25,9 +25,14 @@ def layer(path: Path) -> str:
 
 
 def imported(path: Path) -> set[str]:
-    """Every module ``path`` imports, at any depth (lazy imports in functions count too)."""
+    """Every module ``path`` imports, at any depth (lazy imports in functions count too);
+    names imported for type annotations only (under ``if TYPE_CHECKING:``) do not count."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 from testbed import Testbed
 
+from rhfs.backends.guard import Guarded
 from rhfs.backends.local import LocalBackend
 from rhfs.catalog import Catalog, CatalogConflict, NotInCatalog, Resource, open_catalog
 from rhfs.config import load_file
-from rhfs.errors import AlreadyExists, InvalidArgument, NameTooLong
+from rhfs.errors import AlreadyExists, InvalidArgument, NameTooLong, NotFound
+from rhfs.stats import Stats
 from rhfs.views.systems import Systems
 from rhfs.wiring import make_store
 
@@ -161,3 +163,30 @@ def test_two_processes_writing_different_names_lose_nothing(
     assert [w.wait(timeout=120) for w in writers] == [0, 0]
     names = open_catalog(systems_for(config), catalog_url).names("table")
     assert names == sorted(f"{p}-{i}" for p in ("a", "b") for i in range(count))
+
+
+def test_a_local_address_is_in_the_tree_where_here_serves_it(tmp_path: Path) -> None:
+    here, outside = tmp_path / "here", tmp_path / "outside"
+    (here / "in").mkdir(parents=True)
+    outside.mkdir()
+    (here / "link").symlink_to(outside)  # a link on the way out of here's root
+    config = tmp_path / "rhfs.toml"
+    config.write_text(f"[here]\nroot = {json.dumps(str(here))}\n")
+    stats = Stats()
+    systems = Systems(
+        load_file(str(config)),
+        {"here": Guarded(LocalBackend(str(here)), stats)},
+        Guarded(LocalBackend("/", system="file"), stats),
+    )
+    inside = systems.locate(systems.address("file", str(here / "in" / "f")))
+    assert (inside.path, inside.rel, inside.mount, inside.backend.system) == (
+        "/here/in/f",
+        "in/f",
+        "here",
+        "here",
+    )
+    for path in (outside / "f", here / "link" / "f"):
+        loc = systems.locate(systems.address("here", str(path)))
+        assert (loc.path, loc.in_tree, loc.backend.system) == (str(path), False, "file")
+    with pytest.raises(NotFound, match="no configured store speaks"):
+        systems.parse_url("s3://nowhere/x")  # these systems were given no factory for default stores

@@ -22,6 +22,7 @@ from rhfs.backends.base import BytesReader, Entry
 from rhfs.backends.guard import Guarded
 from rhfs.backends.memory import MemoryBackend
 from rhfs.errors import CantCopy, RhfsError, UploadFailed, to_errno
+from rhfs.location_io import FETCH_CHUNK
 from rhfs.stats import Stats
 from rhfs.tree import Location, MountTable
 from rhfs.vfs.core import Vfs
@@ -174,6 +175,24 @@ def test_ranged_read_and_write_in_the_middle(world: World) -> None:
     world.vfs.write(fh, b"XYZ", 1000)
     world.vfs.release(fh)
     assert world.box.files["b/f"] == data[:1000] + b"XYZ" + data[1003:]
+
+
+def test_a_write_into_a_file_larger_than_a_fetch_chunk_keeps_all_its_bytes(world: World) -> None:
+    data = os.urandom(FETCH_CHUNK * 2 + 12345)  # the spool is filled by several ranged reads
+    world.write_file("/box/big", data)
+    fh = world.vfs.open("/box/big", os.O_RDWR).fh
+    world.vfs.write(fh, b"XYZ", FETCH_CHUNK + 7)
+    world.vfs.release(fh)
+    assert world.box.files["big"] == data[: FETCH_CHUNK + 7] + b"XYZ" + data[FETCH_CHUNK + 10 :]
+
+
+def test_a_file_that_shrank_since_it_was_opened_fails_the_write(world: World) -> None:
+    world.write_file("/mem/f", b"0123456789")
+    fh = world.vfs.open("/mem/f", os.O_RDWR).fh
+    world.mem.files["f"] = b"012"  # changed outside, before the spool is filled
+    assert errno_of(world.vfs.write, fh, b"x", 5) == errno.EIO
+    world.vfs.release(fh)
+    assert world.mem.files["f"] == b"012", "never a short or mixed file"
 
 
 def test_pending_file_is_visible_before_upload(world: World) -> None:

@@ -36,6 +36,7 @@ from rhfs.errors import InvalidArgument, IsADirectory, NameTooLong, NotADirector
 
 if TYPE_CHECKING:
     from rhfs.backends.providers import Provider
+    from rhfs.tree import Location  # a type only: a view answers where its file's bytes are
 
 MAX_NAME_BYTES = 255
 PATH_MAX = 4096  # Linux's, with the final NUL: the longest path a system call takes
@@ -145,8 +146,8 @@ class Abilities:
     remove_upload_leftovers: Callable[[str], int] | None = None  # a killed upload's temporary siblings
     ssh: SshEndpoint | None = None
     provider: Provider | None = None  # a store's adapter: server-side copy, signing, unfinished uploads
-    # a view: the backend and path holding a file's bytes (path, for_write) -> (backend, rel)
-    underlying: Callable[[str, bool], tuple[Backend, str]] | None = None
+    # a view: where a file's bytes really are, (path, for_write) -> the place on its system
+    underlying: Callable[[str, bool], Location] | None = None
     warm_up: Callable[[], None] | None = None  # make the client now; run at start, outside any guard
 
 

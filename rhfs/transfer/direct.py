@@ -3,7 +3,7 @@
 - ``here-upload``: a file of the daemon host to any system, with the system's own
   parallel upload (S3 and Azure multipart, SFTP with many requests in flight);
 - ``here-download``: any system to the daemon host, with parallel ranged reads
-  into a hidden temporary sibling renamed over the target;
+  (:func:`rhfs.location_io.fetch`) into a hidden temporary sibling renamed over the target;
 - ``relay``: anything else (another provider's store, or a cluster that cannot
   run the copy itself): parallel ranged reads into a spool file under
   ``cache_dir/relay``, then the destination's parallel upload. Counted as relayed.
@@ -17,47 +17,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-from rhfs.backends.base import Entry, upload_tmp_name
-from rhfs.errors import CantCopy, RhfsError
-from rhfs.fileio import pwrite_all
+from rhfs.backends.base import upload_tmp_name
+from rhfs.errors import CantCopy
+from rhfs.location_io import fetch
 from rhfs.transfer.planner import Job, Route, holds_bytes
 from rhfs.tree import Location
-
-FETCH_CHUNK = 8 << 20
-FETCH_IN_FLIGHT = 8
-
-
-def fetch(loc: Location, entry: Entry, local_path: str, *, mode: int = 0o600) -> None:
-    """Read the whole file at ``loc`` into ``local_path`` with parallel ranged reads (counted as read)."""
-    reader = loc.backend.open_reader(loc.rel, entry)
-    fd = os.open(local_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-
-        def one(offset: int) -> None:
-            want = min(FETCH_CHUNK, entry.size - offset)
-            data = reader.read(offset, want)
-            if len(data) != want:
-                raise RhfsError(
-                    f"{loc.path} changed during the copy: {len(data)} bytes at {offset}, not {want}"
-                )
-            pwrite_all(fd, data, offset)  # a full disk fails the copy, never shortens it
-
-        offsets = range(0, entry.size, FETCH_CHUNK)
-        if offsets:
-            one(offsets[0])  # the first read opens the remote file once, before the others share it
-        with ThreadPoolExecutor(FETCH_IN_FLIGHT, thread_name_prefix="rhfs-fetch") as pool:
-            futures = [pool.submit(one, offset) for offset in offsets[1:]]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            for future in futures:
-                future.cancel()  # after a failure, the reads not yet started never start
-        for future in futures:
-            if not future.cancelled():
-                future.result()  # the first failure, if any
-    finally:
-        os.close(fd)
-        reader.close()
 
 
 def local_path(loc: Location) -> str:

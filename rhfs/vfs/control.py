@@ -20,7 +20,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tomli_w
 
@@ -29,9 +29,6 @@ from rhfs.backends.base import Abilities, BytesReader, Entry, Traits
 from rhfs.config import Config, redacted
 from rhfs.errors import NotADirectory, NotFound, ReadOnly
 from rhfs.stats import Stats
-
-if TYPE_CHECKING:
-    from rhfs.vfs.core import Vfs
 
 CONTROL_MOUNT = ".rhfs"
 
@@ -42,12 +39,19 @@ class ControlView:
     system = CONTROL_MOUNT
 
     def __init__(
-        self, stats: Stats, config: Config, extra_status: Callable[[], dict[str, Any]] | None = None
+        self,
+        stats: Stats,
+        config: Config,
+        extra_status: Callable[[], dict[str, Any]] | None = None,
+        *,
+        daemon: dict[str, Any] | None = None,
     ) -> None:
+        """``daemon``: what status.json says of the daemon serving the tree, beyond its pid and
+        version (its mount point, config file, ...); None in-process, where no daemon serves it."""
         self.stats = stats
         self.config = config
         self.extra_status = extra_status
-        self.daemon: dict[str, Any] = {"pid": os.getpid(), "version": __version__}
+        self.daemon: dict[str, Any] = {"pid": os.getpid(), "version": __version__, **(daemon or {})}
         self._files: dict[str, Callable[[], bytes]] = {
             "status.json": self._status,
             "stats.json": lambda: _json(self.stats.snapshot()),
@@ -102,19 +106,6 @@ class ControlView:
 
     def url(self, path: str) -> str:
         return f"rhfs-control:{path}"
-
-
-def attach_daemon_info(vfs: Vfs, *, mountpoint: str, config: Config) -> None:
-    """Tell the tree's control view which daemon serves it (shown in status.json)."""
-    guarded = vfs.table.mounts.get(CONTROL_MOUNT)
-    view = getattr(guarded, "inner", guarded)
-    if isinstance(view, ControlView):
-        view.daemon.update(
-            mountpoint=mountpoint,
-            config=config.source or "embedded default",
-            read_only=vfs.read_only,
-            started_at=view.stats.started_at,
-        )
 
 
 def _json(obj: object) -> bytes:

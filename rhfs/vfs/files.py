@@ -4,7 +4,8 @@ An :class:`OpenFile` is shared by every handle open for writing on one path, as
 in rclone's VFS. Its bytes live in a spool file under ``cache_dir/spool``; they
 are uploaded whole at ``flush``/``fsync`` (close-to-open). If the file existed
 and was not truncated, its old content is fetched into the spool on the first
-access that needs it.
+access that needs it (:func:`rhfs.location_io.fetch_into`; a file that changed
+size since it was opened fails that access, rather than leave a short spool).
 
 Reads of remote files that are not open for writing are served by
 :mod:`rhfs.vfs.readahead`.
@@ -27,12 +28,11 @@ from typing import Literal
 from rhfs.backends.base import Abilities, Entry
 from rhfs.errors import InvalidArgument, UploadFailed
 from rhfs.fileio import pwrite_all
+from rhfs.location_io import fetch_into
 from rhfs.tree import Location
 from rhfs.vfs import recovery
 
 log = logging.getLogger(__name__)
-
-FILL_CHUNK = 8 << 20
 
 MetadataChange = Literal["set_mode", "set_times"]  # the abilities that chmod and utimens use
 
@@ -118,19 +118,8 @@ class OpenFile:
         """Fetch the current remote content into the spool, once."""
         if not self.needs_fill:
             return
-        backend, entry = self.location.backend, self.entry
-        assert backend is not None and entry is not None
-        reader = backend.open_reader(self.location.rel, entry)
-        try:
-            offset = 0
-            while offset < entry.size:
-                data = reader.read(offset, min(FILL_CHUNK, entry.size - offset))
-                if not data:
-                    break
-                pwrite_all(self.fd, data, offset)
-                offset += len(data)
-        finally:
-            reader.close()
+        assert self.entry is not None
+        fetch_into(self.fd, self.location, self.entry)
         self.needs_fill = False
 
     def read(self, offset: int, size: int) -> bytes:

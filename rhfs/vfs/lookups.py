@@ -58,13 +58,16 @@ class Lookups:
         read_only: bool = False,
         stats: Stats | None = None,
         copier: Copier | None = None,
+        spool_dir: str | None = None,
     ) -> None:
+        """``spool_dir``: where open files spool their writes (default ``cache_dir/spool``; the
+        daemon claims a directory of its own there, see :mod:`rhfs.vfs.recovery`)."""
         self.table = table
         self.read_only = read_only
         self.stats = stats or Stats()
         self.cache = MetadataCache(attr_ttl)
         self.copier = copier  # None: no copy is routed; the kernel copies by reads and writes
-        self.spool_dir = os.path.join(cache_dir, "spool")
+        self.spool_dir = spool_dir or os.path.join(cache_dir, "spool")
         self.failed_dir = os.path.join(cache_dir, "failed")
         os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
         self.handles = OpenTable()

@@ -5,10 +5,10 @@ Each mount daemon spools its writes in a directory of its own,
 ``.lock`` file for as long as it lives. Next to each spool file lies
 ``<spool>.target``, a small JSON document naming where those bytes were going.
 
-At start, :func:`start` claims this daemon's spool directory, then, in the
-background so that a store that is down cannot delay the mount, recovers every
-spool directory whose lock is free (its daemon was killed, crashed, or lost
-power):
+At start, the daemon claims its spool directory (:func:`claim_spool`) and builds its
+VFS over it; :func:`start` then, in the background so that a store that is down
+cannot delay the mount, recovers every spool directory whose lock is free (its
+daemon was killed, crashed, or lost power):
 
 - each spool file with content is moved to ``cache_dir/failed/`` and named in one
   log line ("unfinished write of PATH ...: data kept at KEPT"). It is never
@@ -85,8 +85,8 @@ def forget_target(spool_path: str) -> None:
 
 
 def start(vfs: Vfs, cache_dir: str) -> threading.Thread:
-    """Claim this daemon's spool directory, then recover dead ones in the background."""
-    vfs.spool_dir = claim_spool(cache_dir)
+    """Recover the spool directories of dead daemons in the background; ``vfs`` spools in the
+    directory this daemon claimed (:func:`claim_spool`, given to the VFS when it was built)."""
     thread = threading.Thread(target=recover, args=(vfs, cache_dir), name="rhfs-recovery", daemon=True)
     thread.start()
     return thread

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from rhfs.backends.base import Backend
 from rhfs.backends.guard import Guarded
 from rhfs.backends.local import LocalBackend
+from rhfs.backends.store import StoreBackend
 from rhfs.config import Config, expand
 from rhfs.errors import RhfsError, translate
 from rhfs.stats import Stats
@@ -59,8 +60,11 @@ def build_views(
     def guard(backend: Backend) -> Guarded:
         return Guarded(backend, stats, op_timeout=config.mount.op_timeout)
 
+    def default_store(name: str, protocol: str) -> Guarded:
+        return guard(StoreBackend(name, protocol, {}))  # the provider's standard credential chain
+
     local = guard(LocalBackend("/", system="file", hidden=hidden))
-    systems = Systems(config, dict(mounts), local, hidden, wrap=guard)
+    systems = Systems(config, dict(mounts), local, hidden, default_store=default_store)
     catalog = open_catalog(systems, config.catalog.url, ttl=config.mount.attr_ttl * CATALOG_TTL_SHARE)
     converter = Converter(expand(config.mount.cache_dir))
     default_url = config.tables.default_url

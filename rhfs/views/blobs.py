@@ -14,20 +14,22 @@ from __future__ import annotations
 import logging
 import posixpath
 
-from rhfs.backends.base import Abilities, Backend, Entry, Reader, Traits
-from rhfs.catalog import Catalog, Resource
+from rhfs.backends.base import Abilities, Entry, Reader, Traits
+from rhfs.catalog import Address, Catalog, Resource
 from rhfs.errors import CantCopy, CrossDevice, NotADirectory, NotSupported, RhfsError
-from rhfs.views.systems import MISSING, Place, Systems, makedirs
+from rhfs.location_io import MISSING, makedirs
+from rhfs.tree import Location
+from rhfs.views.systems import Systems
 from rhfs.views.tables import ReaderWrapper
 
 log = logging.getLogger(__name__)
 
 
-def default_blob_place(systems: Systems, default_url: str, name: str) -> Place:
+def default_blob_address(systems: Systems, default_url: str, name: str) -> Address:
     """Where a blob made without a path goes: beside the tables, under ``blobs/``."""
     tables = systems.parse_url(default_url)
     parent = posixpath.dirname(tables.path.rstrip("/"))
-    return Place(tables.system, parent).child("blobs").child(name)
+    return Address(tables.system, parent).child("blobs").child(name)
 
 
 class BlobsView:
@@ -48,18 +50,20 @@ class BlobsView:
         self.wrap_reader = wrap_reader
         self.abilities = Abilities(underlying=self.underlying)
 
-    def blob(self, name: str) -> tuple[Resource, Backend, str]:
+    def blob(self, name: str) -> tuple[Resource, Location]:
+        """A blob's catalog document and where its bytes are."""
         if "/" in name:
             raise NotADirectory(f"blobs/{name.partition('/')[0]} is a file")
         resource = self.catalog.get("blob", name)
-        backend, rel = self.systems.locate(resource.place)
-        return resource, backend, rel
+        return resource, self.systems.locate(resource.address)
 
     def _entry(self, name: str) -> Entry:
-        _, backend, rel = self.blob(name)
-        stored = backend.stat(rel)
+        stored_at = self.blob(name)[1]
+        stored = stored_at.backend.stat(stored_at.rel)
         if stored.is_dir:
-            raise NotSupported(f"blobs/{name} is stored as a directory at {backend.url(rel)}")
+            raise NotSupported(
+                f"blobs/{name} is stored as a directory at {stored_at.backend.url(stored_at.rel)}"
+            )
         return Entry(name=name, is_dir=False, size=stored.size, mtime=stored.mtime, etag=stored.etag)
 
     def stat(self, path: str) -> Entry:
@@ -81,32 +85,39 @@ class BlobsView:
         return entries
 
     def open_reader(self, path: str, entry: Entry) -> Reader:
-        _, backend, rel = self.blob(path)
-        reader = backend.open_reader(rel, entry)  # the shown entry carries the stored size and version
+        stored_at = self.blob(path)[1]
+        reader = stored_at.backend.open_reader(
+            stored_at.rel, entry
+        )  # the shown entry: stored size and version
         return self.wrap_reader(reader, entry.size) if self.wrap_reader else reader
 
     def upload(self, local_path: str, path: str) -> None:
         resource = self.catalog.find("blob", path)
         if resource is None:
-            place = default_blob_place(self.systems, self.default_url, path)
-            backend, rel = self.systems.locate(place)
-            makedirs(backend, posixpath.dirname(rel))
-            backend.upload(local_path, rel)
-            url = self.systems.url(place)
+            address = default_blob_address(self.systems, self.default_url, path)
+            stored_at = self.systems.locate(address)
+            makedirs(stored_at.parent)
+            stored_at.backend.upload(local_path, stored_at.rel)
+            url = self.systems.url(address)
             self.catalog.put(
                 Resource(
-                    kind="blob", name=path, system=place.system, path=place.path, url=url, serializer="raw"
+                    kind="blob",
+                    name=path,
+                    system=address.system,
+                    path=address.path,
+                    url=url,
+                    serializer="raw",
                 )
             )
             log.info("created blob %s at %s", path, url)
             return
-        backend, rel = self.systems.locate(resource.place)
-        backend.upload(local_path, rel)
+        stored_at = self.systems.locate(resource.address)
+        stored_at.backend.upload(local_path, stored_at.rel)
 
     def remove(self, path: str) -> None:
-        _, backend, rel = self.blob(path)
+        stored_at = self.blob(path)[1]
         try:
-            backend.remove(rel)
+            stored_at.backend.remove(stored_at.rel)
         except MISSING:
             pass
         self.catalog.delete("blob", path)
@@ -125,12 +136,11 @@ class BlobsView:
     def url(self, path: str) -> str:
         if not path:
             return self.catalog.url + "/blobs"
-        resource, backend, rel = self.blob(path)
-        return resource.url or backend.url(rel)
+        resource, stored_at = self.blob(path)
+        return resource.url or stored_at.backend.url(stored_at.rel)
 
-    def underlying(self, path: str, for_write: bool = False) -> tuple[Backend, str]:
-        """The backend and path holding a blob's bytes (for the copy planner)."""
+    def underlying(self, path: str, for_write: bool = False) -> Location:
+        """Where a blob's bytes are (for the copy planner)."""
         if for_write and self.catalog.find("blob", path) is None:
             raise CantCopy(f"blobs/{path} is new: it is created through the view")
-        _, backend, rel = self.blob(path)
-        return backend, rel
+        return self.blob(path)[1]

@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rhfs.backends.base import Abilities, Backend, Entry, Reader, Traits, basename, join, parent
+from rhfs.backends.base import Abilities, Entry, Reader, Traits, basename, join, parent
 from rhfs.backends.local import LocalReader
 from rhfs.catalog import Catalog, Resource
 from rhfs.errors import (
@@ -36,8 +36,10 @@ from rhfs.errors import (
     NotFound,
     PermissionDenied,
 )
+from rhfs.location_io import MISSING, fetch, makedirs, remove_tree
+from rhfs.tree import Location
 from rhfs.views.parts import PARQUET_SUFFIX, Converter, check_parquet, is_hidden, shown_name, source_format
-from rhfs.views.systems import MISSING, Systems, download, makedirs, remove_tree
+from rhfs.views.systems import Systems
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ class Part:
     """What a path inside a table resolves to."""
 
     entry: Entry  # as shown in the view
-    source: str  # path of the source in the table's backend
+    source: Location  # the source file (or directory) on the table's system
     fmt: str  # "dir", "parquet", "csv", "json", "ipc"
     converted: str | None = None  # local path of the converted parquet
 
@@ -75,18 +77,17 @@ class TablesView:
         self.abilities = Abilities(underlying=self.underlying)
 
     # -- resolution -----------------------------------------------------------------
-    def table(self, name: str) -> tuple[Resource, Backend, str]:
-        """A table's catalog document, its backend and its directory in that backend."""
+    def table(self, name: str) -> tuple[Resource, Location]:
+        """A table's catalog document and its directory on its system."""
         resource = self.catalog.get("table", name)
-        backend, rel = self.systems.locate(resource.place)
-        return resource, backend, rel
+        return resource, self.systems.locate(resource.address)
 
-    def _part(self, backend: Backend, base: str, sub: str, entry: Entry) -> Part | None:
+    def _part(self, base: Location, sub: str, entry: Entry) -> Part | None:
         """The shown form of one source entry, or None if the view hides it.
 
         Shown entries carry the source's size, time and version, never its mode or a link target.
         """
-        source = join(base, sub)
+        source = base.child(sub)
         if entry.is_dir:
             shown_dir = Entry(name=entry.name, is_dir=True, mtime=entry.mtime)
             return None if is_hidden(entry.name) else Part(shown_dir, source, "dir")
@@ -98,12 +99,10 @@ class TablesView:
             native = Entry(name=shown, is_dir=False, size=entry.size, mtime=entry.mtime, etag=entry.etag)
             return Part(native, source, fmt)
         version = (entry.etag, entry.size, entry.mtime)
-        source_id = backend.url(source)
-
-        def fetch(local_path: str) -> None:
-            download(backend, source, entry, local_path)
-
-        local = self.converter.converted(source_id, version, fmt, fetch)
+        source_id = source.backend.url(source.rel)
+        local = self.converter.converted(
+            source_id, version, fmt, lambda local_path: fetch(source, entry, local_path)
+        )
         shown_entry = Entry(
             name=shown,
             is_dir=False,
@@ -113,10 +112,11 @@ class TablesView:
         )
         return Part(shown_entry, source, fmt, converted=local)
 
-    def _parts(self, backend: Backend, base: str, sub: str) -> dict[str, Part]:
+    def _parts(self, base: Location, sub: str) -> dict[str, Part]:
         """Shown name -> part, for one directory of a table."""
+        directory = base.child(sub)
         try:
-            entries = backend.list(join(base, sub))
+            entries = directory.backend.list(directory.rel)
         except MISSING:
             if sub:
                 raise
@@ -127,31 +127,34 @@ class TablesView:
             if name is None or name in shown:
                 continue  # hidden, or a native parquet part already shows under this name
             try:
-                part = self._part(backend, base, join(sub, entry.name), entry)
+                part = self._part(base, join(sub, entry.name), entry)
             except InvalidArgument as e:
-                log.warning("tables: %s is not shown: %s", backend.url(join(base, sub, entry.name)), e)
+                log.warning(
+                    "tables: %s is not shown: %s", directory.backend.url(join(directory.rel, entry.name)), e
+                )
                 continue
             if part is not None:
                 shown[name] = part
         return shown
 
-    def resolve(self, path: str) -> tuple[Backend, Part]:
-        """The table's backend and the part behind ``<table>/<sub>``; NotFound if not shown."""
+    def resolve(self, path: str) -> Part:
+        """The part behind ``<table>/<sub>``; NotFound if not shown."""
         name, _, sub = path.partition("/")
-        _, backend, base = self.table(name)
+        _, base = self.table(name)
         if not sub:
-            return backend, Part(Entry(name=name, is_dir=True), base, "dir")
+            return Part(Entry(name=name, is_dir=True), base, "dir")
         if source_format(basename(sub)) == "parquet":
+            source = base.child(sub)
             try:
-                direct = self._part(backend, base, sub, backend.stat(join(base, sub)))
+                direct = self._part(base, sub, source.backend.stat(source.rel))
             except MISSING:
                 direct = None
             if direct is not None:
-                return backend, direct
-        part = self._parts(backend, base, parent(sub)).get(basename(sub))
+                return direct
+        part = self._parts(base, parent(sub)).get(basename(sub))
         if part is None:
             raise NotFound(f"tables/{path}")
-        return backend, part
+        return part
 
     # -- the Backend protocol -------------------------------------------------------
     def stat(self, path: str) -> Entry:
@@ -160,22 +163,22 @@ class TablesView:
         if "/" not in path:
             resource = self.catalog.get("table", path)
             return Entry(name=path, is_dir=True, mtime=resource.updated_at)
-        return self.resolve(path)[1].entry
+        return self.resolve(path).entry
 
     def list(self, path: str) -> list[Entry]:
         if not path:
             return [Entry(name=n, is_dir=True) for n in self.catalog.names("table")]
         name, _, sub = path.partition("/")
-        _, backend, base = self.table(name)
+        _, base = self.table(name)
         if sub and any(is_hidden(p) for p in sub.split("/")):
             raise NotFound(f"tables/{path}")
-        return [part.entry for _, part in sorted(self._parts(backend, base, sub).items())]
+        return [part.entry for _, part in sorted(self._parts(base, sub).items())]
 
     def open_reader(self, path: str, entry: Entry) -> Reader:
-        backend, part = self.resolve(path)
+        part = self.resolve(path)
         if part.converted is not None:
             return LocalReader(part.converted)
-        reader = backend.open_reader(part.source, part.entry)
+        reader = part.source.backend.open_reader(part.source.rel, part.entry)
         return self.wrap_reader(reader, part.entry.size) if self.wrap_reader else reader
 
     def upload(self, local_path: str, path: str) -> None:
@@ -190,34 +193,35 @@ class TablesView:
         except InvalidArgument as e:
             log.warning("tables/%s refused: %s", path, e)
             raise
-        _, backend, base = self.table(name)
+        _, base = self.table(name)
         try:
-            replaced = self.resolve(path)[1]
+            replaced = self.resolve(path)
         except MISSING:
             replaced = None
-        backend.upload(local_path, join(base, sub))
+        target = base.child(sub)
+        target.backend.upload(local_path, target.rel)
         if replaced is not None and replaced.converted is not None:
-            backend.remove(replaced.source)  # a converted part is now replaced by a native one
+            source = replaced.source  # a converted part is now replaced by a native one
+            source.backend.remove(source.rel)
 
     def remove(self, path: str) -> None:
         if "/" not in path:
             raise NotFound(f"tables/{path} is a table directory; use rm -r")
-        backend, part = self.resolve(path)
-        backend.remove(part.source)
+        source = self.resolve(path).source
+        source.backend.remove(source.rel)
 
     def mkdir(self, path: str) -> None:
         name, _, sub = path.partition("/")
         if sub:
-            _, backend, base = self.table(name)
-            backend.mkdir(join(base, sub))
+            directory = self.table(name)[1].child(sub)
+            directory.backend.mkdir(directory.rel)
             return
         if self.catalog.find("table", name) is not None:
             raise AlreadyExists(f"tables/{name}")
-        place = self.systems.parse_url(self.default_url).child(name)
-        backend, rel = self.systems.locate(place)
-        makedirs(backend, rel)
-        url = self.systems.url(place)
-        self.catalog.put(Resource(kind="table", name=name, system=place.system, path=place.path, url=url))
+        address = self.systems.parse_url(self.default_url).child(name)
+        makedirs(self.systems.locate(address))
+        url = self.systems.url(address)
+        self.catalog.put(Resource(kind="table", name=name, system=address.system, path=address.path, url=url))
         log.info("created table %s at %s", name, url)
 
     def rmdir(self, path: str) -> None:
@@ -226,9 +230,9 @@ class TablesView:
         if self.list(path):
             raise DirectoryNotEmpty(f"tables/{path}")
         name, _, sub = path.partition("/")
-        resource, backend, base = self.table(name)
+        resource, base = self.table(name)
         try:
-            remove_tree(backend, join(base, sub))
+            remove_tree(base.child(sub))
         except PermissionDenied:
             if sub:
                 raise  # a table at a bucket's root keeps its (now empty) bucket
@@ -244,11 +248,11 @@ class TablesView:
             return
         if src_name != dst_name or not src_sub or not dst_sub:
             raise CrossDevice(f"tables/{src} -> tables/{dst} crosses tables")
-        _, _, base = self.table(src_name)
-        backend, part = self.resolve(src)
+        _, base = self.table(src_name)
+        part = self.resolve(src)
         if part.fmt not in ("parquet", "dir") or (part.fmt == "parquet" and not dst.endswith(PARQUET_SUFFIX)):
             raise CrossDevice(f"tables/{src}: only parquet parts and directories are renamed in place")
-        backend.rename(part.source, join(base, dst_sub))
+        part.source.backend.rename(part.source.rel, base.child(dst_sub).rel)
 
     def url(self, path: str) -> str:
         if not path:
@@ -256,16 +260,16 @@ class TablesView:
         name, _, sub = path.partition("/")
         resource = self.catalog.get("table", name)
         if not sub:
-            return resource.url or self.systems.url(resource.place)
-        backend, part = self.resolve(path)
-        return backend.url(part.source)
+            return resource.url or self.systems.url(resource.address)
+        source = self.resolve(path).source
+        return source.backend.url(source.rel)
 
     # -- for the copy planner -------------------------------------------------------
-    def underlying(self, path: str, for_write: bool = False) -> tuple[Backend, str]:
-        """The backend and path holding a part's bytes; CantCopy where bytes differ or checks apply."""
+    def underlying(self, path: str, for_write: bool = False) -> Location:
+        """Where a part's bytes are; CantCopy where bytes differ or checks apply."""
         if for_write:
             raise CantCopy("a copy into a table must be checked as parquet; it goes through the view")
-        backend, part = self.resolve(path)
+        part = self.resolve(path)
         if part.converted is not None:
             raise CantCopy(f"tables/{path} is converted from {part.fmt}")
-        return backend, part.source
+        return part.source
