@@ -9,7 +9,8 @@ Every face that copies a folder (``rhfs cp -r``, ``rh.folder(...).to()``,
 2. Each destination directory is listed once too. A file whose destination already
    matches is skipped, as ``rsync`` and ``aws s3 sync`` do: the same size, and a
    modification time no older than the source's (or the same etag on one store
-   account); with ``checksum`` the contents are compared instead. So a rerun of an
+   account), times compared to the second as SFTP keeps them; with ``checksum`` the
+   contents are compared instead. So a rerun of an
    interrupted job resumes where it stopped, and a rerun on an unchanged tree moves
    no file bytes.
 3. Directories are made first (empty ones too), then files are copied a few at a
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 FILES_IN_FLIGHT = 8
 HASH_CHUNK = 8 << 20
+MODIFY_WINDOW = 1.0  # seconds: SFTP keeps whole seconds, so times are compared to the second
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class TreeCopy:
         self.spool_dir = spool_dir or planner.ctx.spool_dir
         self.result = TreeResult()
         self._lock = threading.Lock()
+        self._implied: set[str] = set()  # directories left to their names (see _mkdir)
 
     # -- the job ----------------------------------------------------------------------------
     def run(self, src: Location, dst: Location) -> TreeResult:
@@ -169,9 +172,24 @@ class TreeCopy:
                     self._delete(child(dst, name), existing)
 
     def _mkdir(self, dst: Location, *, empty: bool) -> None:
-        """A directory at ``dst``; on a store, only an empty one needs its marker."""
-        if dst.backend.traits.implicit_directories and not empty:
-            return
+        """A directory at ``dst``. Where names imply their directories (a store), only an empty
+        one is made (its marker), after the unmade directories above it."""
+        if dst.backend.traits.implicit_directories:
+            if not empty:
+                self._implied.add(dst.path)
+                return
+            above = [p for p in self._implied if dst.path.startswith(p + "/")]
+            for path in sorted(above, key=len):
+                self._make(
+                    Location(
+                        path, dst.backend, dst.rel[: len(dst.rel) - len(dst.path) + len(path)], dst.mount
+                    )
+                )
+                self._implied.discard(path)
+        self._make(dst)
+
+    @staticmethod
+    def _make(dst: Location) -> None:
         try:
             dst.backend.mkdir(dst.rel)
         except AlreadyExists:
@@ -229,7 +247,7 @@ class TreeCopy:
         provider, other = src.backend.abilities.provider, dst.backend.abilities.provider
         if entry.etag and entry.etag == existing.etag and provider and other and provider.same_account(other):
             return True
-        return existing.mtime >= entry.mtime
+        return existing.mtime + MODIFY_WINDOW > entry.mtime
 
     def _copy(self, src: Location, dst: Location, entry: Entry) -> str:
         if entry.size > 0:
