@@ -6,12 +6,14 @@ once saved, a name in the catalog. Systems are named as in the mount:
 a store name (``"s3"``), a cluster name or :class:`Cluster`, or a path inside an
 rhfs mount (``rh.folder("/rh/s3/bucket/x")`` is the folder ``bucket/x`` on ``s3``).
 
-Everything runs over one in-process tree built from the config found the usual
-way (``RHFS_CONFIG``, ...; :func:`configure` picks another): the same backends,
-views, catalog and copy planner as the mount, with no mount needed. Every read,
-write, copy and removal goes through the :class:`~rhfs.tree.Location` of the
-resource's address. ``.to()`` copies file by file with the tree's copy planner, so
-each file takes the route a ``cp`` in the mount would (server-side where one exists).
+This module is a face of the core (:class:`rhfs.wiring.Core`, the one ``rhfs://``
+shares), built from the config found the usual way (``RHFS_CONFIG``, ...;
+:func:`configure` picks another): the same backends, views, catalog and copy planner
+as the mount, with no mount needed. Every read, write, copy and removal goes through
+the :class:`~rhfs.tree.Location` of the resource's address, on the tree's own guarded
+backends. ``.to()`` copies file by file with the tree's copy planner, so each file
+takes the route a ``cp`` in the mount would (server-side where one exists). Catalog
+look-ups read fresh, whatever a mount caches.
 
 Errors are :mod:`rhfs.errors` exceptions; a name missing from the catalog is
 :class:`rhfs.catalog.NotInCatalog`, whose message names the catalog.
@@ -41,6 +43,7 @@ from rhfs.tree import Location, TreeDir
 from rhfs.vfs.core import Vfs
 from rhfs.views import tabledata
 from rhfs.views.systems import LOCAL, LOCAL_ALIASES, Systems
+from rhfs.wiring import Core
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +54,28 @@ __all__ = ["Blob", "Cluster", "Folder", "Table", "blob", "cluster", "configure",
 
 
 # -- the session: one tree per process ---------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class Session:
-    config: Config
-    vfs: Vfs
-    systems: Systems
-    catalog: Catalog
-    fs: Any  # the rhfs:// filesystem over ``vfs``
+    """This process's core (shared with ``rhfs://``) and its ``rhfs://`` filesystem."""
+
+    core: Core
+    fs: Any  # the rhfs:// filesystem over ``core.vfs``
+
+    @property
+    def config(self) -> Config:
+        return self.core.config
+
+    @property
+    def vfs(self) -> Vfs:
+        return self.core.vfs
+
+    @property
+    def systems(self) -> Systems:
+        return self.core.systems
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.core.catalog
 
 
 _session: Session | None = None
@@ -67,17 +85,12 @@ _session_lock = threading.Lock()
 def configure(config: str | None = None) -> Session:
     """Build this process's tree from a config file (default: the usual search order)."""
     global _session
-    from rhfs.catalog import open_catalog
-    from rhfs.fsspec_face import RhfsFileSystem, shared_vfs
-    from rhfs.views import view_of
+    from rhfs.fsspec_face import RhfsFileSystem, shared_core
 
-    vfs = shared_vfs(config)
-    tables = view_of(vfs.table.mounts["tables"])
-    systems: Systems = tables.systems
-    catalog = open_catalog(systems, systems.config.catalog.url)  # uncached: the API reads fresh
-    fs = RhfsFileSystem(vfs=vfs, skip_instance_cache=True)
+    core = shared_core(config)
+    fs = RhfsFileSystem(vfs=core.vfs, skip_instance_cache=True)
     with _session_lock:
-        _session = Session(systems.config, vfs, systems, catalog, fs)
+        _session = Session(core, fs)
         return _session
 
 
@@ -107,7 +120,7 @@ def _tree_address(s: Session, tree_path: str) -> Address:
         raise InvalidArgument(f"{tree_path} is a directory of the tree itself, not a place on a system")
     if loc.mount in VIEW_KINDS:
         name, _, sub = loc.rel.partition("/")
-        address = s.catalog.get(VIEW_KINDS[loc.mount], name).address
+        address = s.catalog.get(VIEW_KINDS[loc.mount], name, fresh=True).address
         return address.child(sub) if sub else address
     on_disk = loc.backend.abilities.local_path
     if on_disk is not None:
@@ -157,9 +170,7 @@ def _copy_file(s: Session, src: Location, dst: Location, entry: Entry) -> str:
     Where the copier has no route, the bytes go through this process.
     """
     try:
-        if s.vfs.copier is None:
-            raise CantCopy("no copy planner")
-        return s.vfs.copier.copy(src, dst, entry)
+        return s.core.planner.copy(src, dst, entry)
     except CantCopy as e:
         log.debug("copy %s -> %s: %s; relaying", src.path, dst.path, e)
     fd, spooled = tempfile.mkstemp(prefix="rhfs-relay-", dir=s.vfs.spool_dir)
@@ -249,7 +260,7 @@ class _Resource:
         loc = self._location()
         remove_tree(loc)
         if self.name:
-            found = s.catalog.find(self.kind, self.name)
+            found = s.catalog.find(self.kind, self.name, fresh=True)
             if found is not None and found.address == self.address:
                 s.catalog.delete(self.kind, self.name)
         s.vfs.cache.clear()
@@ -309,7 +320,7 @@ class Table(Folder):
         """The path to read the table's parts from, and the filesystem to read it with."""
         s = session()
         if self.name:
-            found = s.catalog.find("table", self.name)
+            found = s.catalog.find("table", self.name, fresh=True)
             if found is not None and found.address == self.address:
                 return f"tables/{self.name}", s.fs
         loc = self._location()
@@ -410,7 +421,7 @@ class Cluster:
 # -- the factories -----------------------------------------------------------------------
 def folder(name: str | None = None, path: str | None = None, system: Any = None) -> Folder:
     if name and path is None and system is None:
-        return Folder(session().catalog.get("folder", name).address, name)
+        return Folder(session().catalog.get("folder", name, fresh=True).address, name)
     return Folder(_address(system, path, "folder", name), name)
 
 
@@ -422,14 +433,14 @@ def table(
     partition_cols: Sequence[str] | None = None,
 ) -> Table:
     if data is None and name and path is None and system is None:
-        resource = session().catalog.get("table", name)
+        resource = session().catalog.get("table", name, fresh=True)
         return Table(resource.address, name, data_type=resource.data_type)
     return Table(_address(system, path, "table", name), name, data, partition_cols=partition_cols)
 
 
 def blob(data: Any = None, name: str | None = None, path: str | None = None, system: Any = None) -> Blob:
     if data is None and name and path is None and system is None:
-        resource = session().catalog.get("blob", name)
+        resource = session().catalog.get("blob", name, fresh=True)
         return Blob(resource.address, name, serializer=resource.serializer)
     return Blob(_address(system, path, "blob", name), name, data)
 

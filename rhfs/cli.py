@@ -301,11 +301,11 @@ def _ls(args: argparse.Namespace) -> int:
     local = os.path.abspath(config_mod.expand(url)) if "://" not in url else ""
     if local and any(local == m or local.startswith(m.rstrip("/") + "/") for m in mp.rhfs_mounts()):
         return _ls_local(local, args.long)  # a path in a live mount: ask the mount
-    from rhfs.wiring import build_vfs
+    from rhfs.wiring import build_core
 
     config = config_mod.load(args.config)
     rhfs_log.setup(getattr(args, "log_level", None) or "WARNING")
-    vfs = build_vfs(config)
+    vfs = build_core(config).vfs
     path = tree_path(url, config)
     attr = vfs.getattr(path)
     rows = [(os.path.basename(path), attr)] if not attr.is_dir else vfs.readdir(path)

@@ -1,10 +1,10 @@
 """``rhfs cp SRC DST [-r]``: a face of the core, as the mount is: the same VFS and the
-same copy planner, run in the calling process.
+same copy planner (:class:`~rhfs.wiring.Core`), run in the calling process.
 
 SRC and DST are URLs (``s3://bucket/key``, ``CLUSTER:path``, ``rhfs://<tree
 path>``), paths inside a live rhfs mount (copied by this process, not through
 the mount), or any other local path (the ``here`` routes; a :class:`~rhfs.tree.Location`
-outside the tree). As with ``cp``:
+outside the tree, on the ``file`` system). As with ``cp``:
 a DST that is an existing directory receives SRC under its own name, and a
 directory SRC needs ``-r``.
 
@@ -26,23 +26,13 @@ from typing import Any
 
 from rhfs import mountpoint as mp
 from rhfs.backends.base import Entry
-from rhfs.backends.guard import Guarded
-from rhfs.backends.local import LocalBackend
 from rhfs.config import Config
 from rhfs.errors import AlreadyExists, CantCopy, IsADirectory, NotFound, RhfsError
 from rhfs.tree import Location
-from rhfs.vfs.core import Vfs
+from rhfs.wiring import Core, build_core
 
 FILES_IN_FLIGHT = 4
 STREAM_CHUNK = 8 << 20
-
-
-def child(vfs: Vfs, loc: Location, name: str) -> Location:
-    """The place of ``name`` inside the directory at ``loc``, in the tree or outside it."""
-    path = posixpath.join(loc.path, name)
-    if loc.in_tree:
-        return vfs.locate(path)
-    return Location(path=path, backend=loc.backend, rel=path.lstrip("/"))
 
 
 def stat_or_none(loc: Location) -> Entry | None:
@@ -60,24 +50,23 @@ class Result:
     failed: list[str] = field(default_factory=list)
 
 
-def endpoint(vfs: Vfs, arg: str, config: Config, tree_path: Callable[[str, Config], str]) -> Location:
+def endpoint(core: Core, arg: str, tree_path: Callable[[str, Config], str]) -> Location:
     """Where ``arg`` points: a URL or ``CLUSTER:path``, a path in a live mount, or a local path."""
     head = arg.partition(":")[0]
-    if "://" in arg or (":" in arg and head in config.clusters):
-        return vfs.locate(tree_path(arg, config))
+    if "://" in arg or (":" in arg and head in core.config.clusters):
+        return core.vfs.locate(tree_path(arg, core.config))
     local = os.path.abspath(os.path.expanduser(arg))
     for mount in mp.rhfs_mounts():
         if local == mount or local.startswith(mount.rstrip("/") + "/"):
             rel = os.path.relpath(local, mount)
-            return vfs.locate("/" if rel == "." else "/" + rel)
-    here = Guarded(LocalBackend("/", system="here"), vfs.stats, op_timeout=config.mount.op_timeout)
-    return Location(path=local, backend=here, rel=local.lstrip("/"))
+            return core.vfs.locate("/" if rel == "." else "/" + rel)
+    return core.systems.outside_tree(local)
 
 
 class CopyCommand:
-    def __init__(self, vfs: Vfs, *, progress: Any = None) -> None:
-        self.vfs = vfs
-        self.planner = vfs.copier
+    def __init__(self, core: Core, *, progress: Any = None) -> None:
+        self.vfs = core.vfs
+        self.planner = core.planner
         self.progress = progress
         self.result = Result()
         self._lock = threading.Lock()
@@ -88,7 +77,7 @@ class CopyCommand:
             raise NotFound(src.path)
         target = stat_or_none(dst)
         if target is not None and target.is_dir:
-            dst = child(self.vfs, dst, posixpath.basename(src.path.rstrip("/")))
+            dst = dst.child(posixpath.basename(src.path.rstrip("/")))
         if not entry.is_dir:
             if self.progress is not None:
                 self.progress.total = entry.size
@@ -108,7 +97,7 @@ class CopyCommand:
     def _walk(self, src: Location, dst: Location, files: list[tuple[Location, Location, Entry]]) -> None:
         self._mkdir(dst)
         for entry in src.backend.list(src.rel):
-            s, d = child(self.vfs, src, entry.name), child(self.vfs, dst, entry.name)
+            s, d = src.child(entry.name), dst.child(entry.name)
             if entry.is_dir:
                 self._walk(s, d, files)
             elif entry.link_target is None:
@@ -158,7 +147,7 @@ class CopyCommand:
             self.progress.update(entry.size)
 
     def _copy(self, src: Location, dst: Location, entry: Entry) -> str:
-        if entry.size > 0 and self.planner is not None:
+        if entry.size > 0:
             try:
                 return self.planner.copy(src, dst, entry)
             except CantCopy:
@@ -199,9 +188,7 @@ def run_cp(
     """Copy ``src`` to ``dst`` as ``rhfs cp`` does; the result lists routes and failures."""
     from tqdm import tqdm
 
-    from rhfs.wiring import build_vfs
-
-    vfs = build_vfs(config)
-    source, target = endpoint(vfs, src, config, tree_path), endpoint(vfs, dst, config, tree_path)
+    core = build_core(config)
+    source, target = endpoint(core, src, tree_path), endpoint(core, dst, tree_path)
     with tqdm(total=None, unit="B", unit_scale=True, disable=None if progress else True, leave=False) as bar:
-        return CopyCommand(vfs, progress=bar).run(source, target, recursive=recursive)
+        return CopyCommand(core, progress=bar).run(source, target, recursive=recursive)
