@@ -11,9 +11,10 @@ shares), built from the config found the usual way (``RHFS_CONFIG``, ...;
 :func:`configure` picks another): the same backends, views, catalog and copy planner
 as the mount, with no mount needed. Every read, write, copy and removal goes through
 the :class:`~rhfs.tree.Location` of the resource's address, on the tree's own guarded
-backends. ``.to()`` copies file by file with the tree's copy planner, so each file
-takes the route a ``cp`` in the mount would (server-side where one exists). Catalog
-look-ups read fresh, whatever a mount caches.
+backends; the VFS then forgets exactly what changed (the place's tree path, and the
+``tables/``/``blobs/`` entry of the resource's name). ``.to()`` copies file by file with
+the tree's copy planner, so each file takes the route a ``cp`` in the mount would
+(server-side where one exists). Catalog look-ups read fresh, whatever a mount caches.
 
 Errors are :mod:`rhfs.errors` exceptions; a name missing from the catalog is
 :class:`rhfs.catalog.NotInCatalog`, whose message names the catalog.
@@ -21,7 +22,6 @@ Errors are :mod:`rhfs.errors` exceptions; a name missing from the catalog is
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import posixpath
@@ -34,18 +34,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rhfs.backends.base import Entry
 from rhfs.catalog import Address, Catalog, Resource
 from rhfs.config import Config
-from rhfs.errors import CantCopy, InvalidArgument, NotFound, NotSupported
-from rhfs.location_io import MISSING, fetch, makedirs, read_bytes, remove_tree, walk_files
+from rhfs.errors import InvalidArgument, NotFound, NotSupported
+from rhfs.location_io import MISSING, makedirs, read_bytes, remove_tree, walk_files
 from rhfs.tree import Location, TreeDir
 from rhfs.vfs.core import Vfs
 from rhfs.views import tabledata
 from rhfs.views.systems import LOCAL, LOCAL_ALIASES, Systems
 from rhfs.wiring import Core
-
-log = logging.getLogger(__name__)
 
 COPIES_IN_FLIGHT = 8
 VIEW_KINDS = {"tables": "table", "blobs": "blob"}  # the views' mount keys, and the kind each shows
@@ -163,29 +160,22 @@ def _default_address(s: Session, system: str, kind: str, name: str | None) -> Ad
     return Address(LOCAL, os.path.join(directory, name or label))
 
 
-# -- copies ------------------------------------------------------------------------------
-def _copy_file(s: Session, src: Location, dst: Location, entry: Entry) -> str:
-    """Copy one file by the tree's copier (the mount's routes); return the route's name.
+# -- changes -----------------------------------------------------------------------------
+def _changed(s: Session, loc: Location, *, subtree: bool = False) -> None:
+    """The tree forgets what it knew of ``loc``, which the API changed on its system."""
+    if loc.in_tree:
+        s.vfs.changed_elsewhere(loc.path, subtree=subtree)
 
-    Where the copier has no route, the bytes go through this process.
-    """
-    try:
-        return s.core.planner.copy(src, dst, entry)
-    except CantCopy as e:
-        log.debug("copy %s -> %s: %s; relaying", src.path, dst.path, e)
-    fd, spooled = tempfile.mkstemp(prefix="rhfs-relay-", dir=s.vfs.spool_dir)
-    os.close(fd)
-    try:
-        fetch(src, entry, spooled)
-        dst.backend.upload(spooled, dst.rel)
-    finally:
-        os.unlink(spooled)
-    s.vfs.stats.add_relayed(src.backend.system, entry.size)  # as the mount counts relays
-    return "relay"
+
+def _view_changed(s: Session, kind: str, name: str) -> None:
+    """The tree forgets what ``tables/``/``blobs/`` showed of a catalogued name."""
+    for mount, shown in VIEW_KINDS.items():
+        if shown == kind:
+            s.vfs.changed_elsewhere(f"/{mount}/{name}", subtree=True)
 
 
 def _copy_tree(s: Session, src: Location, dst: Location) -> int:
-    """Copy a file or a directory tree; return the number of files copied."""
+    """Copy a file or a directory tree, each file by the planner; return the number of files."""
     top = src.backend.stat(src.rel)
     if top.is_dir:
         files = walk_files(src)
@@ -196,10 +186,12 @@ def _copy_tree(s: Session, src: Location, dst: Location) -> int:
         files = [("", top)]
         makedirs(dst.parent)
     with ThreadPoolExecutor(max_workers=COPIES_IN_FLIGHT, thread_name_prefix="rhfs-api-copy") as pool:
-        copies = [pool.submit(_copy_file, s, src.child(rel), dst.child(rel), entry) for rel, entry in files]
+        copies = [
+            pool.submit(s.core.planner.copy_or_relay, src.child(rel), dst.child(rel), entry)
+            for rel, entry in files
+        ]
         for copy in copies:
             copy.result()
-    s.vfs.cache.clear()
     return len(files)
 
 
@@ -230,6 +222,19 @@ class _Resource:
     def _location(self) -> Location:
         return session().systems.locate(self.address)
 
+    def _changed(self, loc: Location, *, subtree: bool = True) -> None:
+        """The tree forgets ``loc``, and what a view shows of this resource's name."""
+        s = session()
+        _changed(s, loc, subtree=subtree)
+        if self.name:
+            _view_changed(s, self.kind, self.name)
+
+    def _catalog_changed(self, name: str) -> None:
+        """The tree forgets the catalog document of ``name``, and what a view shows of it."""
+        s = session()
+        _changed(s, s.catalog.document(self.kind, name))
+        _view_changed(s, self.kind, name)
+
     def _resource(self, name: str) -> Resource:
         return Resource(kind=self.kind, name=name, system=self.system, path=self.path, url=self.url)
 
@@ -239,6 +244,7 @@ class _Resource:
         if not self.name:
             raise InvalidArgument(f"a {self.kind} needs a name to be saved")
         session().catalog.put(self._resource(self.name))
+        self._catalog_changed(self.name)
         return self
 
     def exists_in_system(self) -> bool:
@@ -259,16 +265,19 @@ class _Resource:
         s = session()
         loc = self._location()
         remove_tree(loc)
+        self._changed(loc)
         if self.name:
             found = s.catalog.find(self.kind, self.name, fresh=True)
             if found is not None and found.address == self.address:
                 s.catalog.delete(self.kind, self.name)
-        s.vfs.cache.clear()
+                self._catalog_changed(self.name)
 
     def _copied_to(self, system: Any, path: str | None) -> Address:
         s = session()
         dst = _address(system, path, self.kind, self.name)
-        _copy_tree(s, self._location(), s.systems.locate(dst))
+        target = s.systems.locate(dst)
+        _copy_tree(s, self._location(), target)
+        self._changed(target)
         return dst
 
 
@@ -283,7 +292,9 @@ class Folder(_Resource):
         return Folder(self._copied_to(system, path), self.name)
 
     def mkdir(self) -> Folder:
-        makedirs(self._location())
+        loc = self._location()
+        makedirs(loc)
+        self._changed(loc, subtree=False)
         return self
 
 
@@ -311,9 +322,11 @@ class Table(Folder):
         if self.data is None:
             raise InvalidArgument("this table has no data to write")
         s = session()
+        loc = self._location()
         with tempfile.TemporaryDirectory(prefix="rhfs-table-") as tmp:
             tabledata.write_parts(self.data, tmp, self.partition_cols)
-            _copy_tree(s, s.systems.outside_tree(tmp), self._location())
+            _copy_tree(s, s.systems.outside_tree(tmp), loc)
+        self._changed(loc)
         return self
 
     def _source(self) -> tuple[str, Any]:
@@ -373,7 +386,7 @@ class Blob(_Resource):
             tmp.write(raw)
             tmp.flush()
             loc.backend.upload(tmp.name, loc.rel)
-        session().vfs.cache.clear()
+        self._changed(loc, subtree=False)
         return self
 
     def fetch_bytes(self) -> bytes:

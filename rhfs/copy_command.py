@@ -8,10 +8,11 @@ outside the tree, on the ``file`` system). As with ``cp``:
 a DST that is an existing directory receives SRC under its own name, and a
 directory SRC needs ``-r``.
 
-Each file goes to :meth:`Planner.copy`; a file no route can take (a write into a
-table, which the view must check) is streamed through the tree instead, as the
-kernel would. Files of a tree are copied a few at a time, with a byte progress bar
-on a terminal. One failed file does not stop the others; the result says which failed.
+Each file goes to :meth:`Planner.copy_or_relay`; a file no route can take (a write
+into a table, which the view must check) is relayed between the view's own locations.
+An empty file is made directly. Files of a tree are copied a few at a time, with a byte
+progress bar on a terminal. One failed file does not stop the others; the result says
+which failed.
 """
 
 from __future__ import annotations
@@ -27,12 +28,11 @@ from typing import Any
 from rhfs import mountpoint as mp
 from rhfs.backends.base import Entry
 from rhfs.config import Config
-from rhfs.errors import AlreadyExists, CantCopy, IsADirectory, NotFound, RhfsError
+from rhfs.errors import AlreadyExists, IsADirectory, NotFound, RhfsError
 from rhfs.tree import Location
 from rhfs.wiring import Core, build_core
 
 FILES_IN_FLIGHT = 4
-STREAM_CHUNK = 8 << 20
 
 
 def stat_or_none(loc: Location) -> Entry | None:
@@ -148,32 +148,20 @@ class CopyCommand:
 
     def _copy(self, src: Location, dst: Location, entry: Entry) -> str:
         if entry.size > 0:
-            try:
-                return self.planner.copy(src, dst, entry)
-            except CantCopy:
-                pass  # no route can take it: stream it through the tree, as the kernel would
-        self._stream(src, dst, entry)
-        route = "stream" if entry.size else "empty"
-        self.vfs.stats.add_copy(route, entry.size)
-        return route
+            return self.planner.copy_or_relay(src, dst, entry)
+        self._make_empty(dst)
+        self.vfs.stats.add_copy("empty", 0)
+        return "empty"
 
-    def _stream(self, src: Location, dst: Location, entry: Entry) -> None:
-        reader = src.backend.open_reader(src.rel, entry)
-        try:
-            if not dst.in_tree:
-                with open(dst.path, "wb") as out:
-                    for offset in range(0, entry.size, STREAM_CHUNK):
-                        out.write(reader.read(offset, STREAM_CHUNK))
+    def _make_empty(self, dst: Location) -> None:
+        if not dst.in_tree:
+            with open(dst.path, "wb"):
                 return
-            opened = self.vfs.create(dst.path, 0o644, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            try:
-                for offset in range(0, entry.size, STREAM_CHUNK):
-                    self.vfs.write(opened.fh, reader.read(offset, STREAM_CHUNK), offset)
-                self.vfs.flush(opened.fh)
-            finally:
-                self.vfs.release(opened.fh)
+        opened = self.vfs.create(dst.path, 0o644, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            self.vfs.flush(opened.fh)
         finally:
-            reader.close()
+            self.vfs.release(opened.fh)
 
 
 def run_cp(
