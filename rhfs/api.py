@@ -6,12 +6,15 @@ once saved, a name in the catalog. Systems are named as in the mount:
 a store name (``"s3"``), a cluster name or :class:`Cluster`, or a path inside an
 rhfs mount (``rh.folder("/rh/s3/bucket/x")`` is the folder ``bucket/x`` on ``s3``).
 
-Everything runs over one in-process tree built from the config found the usual
-way (``RHFS_CONFIG``, ...; :func:`configure` picks another): the same backends,
-views, catalog and copy planner as the mount, with no mount needed. Every read,
-write, copy and removal goes through the :class:`~rhfs.tree.Location` of the
-resource's address. ``.to()`` copies file by file with the tree's copy planner, so
-each file takes the route a ``cp`` in the mount would (server-side where one exists).
+This module is a face of the core (:class:`rhfs.wiring.Core`, the one ``rhfs://``
+shares), built from the config found the usual way (``RHFS_CONFIG``, ...;
+:func:`configure` picks another): the same backends, views, catalog and copy planner
+as the mount, with no mount needed. Every read, write, copy and removal goes through
+the :class:`~rhfs.tree.Location` of the resource's address, on the tree's own guarded
+backends; the VFS then forgets exactly what changed (the place's tree path, and the
+``tables/``/``blobs/`` entry of the resource's name). ``.to()`` copies file by file with
+the tree's copy planner, so each file takes the route a ``cp`` in the mount would
+(server-side where one exists). Catalog look-ups read fresh, whatever a mount caches.
 
 Errors are :mod:`rhfs.errors` exceptions; a name missing from the catalog is
 :class:`rhfs.catalog.NotInCatalog`, whose message names the catalog.
@@ -19,7 +22,6 @@ Errors are :mod:`rhfs.errors` exceptions; a name missing from the catalog is
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import posixpath
@@ -28,21 +30,19 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rhfs.backends.base import Entry
 from rhfs.catalog import Address, Catalog, Resource
 from rhfs.config import Config
-from rhfs.errors import CantCopy, InvalidArgument, NotFound, NotSupported
-from rhfs.location_io import MISSING, fetch, makedirs, read_bytes, remove_tree, walk_files
+from rhfs.errors import InvalidArgument, NotFound, NotSupported
+from rhfs.location_io import MISSING, makedirs, read_bytes, remove_tree
+from rhfs.transfer.trees import SomeFilesFailed, TreeCopy, TreeResult
 from rhfs.tree import Location, TreeDir
 from rhfs.vfs.core import Vfs
 from rhfs.views import tabledata
 from rhfs.views.systems import LOCAL, LOCAL_ALIASES, Systems
-
-log = logging.getLogger(__name__)
+from rhfs.wiring import Core
 
 COPIES_IN_FLIGHT = 8
 VIEW_KINDS = {"tables": "table", "blobs": "blob"}  # the views' mount keys, and the kind each shows
@@ -51,13 +51,28 @@ __all__ = ["Blob", "Cluster", "Folder", "Table", "blob", "cluster", "configure",
 
 
 # -- the session: one tree per process ---------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class Session:
-    config: Config
-    vfs: Vfs
-    systems: Systems
-    catalog: Catalog
-    fs: Any  # the rhfs:// filesystem over ``vfs``
+    """This process's core (shared with ``rhfs://``) and its ``rhfs://`` filesystem."""
+
+    core: Core
+    fs: Any  # the rhfs:// filesystem over ``core.vfs``
+
+    @property
+    def config(self) -> Config:
+        return self.core.config
+
+    @property
+    def vfs(self) -> Vfs:
+        return self.core.vfs
+
+    @property
+    def systems(self) -> Systems:
+        return self.core.systems
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.core.catalog
 
 
 _session: Session | None = None
@@ -67,17 +82,12 @@ _session_lock = threading.Lock()
 def configure(config: str | None = None) -> Session:
     """Build this process's tree from a config file (default: the usual search order)."""
     global _session
-    from rhfs.catalog import open_catalog
-    from rhfs.fsspec_face import RhfsFileSystem, shared_vfs
-    from rhfs.views import view_of
+    from rhfs.fsspec_face import RhfsFileSystem, shared_core
 
-    vfs = shared_vfs(config)
-    tables = view_of(vfs.table.mounts["tables"])
-    systems: Systems = tables.systems
-    catalog = open_catalog(systems, systems.config.catalog.url)  # uncached: the API reads fresh
-    fs = RhfsFileSystem(vfs=vfs, skip_instance_cache=True)
+    core = shared_core(config)
+    fs = RhfsFileSystem(vfs=core.vfs, skip_instance_cache=True)
     with _session_lock:
-        _session = Session(systems.config, vfs, systems, catalog, fs)
+        _session = Session(core, fs)
         return _session
 
 
@@ -107,7 +117,7 @@ def _tree_address(s: Session, tree_path: str) -> Address:
         raise InvalidArgument(f"{tree_path} is a directory of the tree itself, not a place on a system")
     if loc.mount in VIEW_KINDS:
         name, _, sub = loc.rel.partition("/")
-        address = s.catalog.get(VIEW_KINDS[loc.mount], name).address
+        address = s.catalog.get(VIEW_KINDS[loc.mount], name, fresh=True).address
         return address.child(sub) if sub else address
     on_disk = loc.backend.abilities.local_path
     if on_disk is not None:
@@ -150,46 +160,31 @@ def _default_address(s: Session, system: str, kind: str, name: str | None) -> Ad
     return Address(LOCAL, os.path.join(directory, name or label))
 
 
-# -- copies ------------------------------------------------------------------------------
-def _copy_file(s: Session, src: Location, dst: Location, entry: Entry) -> str:
-    """Copy one file by the tree's copier (the mount's routes); return the route's name.
-
-    Where the copier has no route, the bytes go through this process.
-    """
-    try:
-        if s.vfs.copier is None:
-            raise CantCopy("no copy planner")
-        return s.vfs.copier.copy(src, dst, entry)
-    except CantCopy as e:
-        log.debug("copy %s -> %s: %s; relaying", src.path, dst.path, e)
-    fd, spooled = tempfile.mkstemp(prefix="rhfs-relay-", dir=s.vfs.spool_dir)
-    os.close(fd)
-    try:
-        fetch(src, entry, spooled)
-        dst.backend.upload(spooled, dst.rel)
-    finally:
-        os.unlink(spooled)
-    s.vfs.stats.add_relayed(src.backend.system, entry.size)  # as the mount counts relays
-    return "relay"
+# -- changes -----------------------------------------------------------------------------
+def _changed(s: Session, loc: Location, *, subtree: bool = False) -> None:
+    """The tree forgets what it knew of ``loc``, which the API changed on its system."""
+    if loc.in_tree:
+        s.vfs.changed_elsewhere(loc.path, subtree=subtree)
 
 
-def _copy_tree(s: Session, src: Location, dst: Location) -> int:
-    """Copy a file or a directory tree; return the number of files copied."""
-    top = src.backend.stat(src.rel)
-    if top.is_dir:
-        files = walk_files(src)
-        makedirs(dst)
-        for directory in sorted({posixpath.dirname(rel) for rel, _ in files} - {""}):
-            makedirs(dst.child(directory))
-    else:
-        files = [("", top)]
-        makedirs(dst.parent)
-    with ThreadPoolExecutor(max_workers=COPIES_IN_FLIGHT, thread_name_prefix="rhfs-api-copy") as pool:
-        copies = [pool.submit(_copy_file, s, src.child(rel), dst.child(rel), entry) for rel, entry in files]
-        for copy in copies:
-            copy.result()
-    s.vfs.cache.clear()
-    return len(files)
+def _view_changed(s: Session, kind: str, name: str) -> None:
+    """The tree forgets what ``tables/``/``blobs/`` showed of a catalogued name."""
+    for mount, shown in VIEW_KINDS.items():
+        if shown == kind:
+            s.vfs.changed_elsewhere(f"/{mount}/{name}", subtree=True)
+
+
+def _copy_tree(s: Session, src: Location, dst: Location, *, progress: bool = False) -> TreeResult:
+    """Make ``dst`` a copy of the file or tree at ``src``: one tree job, which skips what
+    already matches; :class:`SomeFilesFailed` names the files that could not be copied."""
+    makedirs(dst.parent)
+    from tqdm import tqdm
+
+    with tqdm(total=None, unit="B", unit_scale=True, disable=not progress, leave=False) as bar:
+        result = TreeCopy(s.core.planner, progress=bar).run(src, dst)
+    if result.failed:
+        raise SomeFilesFailed(result)
+    return result
 
 
 # -- resources ---------------------------------------------------------------------------
@@ -219,6 +214,19 @@ class _Resource:
     def _location(self) -> Location:
         return session().systems.locate(self.address)
 
+    def _changed(self, loc: Location, *, subtree: bool = True) -> None:
+        """The tree forgets ``loc``, and what a view shows of this resource's name."""
+        s = session()
+        _changed(s, loc, subtree=subtree)
+        if self.name:
+            _view_changed(s, self.kind, self.name)
+
+    def _catalog_changed(self, name: str) -> None:
+        """The tree forgets the catalog document of ``name``, and what a view shows of it."""
+        s = session()
+        _changed(s, s.catalog.document(self.kind, name))
+        _view_changed(s, self.kind, name)
+
     def _resource(self, name: str) -> Resource:
         return Resource(kind=self.kind, name=name, system=self.system, path=self.path, url=self.url)
 
@@ -228,6 +236,7 @@ class _Resource:
         if not self.name:
             raise InvalidArgument(f"a {self.kind} needs a name to be saved")
         session().catalog.put(self._resource(self.name))
+        self._catalog_changed(self.name)
         return self
 
     def exists_in_system(self) -> bool:
@@ -248,31 +257,36 @@ class _Resource:
         s = session()
         loc = self._location()
         remove_tree(loc)
+        self._changed(loc)
         if self.name:
-            found = s.catalog.find(self.kind, self.name)
+            found = s.catalog.find(self.kind, self.name, fresh=True)
             if found is not None and found.address == self.address:
                 s.catalog.delete(self.kind, self.name)
-        s.vfs.cache.clear()
+                self._catalog_changed(self.name)
 
-    def _copied_to(self, system: Any, path: str | None) -> Address:
+    def _copied_to(self, system: Any, path: str | None, *, progress: bool = False) -> Address:
         s = session()
         dst = _address(system, path, self.kind, self.name)
-        _copy_tree(s, self._location(), s.systems.locate(dst))
+        target = s.systems.locate(dst)
+        _copy_tree(s, self._location(), target, progress=progress)
+        self._changed(target)
         return dst
 
 
 class Folder(_Resource):
     kind = "folder"
 
-    def to(self, system: Any, path: str | None = None) -> Folder:
+    def to(self, system: Any, path: str | None = None, *, progress: bool = False) -> Folder:
         """A copy of this folder on ``system`` (at ``path``, or a fresh default path)."""
         name = _system_name(system)
         if path is None and name is not None and session().systems.is_cluster(name):
             path = posixpath.basename(self.path.rstrip("/"))  # as Runhouse: the folder's own name
-        return Folder(self._copied_to(system, path), self.name)
+        return Folder(self._copied_to(system, path, progress=progress), self.name)
 
     def mkdir(self) -> Folder:
-        makedirs(self._location())
+        loc = self._location()
+        makedirs(loc)
+        self._changed(loc, subtree=False)
         return self
 
 
@@ -300,16 +314,18 @@ class Table(Folder):
         if self.data is None:
             raise InvalidArgument("this table has no data to write")
         s = session()
+        loc = self._location()
         with tempfile.TemporaryDirectory(prefix="rhfs-table-") as tmp:
             tabledata.write_parts(self.data, tmp, self.partition_cols)
-            _copy_tree(s, s.systems.outside_tree(tmp), self._location())
+            _copy_tree(s, s.systems.outside_tree(tmp), loc)
+        self._changed(loc)
         return self
 
     def _source(self) -> tuple[str, Any]:
         """The path to read the table's parts from, and the filesystem to read it with."""
         s = session()
         if self.name:
-            found = s.catalog.find("table", self.name)
+            found = s.catalog.find("table", self.name, fresh=True)
             if found is not None and found.address == self.address:
                 return f"tables/{self.name}", s.fs
         loc = self._location()
@@ -327,8 +343,9 @@ class Table(Folder):
         for batch in tabledata.stream(path, batch_size, fs, columns):
             yield tabledata.from_arrow(batch, self.data_type)
 
-    def to(self, system: Any, path: str | None = None) -> Table:
-        return Table(self._copied_to(system, path), self.name, data_type=self.data_type)
+    def to(self, system: Any, path: str | None = None, *, progress: bool = False) -> Table:
+        """A copy of this table on ``system``; onto an existing copy, only what changed moves."""
+        return Table(self._copied_to(system, path, progress=progress), self.name, data_type=self.data_type)
 
 
 class Blob(_Resource):
@@ -362,7 +379,7 @@ class Blob(_Resource):
             tmp.write(raw)
             tmp.flush()
             loc.backend.upload(tmp.name, loc.rel)
-        session().vfs.cache.clear()
+        self._changed(loc, subtree=False)
         return self
 
     def fetch_bytes(self) -> bytes:
@@ -375,8 +392,8 @@ class Blob(_Resource):
             return pickle.loads(raw)
         return raw
 
-    def to(self, system: Any, path: str | None = None) -> Blob:
-        return Blob(self._copied_to(system, path), self.name, serializer=self.serializer)
+    def to(self, system: Any, path: str | None = None, *, progress: bool = False) -> Blob:
+        return Blob(self._copied_to(system, path, progress=progress), self.name, serializer=self.serializer)
 
 
 def _serializer_of(data: Any) -> str:
@@ -410,7 +427,7 @@ class Cluster:
 # -- the factories -----------------------------------------------------------------------
 def folder(name: str | None = None, path: str | None = None, system: Any = None) -> Folder:
     if name and path is None and system is None:
-        return Folder(session().catalog.get("folder", name).address, name)
+        return Folder(session().catalog.get("folder", name, fresh=True).address, name)
     return Folder(_address(system, path, "folder", name), name)
 
 
@@ -422,14 +439,14 @@ def table(
     partition_cols: Sequence[str] | None = None,
 ) -> Table:
     if data is None and name and path is None and system is None:
-        resource = session().catalog.get("table", name)
+        resource = session().catalog.get("table", name, fresh=True)
         return Table(resource.address, name, data_type=resource.data_type)
     return Table(_address(system, path, "table", name), name, data, partition_cols=partition_cols)
 
 
 def blob(data: Any = None, name: str | None = None, path: str | None = None, system: Any = None) -> Blob:
     if data is None and name and path is None and system is None:
-        resource = session().catalog.get("blob", name)
+        resource = session().catalog.get("blob", name, fresh=True)
         return Blob(resource.address, name, serializer=resource.serializer)
     return Blob(_address(system, path, "blob", name), name, data)
 

@@ -15,8 +15,8 @@ Invariants:
   temporary sibling and renames it (local, cluster) or does one PUT (stores);
   on a store the document is then read back, and a different content means a
   concurrent writer of the same name won (:class:`CatalogConflict`);
-- reads may be served from a short-lived cache (``ttl``); this process's own
-  writes and deletes update that cache at once.
+- reads may be served from a short-lived cache (``ttl``), unless asked ``fresh``;
+  this process's own writes and deletes update that cache at once.
 
 The catalog lives at a :class:`~rhfs.tree.Location`, and its I/O goes through that
 location's (guarded) backend, never fsspec directly.
@@ -131,10 +131,10 @@ class Catalog:
             return []
         return sorted(e.name[:-5] for e in entries if not e.is_dir and e.name.endswith(".json"))
 
-    def find(self, kind: str, name: str) -> Resource | None:
-        """The document for ``name``, or None."""
+    def find(self, kind: str, name: str, *, fresh: bool = False) -> Resource | None:
+        """The document for ``name``, or None; ``fresh`` reads it from its system whatever the cache holds."""
         key = (kind, name)
-        if self.ttl > 0:
+        if self.ttl > 0 and not fresh:
             with self._lock:
                 hit = self._cache.get(key)
             if hit is not None and hit[1] > time.monotonic():
@@ -147,8 +147,8 @@ class Catalog:
         self._remember(key, resource)
         return resource
 
-    def get(self, kind: str, name: str) -> Resource:
-        resource = self.find(kind, name)
+    def get(self, kind: str, name: str, *, fresh: bool = False) -> Resource:
+        resource = self.find(kind, name, fresh=fresh)
         if resource is None:
             raise NotInCatalog(f"no {kind} named {name!r} in the catalog at {self.url}")
         return resource

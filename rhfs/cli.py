@@ -110,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("src", help="s3://bucket/key, CLUSTER:path, rhfs://tree/path, a mount path, a local path")
     cp.add_argument("dst", help="the same forms; an existing directory receives SRC under its name")
     cp.add_argument("-r", "--recursive", action="store_true", help="copy directories and their contents")
+    cp.add_argument("--checksum", action="store_true", help="skip files by content, not by size and time")
+    cp.add_argument("--delete", action="store_true", help="remove files at DST that SRC does not have")
     cp.add_argument("--config")
 
     c = command("config", _config_check, "Configuration commands.")
@@ -301,11 +303,11 @@ def _ls(args: argparse.Namespace) -> int:
     local = os.path.abspath(config_mod.expand(url)) if "://" not in url else ""
     if local and any(local == m or local.startswith(m.rstrip("/") + "/") for m in mp.rhfs_mounts()):
         return _ls_local(local, args.long)  # a path in a live mount: ask the mount
-    from rhfs.wiring import build_vfs
+    from rhfs.wiring import build_core
 
     config = config_mod.load(args.config)
     rhfs_log.setup(getattr(args, "log_level", None) or "WARNING")
-    vfs = build_vfs(config)
+    vfs = build_core(config).vfs
     path = tree_path(url, config)
     attr = vfs.getattr(path)
     rows = [(os.path.basename(path), attr)] if not attr.is_dir else vfs.readdir(path)
@@ -336,12 +338,23 @@ def _ls_line(name: str, is_dir: bool, size: int, mtime: float, long: bool) -> st
 # -- cp ----------------------------------------------------------------------------------
 def _cp(args: argparse.Namespace) -> int:
     from rhfs.copy_command import run_cp
+    from rhfs.transfer.trees import TreeOptions
 
     config = config_mod.load(args.config)
     rhfs_log.setup(getattr(args, "log_level", None) or "WARNING")
-    result = run_cp(config, args.src, args.dst, recursive=args.recursive, tree_path=tree_path)
+    options = TreeOptions(delete=args.delete, checksum=args.checksum)
+    result = run_cp(
+        config, args.src, args.dst, recursive=args.recursive, tree_path=tree_path, options=options
+    )
     routes = ", ".join(f"{route} {n}" for route, n in sorted(result.routes.items()))
-    print(f"copied {result.files} files, {human_size(result.bytes)}" + (f" ({routes})" if routes else ""))
+    skipped = f", {result.skipped} unchanged" if result.skipped else ""
+    deleted = f", {result.deleted} deleted" if result.deleted else ""
+    print(
+        f"copied {result.files} files, {human_size(result.bytes)}"
+        + (f" ({routes})" if routes else "")
+        + skipped
+        + deleted
+    )
     for failure in result.failed:
         _error(failure)
     return EXIT_FAILED if result.failed else EXIT_OK

@@ -1,190 +1,70 @@
 """``rhfs cp SRC DST [-r]``: a face of the core, as the mount is: the same VFS and the
-same copy planner, run in the calling process.
+same copy planner (:class:`~rhfs.wiring.Core`), run in the calling process.
 
 SRC and DST are URLs (``s3://bucket/key``, ``CLUSTER:path``, ``rhfs://<tree
 path>``), paths inside a live rhfs mount (copied by this process, not through
 the mount), or any other local path (the ``here`` routes; a :class:`~rhfs.tree.Location`
-outside the tree). As with ``cp``:
-a DST that is an existing directory receives SRC under its own name, and a
-directory SRC needs ``-r``.
+outside the tree, on the ``file`` system). As with ``cp``, a DST that is an existing
+directory receives SRC under its own name, and a directory SRC needs ``-r``; as with
+``rsync``, a directory SRC that ends in ``/`` is copied onto DST itself, so a rerun of
+the same command syncs. Missing parents of DST are made either way.
 
-Each file goes to :meth:`Planner.copy`; a file no route can take (a write into a
-table, which the view must check) is streamed through the tree instead, as the
-kernel would. Files of a tree are copied a few at a time, with a byte progress bar
-on a terminal. One failed file does not stop the others; the result says which failed.
+The copy is one tree job (:class:`~rhfs.transfer.trees.TreeCopy`): files that already
+match at DST are skipped, ``--checksum`` compares contents, ``--delete`` removes what
+SRC lacks, and one byte progress bar, its total known up front, moves as files arrive.
+One failed file does not stop the others; the result says which failed.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
 from rhfs import mountpoint as mp
-from rhfs.backends.base import Entry
-from rhfs.backends.guard import Guarded
-from rhfs.backends.local import LocalBackend
 from rhfs.config import Config
-from rhfs.errors import AlreadyExists, CantCopy, IsADirectory, NotFound, RhfsError
+from rhfs.errors import AlreadyExists, IsADirectory, NotFound
+from rhfs.transfer.trees import TreeCopy, TreeOptions, TreeResult, into_directory, stat_or_none
 from rhfs.tree import Location
-from rhfs.vfs.core import Vfs
-
-FILES_IN_FLIGHT = 4
-STREAM_CHUNK = 8 << 20
+from rhfs.wiring import Core, build_core
 
 
-def child(vfs: Vfs, loc: Location, name: str) -> Location:
-    """The place of ``name`` inside the directory at ``loc``, in the tree or outside it."""
-    path = posixpath.join(loc.path, name)
-    if loc.in_tree:
-        return vfs.locate(path)
-    return Location(path=path, backend=loc.backend, rel=path.lstrip("/"))
-
-
-def stat_or_none(loc: Location) -> Entry | None:
-    try:
-        return loc.backend.stat(loc.rel) if loc.rel else Entry(name="", is_dir=True)
-    except NotFound:
-        return None
-
-
-@dataclass
-class Result:
-    files: int = 0
-    bytes: int = 0
-    routes: dict[str, int] = field(default_factory=dict)
-    failed: list[str] = field(default_factory=list)
-
-
-def endpoint(vfs: Vfs, arg: str, config: Config, tree_path: Callable[[str, Config], str]) -> Location:
+def endpoint(core: Core, arg: str, tree_path: Callable[[str, Config], str]) -> Location:
     """Where ``arg`` points: a URL or ``CLUSTER:path``, a path in a live mount, or a local path."""
     head = arg.partition(":")[0]
-    if "://" in arg or (":" in arg and head in config.clusters):
-        return vfs.locate(tree_path(arg, config))
+    if "://" in arg or (":" in arg and head in core.config.clusters):
+        return core.vfs.locate(tree_path(arg, core.config))
     local = os.path.abspath(os.path.expanduser(arg))
     for mount in mp.rhfs_mounts():
         if local == mount or local.startswith(mount.rstrip("/") + "/"):
             rel = os.path.relpath(local, mount)
-            return vfs.locate("/" if rel == "." else "/" + rel)
-    here = Guarded(LocalBackend("/", system="here"), vfs.stats, op_timeout=config.mount.op_timeout)
-    return Location(path=local, backend=here, rel=local.lstrip("/"))
+            return core.vfs.locate("/" if rel == "." else "/" + rel)
+    return core.systems.outside_tree(local)
 
 
-class CopyCommand:
-    def __init__(self, vfs: Vfs, *, progress: Any = None) -> None:
-        self.vfs = vfs
-        self.planner = vfs.copier
-        self.progress = progress
-        self.result = Result()
-        self._lock = threading.Lock()
-
-    def run(self, src: Location, dst: Location, *, recursive: bool) -> Result:
-        entry = stat_or_none(src)
-        if entry is None:
-            raise NotFound(src.path)
-        target = stat_or_none(dst)
-        if target is not None and target.is_dir:
-            dst = child(self.vfs, dst, posixpath.basename(src.path.rstrip("/")))
-        if not entry.is_dir:
-            if self.progress is not None:
-                self.progress.total = entry.size
-            self._one(src, dst, entry)
-            return self.result
-        if not recursive:
-            raise IsADirectory(f"{src.path} is a directory (use -r)")
-        files: list[tuple[Location, Location, Entry]] = []
-        self._mkdirs(dst)
-        self._walk(src, dst, files)
-        if self.progress is not None:
-            self.progress.total = sum(e.size for _, _, e in files)
-        with ThreadPoolExecutor(FILES_IN_FLIGHT, thread_name_prefix="rhfs-cp") as pool:
-            list(pool.map(lambda job: self._one(*job), files))
-        return self.result
-
-    def _walk(self, src: Location, dst: Location, files: list[tuple[Location, Location, Entry]]) -> None:
-        self._mkdir(dst)
-        for entry in src.backend.list(src.rel):
-            s, d = child(self.vfs, src, entry.name), child(self.vfs, dst, entry.name)
-            if entry.is_dir:
-                self._walk(s, d, files)
-            elif entry.link_target is None:
-                files.append((s, d, entry))
-
-    def _mkdirs(self, dst: Location) -> None:
-        """The target's missing parents, as ``mkdir -p`` (a prefix, on a store, needs no parent)."""
-        if not dst.in_tree:
-            os.makedirs(os.path.dirname(dst.path), exist_ok=True)
-            return
-        parents: list[str] = []
-        parent = posixpath.dirname(dst.path)
-        while parent not in ("/", "") and self._missing(parent):
-            parents.append(parent)
-            parent = posixpath.dirname(parent)
-        for path in reversed(parents):
-            self._mkdir(self.vfs.locate(path))
-
-    def _missing(self, tree: str) -> bool:
+def _make_parents(core: Core, dst: Location) -> None:
+    """DST's missing parents, as ``mkdir -p`` (a prefix, on a store, needs none)."""
+    if not dst.in_tree:
+        os.makedirs(os.path.dirname(dst.path), exist_ok=True)
+        return
+    missing: list[str] = []
+    parent = posixpath.dirname(dst.path)
+    while parent not in ("/", "") and _missing(core, parent):
+        missing.append(parent)
+        parent = posixpath.dirname(parent)
+    for path in reversed(missing):
         try:
-            self.vfs.getattr(tree)
-        except NotFound:
-            return True
-        return False
-
-    def _mkdir(self, dst: Location) -> None:
-        try:
-            if dst.in_tree:
-                self.vfs.mkdir(dst.path)
-            else:
-                os.makedirs(dst.path, exist_ok=True)
+            core.vfs.mkdir(path)
         except AlreadyExists:
             pass
 
-    def _one(self, src: Location, dst: Location, entry: Entry) -> None:
-        try:
-            route = self._copy(src, dst, entry)
-        except (RhfsError, OSError) as e:
-            with self._lock:
-                self.result.failed.append(f"{src.path} -> {dst.path}: {e}")
-            return
-        with self._lock:
-            self.result.files += 1
-            self.result.bytes += entry.size
-            self.result.routes[route] = self.result.routes.get(route, 0) + 1
-        if self.progress is not None:
-            self.progress.update(entry.size)
 
-    def _copy(self, src: Location, dst: Location, entry: Entry) -> str:
-        if entry.size > 0 and self.planner is not None:
-            try:
-                return self.planner.copy(src, dst, entry)
-            except CantCopy:
-                pass  # no route can take it: stream it through the tree, as the kernel would
-        self._stream(src, dst, entry)
-        route = "stream" if entry.size else "empty"
-        self.vfs.stats.add_copy(route, entry.size)
-        return route
-
-    def _stream(self, src: Location, dst: Location, entry: Entry) -> None:
-        reader = src.backend.open_reader(src.rel, entry)
-        try:
-            if not dst.in_tree:
-                with open(dst.path, "wb") as out:
-                    for offset in range(0, entry.size, STREAM_CHUNK):
-                        out.write(reader.read(offset, STREAM_CHUNK))
-                return
-            opened = self.vfs.create(dst.path, 0o644, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            try:
-                for offset in range(0, entry.size, STREAM_CHUNK):
-                    self.vfs.write(opened.fh, reader.read(offset, STREAM_CHUNK), offset)
-                self.vfs.flush(opened.fh)
-            finally:
-                self.vfs.release(opened.fh)
-        finally:
-            reader.close()
+def _missing(core: Core, tree_path: str) -> bool:
+    try:
+        core.vfs.getattr(tree_path)
+    except NotFound:
+        return True
+    return False
 
 
 def run_cp(
@@ -194,14 +74,21 @@ def run_cp(
     *,
     recursive: bool,
     tree_path: Callable[[str, Config], str],
+    options: TreeOptions | None = None,
     progress: bool = True,
-) -> Result:
-    """Copy ``src`` to ``dst`` as ``rhfs cp`` does; the result lists routes and failures."""
+) -> TreeResult:
+    """Copy ``src`` to ``dst`` as ``rhfs cp`` does; the result lists routes, skips and failures."""
     from tqdm import tqdm
 
-    from rhfs.wiring import build_vfs
-
-    vfs = build_vfs(config)
-    source, target = endpoint(vfs, src, config, tree_path), endpoint(vfs, dst, config, tree_path)
+    core = build_core(config)
+    source, target = endpoint(core, src, tree_path), endpoint(core, dst, tree_path)
+    entry = stat_or_none(source)
+    if entry is None:
+        raise NotFound(source.path)
+    if entry.is_dir and not recursive:
+        raise IsADirectory(f"{source.path} is a directory (use -r)")
+    if not (entry.is_dir and src.endswith("/")):
+        target = into_directory(source, target)
+    _make_parents(core, target)
     with tqdm(total=None, unit="B", unit_scale=True, disable=None if progress else True, leave=False) as bar:
-        return CopyCommand(vfs, progress=bar).run(source, target, recursive=recursive)
+        return TreeCopy(core.planner, options=options, progress=bar).run(source, target)

@@ -167,11 +167,11 @@ def run(config: Config, mountpoint: str, *, read_only: bool = False, allow_other
 
     from rhfs.fuse_adapter import Operations, serve
     from rhfs.vfs import recovery
-    from rhfs.wiring import build_vfs
+    from rhfs.wiring import build_core
 
     cache_dir = expand(config.mount.cache_dir)
     spool_dir = recovery.claim_spool(cache_dir)
-    vfs = build_vfs(config, mountpoint=mountpoint, read_only=read_only, spool_dir=spool_dir)
+    vfs = build_core(config, mountpoint=mountpoint, read_only=read_only, spool_dir=spool_dir).vfs
     recovery.start(vfs, cache_dir)
     stopper = _Stopper(vfs.shutdown, mountpoint)
 

@@ -2,10 +2,11 @@
 
 ``rhfs://tables/sample_table`` is the path ``<mount>/tables/sample_table``: every
 call here is one call into the same :class:`rhfs.vfs.core.Vfs` that the FUSE
-adapter serves, built by ``rhfs.wiring.build_vfs`` from the config found the
-usual way (or ``config=`` in the storage options). One Vfs is shared per config
-file within a process. A write makes missing parent directories, as writes to an
-object store do (``auto_mkdir=False`` gives the mount's ENOENT instead).
+adapter serves, that of the core ``rhfs.wiring.build_core`` builds from the config
+found the usual way (or ``config=`` in the storage options). One core is shared per
+config file within a process (:func:`shared_core`; the Python API uses it too). A
+write makes missing parent directories, as writes to an object store do
+(``auto_mkdir=False`` gives the mount's ENOENT instead).
 
 Errors from the core are turned into ``OSError``s with their errno in one place
 (:func:`_errors`): ENOENT is a ``FileNotFoundError``, a refused table part is
@@ -21,31 +22,34 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from rhfs.errors import to_errno
 from rhfs.vfs.core import Vfs
 
-_VFS_BY_CONFIG: dict[str | None, Vfs] = {}
+if TYPE_CHECKING:
+    from rhfs.wiring import Core
+
+_CORE_BY_CONFIG: dict[str | None, Core] = {}
 _unclosed: queue.SimpleQueue[RhfsFile] = queue.SimpleQueue()  # put() is safe inside __del__
 _closer_started = threading.Event()
-_VFS_LOCK = threading.Lock()
+_CORE_LOCK = threading.Lock()
 
 
-def shared_vfs(config: str | None = None) -> Vfs:
-    """The process's Vfs for a config file (``None``: the usual search order)."""
+def shared_core(config: str | None = None) -> Core:
+    """The process's core for a config file (``None``: the usual search order)."""
     from rhfs import config as config_mod
-    from rhfs.wiring import build_vfs
+    from rhfs.wiring import build_core
 
     source = config_mod.find_config_file(config)
-    with _VFS_LOCK:
-        vfs = _VFS_BY_CONFIG.get(source)
-        if vfs is None:
+    with _CORE_LOCK:
+        core = _CORE_BY_CONFIG.get(source)
+        if core is None:
             loaded = config_mod.load_file(source) if source else config_mod.embedded_default()
-            vfs = _VFS_BY_CONFIG[source] = build_vfs(loaded)
-        return vfs
+            core = _CORE_BY_CONFIG[source] = build_core(loaded)
+        return core
 
 
 @contextlib.contextmanager
@@ -70,7 +74,7 @@ class RhfsFileSystem(AbstractFileSystem):
         self, config: str | None = None, *, vfs: Vfs | None = None, auto_mkdir: bool = True, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.vfs = vfs if vfs is not None else shared_vfs(config)
+        self.vfs = vfs if vfs is not None else shared_core(config).vfs
         self.auto_mkdir = auto_mkdir  # a write makes its missing parent directories, as on a store
 
     @classmethod
@@ -269,7 +273,7 @@ def _close_collected() -> None:
 
 def _start_closer() -> None:
     if not _closer_started.is_set():
-        with _VFS_LOCK:
+        with _CORE_LOCK:
             if not _closer_started.is_set():
                 threading.Thread(target=_close_collected, name="rhfs-fsspec-close", daemon=True).start()
                 _closer_started.set()

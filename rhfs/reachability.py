@@ -31,14 +31,11 @@ def probe_all(config: Config, timeout: float) -> list[Reach]:
 
 def _checks(config: Config, timeout: float) -> dict[str, tuple[Any, list[str]]]:
     """Mount key -> (guarded backend, paths to list): a store's buckets, or the system's root."""
-    from rhfs.backends.guard import Guarded
     from rhfs.stats import Stats
-    from rhfs.wiring import raw_backends
+    from rhfs.wiring import guarded_systems
 
-    stats = Stats()
     checks: dict[str, tuple[Any, list[str]]] = {}
-    for key, backend in raw_backends(config).items():
-        guarded = Guarded(backend, stats, op_timeout=timeout, retry_interval=0)
+    for key, guarded in guarded_systems(config, Stats(), op_timeout=timeout, retry_interval=0).items():
         store = config.stores.get(key)
         checks[key] = (guarded, ["", *(store.buckets or ())] if store else [""])
     return checks

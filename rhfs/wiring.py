@@ -1,12 +1,18 @@
-"""The one place that turns a :class:`Config` into concrete backends and a mount table.
+"""The one place that turns a :class:`Config` into backends, and backends into the core of rhfs.
 
-The CLI (for the FUSE mount), the ``rhfs://`` fsspec face and the Python API all
-build their tree here, so every face sees the same systems under the same names.
+:func:`build_core` makes every backend (the configured systems, the ``file`` system of
+this host, a store for a URL no configured one serves, the views and ``.rhfs``), wraps
+each in its guard, and assembles them into one :class:`Core`: the mount table's VFS, the
+systems by name, the catalog and the copy planner. Every face takes a core: the mount
+daemon, the ``rhfs://`` fsspec face, ``rhfs cp`` and the Python API, so every face sees
+the same systems under the same names and changes them through the same objects.
+Nothing outside this module and :mod:`rhfs.backends` constructs a backend.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from rhfs import log as rhfs_log
 from rhfs.backends.base import Backend
@@ -14,14 +20,30 @@ from rhfs.backends.cluster import ClusterBackend
 from rhfs.backends.guard import Guarded
 from rhfs.backends.local import LocalBackend
 from rhfs.backends.store import StoreBackend
+from rhfs.catalog import Catalog, open_catalog
 from rhfs.config import Config, expand
 from rhfs.stats import Stats
-from rhfs.transfer import build_planner
+from rhfs.transfer import Planner, build_planner
 from rhfs.tree import MountTable
-from rhfs.vfs.control import ControlView
+from rhfs.vfs.control import CONTROL_MOUNT, ControlView
 from rhfs.vfs.core import Vfs
 from rhfs.vfs.readahead import ReadAhead
-from rhfs.views import build_views
+from rhfs.views import ViewGuard
+from rhfs.views.systems import LOCAL, Systems
+
+CATALOG_TTL_SHARE = 0.5  # a mount caches catalog documents for this share of attr_ttl
+
+
+@dataclass(frozen=True)
+class Core:
+    """The tree and what acts on it, built once per process and config."""
+
+    config: Config
+    stats: Stats
+    vfs: Vfs  # the tree's operations, over the mount table
+    systems: Systems  # system names and catalog addresses -> locations
+    catalog: Catalog
+    planner: Planner  # whole-file copies between any two locations
 
 
 def make_store(config: Config, name: str) -> StoreBackend:
@@ -54,29 +76,58 @@ def raw_backends(config: Config, mountpoint: str | None = None) -> dict[str, Bac
     return backends
 
 
-def build_vfs(
+def guarded_systems(
+    config: Config, stats: Stats, *, op_timeout: float, retry_interval: float = 2.0
+) -> dict[str, Guarded]:
+    """Mount key -> guarded backend, for every system in the config, outside any tree
+    (``rhfs config check`` probes each one with its own time limit)."""
+    return {
+        key: Guarded(backend, stats, op_timeout=op_timeout, retry_interval=retry_interval)
+        for key, backend in raw_backends(config).items()
+    }
+
+
+def build_core(
     config: Config,
     *,
     mountpoint: str | None = None,
     read_only: bool = False,
     spool_dir: str | None = None,
     stats: Stats | None = None,
-) -> Vfs:
-    """The tree's VFS over ``config``.
+) -> Core:
+    """The core over ``config``.
 
     The daemon gives ``mountpoint`` (hidden from ``here/`` and the ``file`` system, and
     shown in ``.rhfs/status.json``), ``read_only`` (``rhfs mount --read-only``, beside the
     config's own) and the ``spool_dir`` it claimed; in-process faces give none of them.
     """
+    from rhfs.views.blobs import BlobsView
+    from rhfs.views.parts import Converter
+    from rhfs.views.tables import TablesView
+
     for secret in config.secrets():
         rhfs_log.register_secret(secret)
     stats = stats or Stats()
     read_only = read_only or config.mount.read_only
     timeout = config.mount.op_timeout
-    mounts: dict[str, Guarded] = {
-        key: Guarded(backend, stats, op_timeout=timeout)
-        for key, backend in raw_backends(config, mountpoint).items()
-    }
+
+    def guard(backend: Backend) -> Guarded:
+        return Guarded(backend, stats, op_timeout=timeout)
+
+    def default_store(name: str, protocol: str) -> Guarded:
+        return guard(StoreBackend(name, protocol, {}))  # the provider's standard credential chain
+
+    mounts = {key: guard(backend) for key, backend in raw_backends(config, mountpoint).items()}
+    hidden = (mountpoint,) if mountpoint else ()
+    local = guard(LocalBackend("/", system=LOCAL, hidden=hidden))
+    systems = Systems(config, mounts, local, hidden, default_store=default_store)
+    catalog = open_catalog(systems, config.catalog.url, ttl=config.mount.attr_ttl * CATALOG_TTL_SHARE)
+    cache_dir = expand(config.mount.cache_dir)
+    default_url = config.tables.default_url
+    tables = TablesView(
+        catalog, systems, Converter(cache_dir), default_url=default_url, wrap_reader=ReadAhead
+    )
+    blobs = BlobsView(catalog, systems, default_url=default_url, wrap_reader=ReadAhead)
     daemon = None
     if mountpoint:
         source = config.source or "embedded default"
@@ -86,16 +137,22 @@ def build_vfs(
             "read_only": read_only,
             "started_at": stats.started_at,
         }
-    mounts[".rhfs"] = Guarded(ControlView(stats, config, daemon=daemon), stats, op_timeout=timeout)
-    mounts.update(build_views(config, mounts, stats, mountpoint=mountpoint, wrap_reader=ReadAhead))
-    table = MountTable(mounts)
-    cache_dir = expand(config.mount.cache_dir)
-    return Vfs(
+    table = MountTable(
+        {
+            **mounts,
+            CONTROL_MOUNT: guard(ControlView(stats, config, daemon=daemon)),
+            "tables": ViewGuard(tables, stats, workers=1),
+            "blobs": ViewGuard(blobs, stats, workers=1),
+        }
+    )
+    planner = build_planner(config, table, stats, os.path.join(cache_dir, "relay"))
+    vfs = Vfs(
         table,
         cache_dir=cache_dir,
         attr_ttl=config.mount.attr_ttl,
         read_only=read_only,
         stats=stats,
-        copier=build_planner(config, table, stats, os.path.join(cache_dir, "relay")),
+        copier=planner,
         spool_dir=spool_dir,
     )
+    return Core(config=config, stats=stats, vfs=vfs, systems=systems, catalog=catalog, planner=planner)

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pytest
-from tables_fixtures import ATTR_TTL, api, normalized, sample_frame, wait_for
+from tables_fixtures import ATTR_TTL, api, derived_config, normalized, sample_frame, wait_for
 from testbed import REPO, Testbed
 
 from rhfs.catalog import NotInCatalog
@@ -158,3 +158,27 @@ def test_a_mount_path_names_its_system(rh: Any, mnt: Path, testbed: Testbed) -> 
 def test_cluster_run_returns_status_and_output_per_command(rh: Any) -> None:
     results = rh.cluster("cluster-a").run(["echo hi", "echo oops >&2; exit 3"])
     assert results == [(0, "hi\n", ""), (3, "", "oops\n")]
+
+
+def test_an_api_change_shows_at_once_in_rhfs_and_the_rest_stays_cached(
+    testbed: Testbed, tmp_path: Path
+) -> None:
+    config = derived_config(testbed, tmp_path / "rhfs.toml", lambda raw: raw["mount"].update(attr_ttl=3600.0))
+    rh = api(config)
+    fs, cache = rh.session().fs, rh.session().vfs.cache
+    key, other = f"{testbed.bucket}/{unique('inv')}", f"{testbed.bucket}/{unique('other')}"
+    testbed.fs("s3").pipe_file(f"{key}/a.txt", b"a")
+    testbed.fs("s3").pipe_file(f"{other}/o.txt", b"o")
+    assert fs.ls(f"s3/{key}", detail=False) == [f"s3/{key}/a.txt"]
+    assert fs.ls(f"s3/{other}", detail=False) == [f"s3/{other}/o.txt"]
+    blob = rh.blob(data=b"new", path=f"{key}/b.bin", system="s3").write()
+    assert fs.ls(f"s3/{key}", detail=False) == [f"s3/{key}/a.txt", f"s3/{key}/b.bin"]
+    assert fs.cat_file(f"s3/{key}/b.bin") == b"new"
+    assert cache.get_listing(f"/s3/{other}") is not None, "a change elsewhere keeps this listing"
+    folder = rh.folder(path=key, system="s3").to("s3", path=f"{key}-copy")
+    assert fs.ls(f"s3/{key}-copy", detail=False) == [f"s3/{key}-copy/a.txt", f"s3/{key}-copy/b.bin"]
+    blob.rm()
+    folder.rm()
+    assert fs.ls(f"s3/{key}", detail=False) == [f"s3/{key}/a.txt"]
+    assert not fs.exists(f"s3/{key}-copy")
+    assert cache.get_listing(f"/s3/{other}") is not None

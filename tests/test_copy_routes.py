@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import tomli_w
 from conftest import mounted, system_path
+from tables_fixtures import api, parquet_bytes, sample_frame
 from testbed import Testbed
 
 MiB = 1 << 20
@@ -396,3 +397,19 @@ def test_rhfs_cp_refuses_a_directory_without_r_and_a_missing_source(testbed: Tes
     assert result.returncode == 1 and "use -r" in result.stderr
     result = rhfs_cp(testbed, f"s3://{testbed.bucket}/{src.name}/nope", f"s3://{testbed.bucket}/{src.name}/e")
     assert result.returncode == 1 and "No such file" in result.stderr
+
+
+def test_rhfs_cp_into_a_table_is_relayed_through_the_view(testbed: Testbed, tmp_path: Path) -> None:
+    rh = api(testbed.config_path)
+    name = f"cp-{uuid.uuid4().hex[:8]}"
+    table = rh.table(data=sample_frame(3), name=name, system="s3").write().save()
+    good, junk = tmp_path / "good.parquet", tmp_path / "junk.parquet"
+    good.write_bytes(parquet_bytes(sample_frame(4, start=100)))
+    junk.write_bytes(b"not parquet at all")
+    result = rhfs_cp(testbed, str(good), f"rhfs://tables/{name}/extra.parquet")
+    assert result.returncode == 0 and "relay 1" in result.stdout, result.stdout + result.stderr
+    assert testbed.fs("s3").cat_file(f"{table.path}/extra.parquet") == good.read_bytes()
+    result = rhfs_cp(testbed, str(junk), f"rhfs://tables/{name}/junk.parquet")
+    assert result.returncode == 1 and "not a valid parquet file" in result.stderr, result.stderr
+    assert not testbed.fs("s3").exists(f"{table.path}/junk.parquet")
+    table.rm()

@@ -28,8 +28,7 @@ from rhfs.catalog import Catalog, Resource
 from rhfs.config import load_file
 from rhfs.errors import to_errno
 from rhfs.vfs.core import Vfs
-from rhfs.views import view_of
-from rhfs.wiring import build_vfs
+from rhfs.wiring import build_core
 
 pytestmark = [pytest.mark.servers]
 
@@ -77,9 +76,9 @@ def world(testbed: Testbed, tmp_path: Path) -> Iterator[World]:
         raw["mount"]["cache_dir"] = str(tmp_path / "cache")
 
     config = load_file(str(derived_config(testbed, tmp_path / "rhfs.toml", change)))
-    vfs = build_vfs(config)
-    catalog = view_of(vfs.table.mounts["tables"]).catalog
-    yield World(vfs, catalog, testbed, tmp_path, f"tv-{uuid.uuid4().hex[:10]}")
+    core = build_core(config)
+    vfs = core.vfs
+    yield World(vfs, core.catalog, testbed, tmp_path, f"tv-{uuid.uuid4().hex[:10]}")
     vfs.shutdown()
 
 

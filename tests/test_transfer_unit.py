@@ -28,7 +28,7 @@ from rhfs.transfer.planner import Planner
 from rhfs.transfer.shell import curl_config
 from rhfs.transfer.tools import ToolCache
 from rhfs.vfs.core import Vfs
-from rhfs.wiring import build_vfs
+from rhfs.wiring import build_core
 
 MiB = 1 << 20
 pytestmark = pytest.mark.servers
@@ -43,7 +43,7 @@ def vfs(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Vfs:
     path = d / "rhfs.toml"
     path.write_text(tomli_w.dumps(cfg))
     path.chmod(0o600)
-    return build_vfs(load_file(str(path)))
+    return build_core(load_file(str(path))).vfs
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from testbed import Testbed
 from rhfs.backends.base import Entry
 from rhfs.config import load_file
 from rhfs.transfer.planner import Planner
-from rhfs.transfer.trees import TreeCopy, TreeOptions, child
+from rhfs.transfer.trees import TreeCopy, TreeOptions
 from rhfs.tree import Location
 from rhfs.vfs.core import Vfs
-from rhfs.wiring import build_vfs
+from rhfs.wiring import build_core
 
 pytestmark = pytest.mark.servers
 MiB = 1 << 20
@@ -44,7 +44,7 @@ def vfs(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Vfs:
     path = d / "rhfs.toml"
     path.write_text(tomli_w.dumps(cfg))
     path.chmod(0o600)
-    return build_vfs(load_file(str(path)))
+    return build_core(load_file(str(path))).vfs
 
 
 def base(testbed: Testbed, system: str) -> str:
@@ -81,7 +81,7 @@ def read_tree(loc: Location, rel: str = "") -> tuple[dict[str, bytes], set[str]]
     """(files -> bytes, directories) under ``loc``."""
     files: dict[str, bytes] = {}
     dirs: set[str] = set()
-    here = child(loc, rel) if rel else loc
+    here = loc.child(rel)
     for entry in here.backend.list(here.rel):
         name = f"{rel}/{entry.name}" if rel else entry.name
         if entry.is_dir:
@@ -90,7 +90,7 @@ def read_tree(loc: Location, rel: str = "") -> tuple[dict[str, bytes], set[str]]
             files |= inner_files
             dirs |= inner_dirs
         else:
-            files[name] = _read(child(loc, name), entry)
+            files[name] = _read(loc.child(name), entry)
     return files, dirs
 
 

@@ -446,6 +446,24 @@ def test_outside_changes_wait_for_the_ttl(tmp_path: Path) -> None:
     assert uncached.names("/mem") == ["outside"]
 
 
+def test_a_change_made_elsewhere_is_forgotten_alone(world: World) -> None:
+    world.vfs.mkdir("/box/d")
+    world.write_file("/box/d/a", b"a")
+    world.write_file("/mem/m", b"m")
+    assert world.names("/box/d") == ["a"] and world.names("/mem") == ["m"]
+    world.box.files["d/b"] = b"b"  # a face changed the system, not through the VFS
+    world.box.mtimes["d/b"] = 1.0
+    assert world.names("/box/d") == ["a"]
+    world.vfs.changed_elsewhere("/box/d/b")
+    assert world.names("/box/d") == ["a", "b"]
+    assert world.vfs.cache.get_listing("/mem") is not None
+    del world.box.files["d/a"], world.box.files["d/b"]
+    world.box.dirs.discard("d")
+    world.vfs.changed_elsewhere("/box/d", subtree=True)
+    assert world.names("/box") == []
+    assert world.vfs.cache.get_listing("/mem") is not None
+
+
 # -- metadata ------------------------------------------------------------------------------
 def test_mode_of_a_new_file_and_directory_is_applied(world: World) -> None:
     fh = world.vfs.create("/mem/script", 0o755, CREATE).fh

@@ -17,6 +17,10 @@ here-upload        here → anything                             all
 here-download      anything → here                             all
 relay              anything else                               all, counted relayed
 =================  ==========================================  =====================
+
+Faces that copy whole files themselves (``rhfs cp``, the Python API) call
+:meth:`Planner.copy_or_relay`: a file no route may take (a table's converted part, a
+write into a table, which the view checks) is relayed between the view's own locations.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ def build_planner(
         tools=tools or ToolCache(),
         op_timeout=config.mount.op_timeout,
     )
-    return Planner(ctx, [route(ctx) for route in ROUTES])
+    routes = [route(ctx) for route in ROUTES]
+    return Planner(ctx, routes, relay=next(route for route in routes if isinstance(route, Relay)))
 
 
 __all__ = ["ROUTES", "Context", "CopyFailed", "Planner", "build_planner"]

@@ -7,6 +7,8 @@
 - ``relay``: anything else (another provider's store, or a cluster that cannot
   run the copy itself): parallel ranged reads into a spool file under
   ``cache_dir/relay``, then the destination's parallel upload. Counted as relayed.
+  The faces that copy whole files themselves also relay what no route may take (a
+  file of a view), between the view's own locations (:meth:`Planner.copy_or_relay`).
 
 Invariants: a destination is written atomically by the backend's ``upload`` (or by
 our rename), so a failure leaves none; spool and temporary files are removed on

@@ -124,9 +124,12 @@ def signs_requests(loc: Location) -> bool:
 class Planner:
     """The :class:`rhfs.vfs.core.Copier` of the tree: ``copy`` returns the route's name."""
 
-    def __init__(self, ctx: Context, routes: list[Route]) -> None:
+    def __init__(self, ctx: Context, routes: list[Route], *, relay: Route | None = None) -> None:
+        """``relay``: the route that moves any file's bytes through this process, for
+        :meth:`copy_or_relay` (one of ``routes``)."""
         self.ctx = ctx
         self.routes = routes
+        self.relay = relay
 
     def copy(self, src: Location, dst: Location, entry: Entry) -> str:
         job = Job(self.underlying(src, for_write=False), self.underlying(dst, for_write=True), entry)
@@ -136,16 +139,36 @@ class Planner:
             if not route.applies(job):
                 continue
             try:
-                route.run(job)
+                return self._run(route, job)
             except CantCopy as e:
                 log.info("copy %s: route %s cannot run (%s); trying the next", job, route.name, e)
-                continue
-            except Exception as e:
-                raise CopyFailed(f"copy {job}: route {route.name} failed: {e}") from e
-            self.ctx.stats.add_copy(route.name, job.size)
-            return route.name
         families = job.src.backend.traits.family, job.dst.backend.traits.family
         raise CantCopy(f"copy {job}: no route between {families[0]} and {families[1]}")
+
+    def copy_or_relay(self, src: Location, dst: Location, entry: Entry) -> str:
+        """:meth:`copy`, and where no route may take the file (a view's file that must be read
+        or checked by the view itself), the relay between the two locations as they are.
+
+        For the faces that copy whole files themselves (``rhfs cp``, the Python API); in the
+        mount, the kernel falls back to reads and writes instead."""
+        try:
+            return self.copy(src, dst, entry)
+        except CantCopy as e:
+            if self.relay is None or entry.is_dir:
+                raise
+            log.debug("copy %s -> %s: %s; relaying it through this process", src.path, dst.path, e)
+        return self._run(self.relay, Job(src, dst, entry))
+
+    def _run(self, route: Route, job: Job) -> str:
+        """Run one route; count the copy under its name. CantCopy passes; any other failure is final."""
+        try:
+            route.run(job)
+        except CantCopy:
+            raise
+        except Exception as e:
+            raise CopyFailed(f"copy {job}: route {route.name} failed: {e}") from e
+        self.ctx.stats.add_copy(route.name, job.size)
+        return route.name
 
     def underlying(self, loc: Location, *, for_write: bool) -> Location:
         """Where a view's file really lives (``tables/``, ``blobs/``); other locations as they are."""

@@ -14,9 +14,9 @@ Every face that copies a folder (``rhfs cp -r``, ``rh.folder(...).to()``,
    interrupted job resumes where it stopped, and a rerun on an unchanged tree moves
    no file bytes.
 3. Directories are made first (empty ones too), then files are copied a few at a
-   time, each by the planner's route (server-side where one exists), or, where no
-   route can take it (a write into a table, which its view checks), relayed through
-   this process into the destination's own upload.
+   time, each by :meth:`Planner.copy_or_relay`: the planner's route (server-side
+   where one exists), or, where no route may take it (a write into a table, which
+   its view checks), the relay between the two places as they are.
 4. With ``delete``, destination files and directories that the source lacks are removed.
 
 Each file appears whole or not at all (every route writes a temporary sibling or an
@@ -37,10 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from rhfs.backends.base import Entry, join
-from rhfs.errors import AlreadyExists, CantCopy, IsADirectory, NotADirectory, NotFound, RhfsError
-from rhfs.location_io import fetch
-from rhfs.transfer.planner import Planner
+from rhfs.backends.base import Entry
+from rhfs.errors import AlreadyExists, IsADirectory, NotADirectory, NotFound, RhfsError
+from rhfs.transfer.planner import CopyFailed, Planner
 from rhfs.tree import Location
 
 log = logging.getLogger(__name__)
@@ -75,18 +74,11 @@ class Progress:
     def update(self, n: int) -> Any: ...
 
 
-def child(loc: Location, name: str) -> Location:
-    """The place of ``name`` inside the directory at ``loc``, on the same system."""
-    return Location(
-        path=posixpath.join(loc.path, name), backend=loc.backend, rel=join(loc.rel, name), mount=loc.mount
-    )
-
-
 def into_directory(src: Location, dst: Location) -> Location:
     """``cp``'s rule: a ``dst`` that is a directory receives ``src`` under its own name."""
     target = stat_or_none(dst)
     if target is not None and target.is_dir:
-        return child(dst, posixpath.basename(src.path.rstrip("/")))
+        return dst.child(posixpath.basename(src.path.rstrip("/")))
     return dst
 
 
@@ -109,7 +101,7 @@ class TreeCopy:
         self.planner = planner
         self.options = options or TreeOptions()
         self.progress = progress
-        self.spool_dir = spool_dir or planner.ctx.spool_dir
+        self.spool_dir = spool_dir or planner.ctx.spool_dir  # where an empty file is made
         self.result = TreeResult()
         self._lock = threading.Lock()
         self._implied: set[str] = set()  # directories left to their names (see _mkdir)
@@ -156,7 +148,7 @@ class TreeCopy:
         else:
             self._mkdir(dst, empty=not entries)
         for entry in entries:
-            s, d = child(src, entry.name), child(dst, entry.name)
+            s, d = src.child(entry.name), dst.child(entry.name)
             existing = there.get(entry.name)
             if entry.is_dir:
                 if existing is not None and not existing.is_dir:
@@ -169,7 +161,7 @@ class TreeCopy:
             names = {e.name for e in entries}
             for name, existing in there.items():
                 if name not in names:
-                    self._delete(child(dst, name), existing)
+                    self._delete(dst.child(name), existing)
 
     def _mkdir(self, dst: Location, *, empty: bool) -> None:
         """A directory at ``dst``. Where names imply their directories (a store), only an empty
@@ -199,7 +191,7 @@ class TreeCopy:
         try:
             if entry.is_dir:
                 for inner in loc.backend.list(loc.rel):
-                    self._delete(child(loc, inner.name), inner)
+                    self._delete(loc.child(inner.name), inner)
                 loc.backend.rmdir(loc.rel)
             else:
                 loc.backend.remove(loc.rel)
@@ -251,29 +243,25 @@ class TreeCopy:
 
     def _copy(self, src: Location, dst: Location, entry: Entry) -> str:
         if entry.size > 0:
-            try:
-                return self.planner.copy(src, dst, entry)
-            except CantCopy as e:
-                log.debug(
-                    "copy %s -> %s: %s; relaying it into the destination's upload", src.path, dst.path, e
-                )
-        self._relay(src, dst, entry)
-        route = "stream" if entry.size else "empty"
-        self.planner.ctx.stats.add_copy(route, entry.size)
-        return route
-
-    def _relay(self, src: Location, dst: Location, entry: Entry) -> None:
-        """Through this process: into a spool file, then the destination's own (checked) upload."""
+            return self.planner.copy_or_relay(src, dst, entry)
         os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
-        fd, spool = tempfile.mkstemp(prefix="rhfs-tree-", dir=self.spool_dir)
+        fd, empty = tempfile.mkstemp(prefix="rhfs-empty-", dir=self.spool_dir)
         os.close(fd)
         try:
-            if entry.size:
-                fetch(src, entry, spool)
-            dst.backend.upload(spool, dst.rel)
+            dst.backend.upload(empty, dst.rel)
         finally:
-            os.unlink(spool)
-        self.planner.ctx.stats.add_relayed(src.backend.system, entry.size)
+            os.unlink(empty)
+        self.planner.ctx.stats.add_copy("empty", 0)
+        return "empty"
+
+
+class SomeFilesFailed(CopyFailed):
+    """A tree job ended with files that could not be copied; the others were."""
+
+    def __init__(self, result: TreeResult) -> None:
+        shown = "; ".join(result.failed[:5]) + ("; ..." if len(result.failed) > 5 else "")
+        super().__init__(f"{len(result.failed)} file(s) failed: {shown}")
+        self.result = result
 
 
 def _digest(loc: Location, entry: Entry) -> str:

@@ -167,6 +167,17 @@ class Lookups:
         self.cache.invalidate(path)
         self._versions.pop(path, None)
 
+    def changed_elsewhere(self, path: str, *, subtree: bool = False) -> None:
+        """A face changed ``path`` (with ``subtree``, also what is below it) on its system, not
+        through these operations: forget what the caches hold of it, as after a change of our own."""
+        path = normalize(path)
+        if not subtree:
+            self._changed(path)
+            return
+        self.cache.invalidate_tree(path)
+        for p in [p for p in list(self._versions) if p == path or p.startswith(path + "/")]:
+            self._versions.pop(p, None)
+
     def _uploaded(self, open_file: OpenFile) -> None:
         """After an upload: on a store, the new object's size and time are known here, so a
         ``stat`` within ``attr_ttl`` needs no HEAD (its version is asked for only by a reader)."""
