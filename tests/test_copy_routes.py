@@ -413,3 +413,24 @@ def test_rhfs_cp_into_a_table_is_relayed_through_the_view(testbed: Testbed, tmp_
     assert result.returncode == 1 and "not a valid parquet file" in result.stderr, result.stderr
     assert not testbed.fs("s3").exists(f"{table.path}/junk.parquet")
     table.rm()
+
+
+def test_rhfs_cp_of_a_tree_onto_itself_again_syncs(testbed: Testbed, places: Any, tmp_path: Path) -> None:
+    """A SRC ending in "/" is copied onto DST (rsync's rule): the rerun moves nothing,
+    a changed file moves alone, and --delete removes what SRC lacks."""
+    src, dst = places("cluster-a"), places("s3")
+    for rel, n in TREE.items():
+        src.put(f"tree/{rel}", os.urandom(n))
+    source, target = f"cluster-a:{src.name}/tree/", f"s3://{testbed.bucket}/{dst.name}/copy"
+    first = rhfs_cp(testbed, "-r", source, target)
+    assert first.returncode == 0 and "unchanged" not in first.stdout, first.stdout + first.stderr
+    again = rhfs_cp(testbed, "-r", source, target)
+    assert again.returncode == 0 and f"copied 0 files, 0 B, {len(TREE)} unchanged" in again.stdout, (
+        again.stdout
+    )
+    changed = next(rel for rel, n in TREE.items() if n)
+    src.put(f"tree/{changed}", b"now different, and longer than before" * 100)
+    dst.put("copy/only-here", b"x")
+    synced = rhfs_cp(testbed, "-r", "--delete", source, target)
+    assert synced.returncode == 0 and "copied 1 files" in synced.stdout, synced.stdout
+    assert "1 deleted" in synced.stdout and dst.get(f"copy/{changed}") == src.get(f"tree/{changed}")
