@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+from functools import cached_property
 
 from rhfs.backends.base import Entry
 from rhfs.errors import InvalidArgument, NoAttribute, NotFound, RhfsError
@@ -63,9 +64,11 @@ from rhfs.vfs.file_ops import FileOps
 from rhfs.vfs.handles import Handle, Opened
 from rhfs.vfs.lookups import Copier
 from rhfs.vfs.namespace import NamespaceOps
+from rhfs.vfs.recent import RecentMap
 
 __all__ = ["Copier", "Handle", "Opened", "Vfs"]
 
+LISTINGS_KEPT = 256  # directories whose last readdir is remembered (kernel cache, memo)
 XATTR_URL = "user.rhfs.url"
 XATTR_ETAG = "user.rhfs.etag"
 
@@ -112,6 +115,19 @@ class Vfs(FileOps, NamespaceOps):
             if mode is not None:
                 return mode
         return 0o755
+
+    # -- listings, with the kernel's directory cache ------------------------------------
+    # readdir's memos, made on first use (two first uses at once may each make one: a memo
+    # lost that way only costs the next readdir its shortcut):
+    # path -> (listing, files pending upload) that readdir last returned, for opendir; and
+    # what it returned, for the next readdir. Holding the listing keeps its identity unique.
+    @cached_property
+    def _listed(self) -> RecentMap[str, tuple[list[Entry] | None, tuple[str, ...]]]:
+        return RecentMap(LISTINGS_KEPT)
+
+    @cached_property
+    def _readdir_out(self) -> RecentMap[str, tuple[list[Entry], list[tuple[str, Attr]]]]:
+        return RecentMap(LISTINGS_KEPT)
 
     def readdir(self, path: str) -> list[tuple[str, Attr]]:
         path = normalize(path)

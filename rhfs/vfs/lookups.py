@@ -31,11 +31,8 @@ from rhfs.vfs.attrs import Attr, attr_of
 from rhfs.vfs.cache import MetadataCache
 from rhfs.vfs.files import OpenFile
 from rhfs.vfs.handles import OpenTable
-from rhfs.vfs.recent import RecentMap
 
 log = logging.getLogger(__name__)
-
-LISTINGS_KEPT = 256  # directories whose last readdir is remembered (kernel cache, memo)
 
 
 class Copier(Protocol):
@@ -72,12 +69,6 @@ class Lookups:
         os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
         self.handles = OpenTable()
         self._versions: dict[str, tuple[object, ...]] = {}  # path -> the version last opened for reading
-        # readdir's memo (rhfs.vfs.core): path -> (listing, files pending upload) that readdir last
-        # returned, and what it returned; holding the listing keeps its identity unique
-        self._listed: RecentMap[str, tuple[list[Entry] | None, tuple[str, ...]]] = RecentMap(LISTINGS_KEPT)
-        self._readdir_out: RecentMap[str, tuple[list[Entry], list[tuple[str, Attr]]]] = RecentMap(
-            LISTINGS_KEPT
-        )
 
     def resolve(self, path: str) -> Location | TreeDir:
         check_name_length(path)
