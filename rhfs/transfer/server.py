@@ -8,12 +8,10 @@
 
 from __future__ import annotations
 
-import shlex
-
 from rhfs.backends import transfers
 from rhfs.backends.store import StoreBackend
 from rhfs.transfer.planner import Job, Route, kind
-from rhfs.transfer.shell import backend, check, remote_path, run_on, tmp_sibling
+from rhfs.transfer.shell import backend, check, copy_then_rename, remote_path, run_on
 
 
 class StoreCopy(Route):
@@ -42,9 +40,7 @@ class ClusterCp(Route):
         return kind(job.src) == "cluster" and job.src.backend is job.dst.backend
 
     def run(self, job: Job) -> None:
-        src, dst = remote_path(job.src), remote_path(job.dst)
-        tmp, q = tmp_sibling(dst), shlex.quote
-        command = f"cp -- {q(src)} {q(tmp)} && mv -f -- {q(tmp)} {q(dst)} || {{ rm -f -- {q(tmp)}; exit 1; }}"
+        command = copy_then_rename(remote_path(job.src), remote_path(job.dst))
         limit = self.ctx.time_limit(job.size)
         code, _, err = run_on(backend(job.src), command, stdin=None, timeout=limit)
         check(code, err, backend(job.src).system)

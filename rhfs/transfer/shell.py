@@ -1,4 +1,4 @@
-"""Helpers for routes that run a command on a cluster.
+"""Helpers for commands run on a cluster, by the routes and by a cluster's own ``copy_within``.
 
 Commands are fixed text built with ``shlex.quote`` from paths and sizes only;
 everything secret (signed URLs, tokens) goes in the command's stdin: as a curl
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import shlex
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,15 @@ def run_on(guard: Guarded, command: str, *, stdin: bytes | None, timeout: float)
 
 def tmp_sibling(path: str) -> str:
     return posixpath.join(posixpath.dirname(path), upload_tmp_name(posixpath.basename(path)))
+
+
+def copy_then_rename(src: str, dst: str) -> str:
+    """``cp`` of ``src`` into a temporary sibling of ``dst``, renamed over ``dst``; removed on failure.
+
+    ``dst`` never holds part of a copy. The command exits 1 if either step failed.
+    """
+    tmp, q = tmp_sibling(dst), shlex.quote
+    return f"cp -- {q(src)} {q(tmp)} && mv -f -- {q(tmp)} {q(dst)} || {{ rm -f -- {q(tmp)}; exit 1; }}"
 
 
 def require(tool: str) -> str:

@@ -17,10 +17,9 @@ held during a backend call; ``OpenFile.lock`` may be held during one.
 from __future__ import annotations
 
 import dataclasses
-import errno
 
 from rhfs.backends.base import Entry
-from rhfs.errors import InvalidArgument, NoAttribute, NotFound, RhfsError
+from rhfs.errors import BadHandle, InvalidArgument, NoAttribute, NotFound
 from rhfs.vfs.attrs import Attr, attr_of, dir_attr
 from rhfs.vfs.copies import Copier, SameSystemCopier
 from rhfs.vfs.file_ops import FileOps
@@ -49,7 +48,7 @@ class Vfs(FileOps, NamespaceOps):
             return self._open_file_attr(handle.open_file)
         if path is None:
             if handle is None:
-                raise RhfsError("a handle that is not open", errno_=errno.EBADF)
+                raise BadHandle("a handle that is not open")
             path = handle.location.path
         path = normalize(path)
         open_file = self.handles.open_file(path)

@@ -13,13 +13,13 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import stat
 
 from rhfs.backends.base import check_rename_over
 from rhfs.errors import (
     AlreadyExists,
+    Busy,
     CrossDevice,
     DirectoryNotEmpty,
     InvalidArgument,
@@ -54,7 +54,7 @@ class NamespaceOps(Lookups):
     def rmdir(self, path: str) -> None:
         loc = self.resolve(path)
         if loc.synthetic or loc.is_system_root:
-            raise RhfsError(f"{path} is a system root", errno_=errno.EBUSY)
+            raise Busy(f"{path} is a system root")
         self._writable(loc)
         assert loc.backend is not None
         if self.handles.pending_under(loc.path):
@@ -97,10 +97,10 @@ class NamespaceOps(Lookups):
     def rename(self, old: str, new: str) -> None:
         src = self.resolve(old)
         if src.synthetic or src.is_system_root:
-            raise RhfsError(f"{src.path} is a system root", errno_=errno.EBUSY)
+            raise Busy(f"{src.path} is a system root")
         dst = self._resolve_new(new)
         if dst.synthetic or dst.is_system_root:
-            raise RhfsError(f"{dst.path} is a system root", errno_=errno.EBUSY)
+            raise Busy(f"{dst.path} is a system root")
         self._writable(src)
         self._writable(dst)
         if src.backend is not dst.backend:

@@ -38,7 +38,6 @@ during a backend call; ``BufferPool._lock`` is a leaf taken under it.
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
 import time
@@ -47,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rhfs.backends.base import Reader
-from rhfs.errors import RhfsError
+from rhfs.errors import BadHandle, RhfsError, ShortRead
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +160,7 @@ class ReadAhead:
             if run is None:
                 data = self.reader.read(offset, end - offset)
                 if not data:
-                    raise RhfsError(f"short read at {offset} of {self.size} bytes", errno_=errno.EIO)
+                    raise ShortRead(f"short read at {offset} of {self.size} bytes")
                 return data
             taken = self._take(run, offset, end)
             if taken is not None:
@@ -171,7 +170,7 @@ class ReadAhead:
         """The run that serves ``offset`` (started if the read looks sequential), or None: exact."""
         with self._cond:
             if self._closed:
-                raise RhfsError("read of a closed file", errno_=errno.EBADF)
+                raise BadHandle("read of a closed file")
             run = self._find(offset)
             if run is None:
                 if self._looks_sequential(offset, end):
@@ -390,7 +389,7 @@ class ReadAhead:
     def _fetch(self, run: _Run, pos: int, n: int) -> bytes:
         data = self._stream_read(run, pos, n) if run.streamed else self.reader.read(pos, n)
         if len(data) != n:
-            raise RhfsError(f"short read: {len(data)} of {n} bytes at {pos}", errno_=errno.EIO)
+            raise ShortRead(f"short read: {len(data)} of {n} bytes at {pos}")
         return data
 
     def _stream_read(self, run: _Run, pos: int, n: int) -> bytes:
@@ -398,7 +397,7 @@ class ReadAhead:
         for attempt in (1, 2):
             if run.stream is None:
                 if run.closed:
-                    raise RhfsError("read of a closed file", errno_=errno.EBADF)
+                    raise BadHandle("read of a closed file")
                 stream = self.reader.stream(pos, run.end)  # type: ignore[attr-defined]
                 if stream is None:  # this system has no streams: ranged reads from now on
                     with self._cond:
@@ -407,7 +406,7 @@ class ReadAhead:
                 with self._cond:
                     if run.closed:
                         stream.close()
-                        raise RhfsError("read of a closed file", errno_=errno.EBADF)
+                        raise BadHandle("read of a closed file")
                     run.stream = stream
             try:
                 data: bytes = run.stream.read(n)
