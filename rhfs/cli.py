@@ -13,7 +13,6 @@ tree is up but some system is unreachable (``status``, ``config check``).
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import signal
@@ -26,7 +25,7 @@ from rhfs import __version__, fstab
 from rhfs import config as config_mod
 from rhfs import log as rhfs_log
 from rhfs import mountpoint as mp
-from rhfs.errors import ConfigError, RhfsError
+from rhfs.errors import ConfigError, FuseUnavailable, RhfsError, describe
 from rhfs.reachability import probe_all
 from rhfs.status_table import format_status, human_size
 from rhfs.urls import tree_path
@@ -146,8 +145,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    from rhfs.daemon import FuseUnavailable
-
     try:
         return handler(args)
     except ConfigError as e:
@@ -157,10 +154,7 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
         _error(str(e))
         return EXIT_FAILED
     except RhfsError as e:
-        message = str(e)
-        if e.errno not in (errno.EIO, errno.EINVAL) and os.strerror(e.errno) not in message:
-            message = f"{message}: {os.strerror(e.errno)}"
-        _error(message)
+        _error(describe(e))
         return EXIT_FAILED
     except OSError as e:
         _error(_os_message(e) if e.strerror else str(e))
@@ -391,14 +385,8 @@ def _config_show(args: argparse.Namespace) -> int:
 
     config = config_mod.load(args.config)
     print(f"# {config.source or 'embedded default'} (defaults filled in, secrets redacted)")
-    print(tomli_w.dumps(_drop_none(config_mod.redacted(config))), end="")
+    print(tomli_w.dumps(config_mod.drop_none(config_mod.redacted(config))), end="")
     return EXIT_OK
-
-
-def _drop_none(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
-    return list(obj) if isinstance(obj, tuple) else obj
 
 
 # -- fstab: mount.rhfs -----------------------------------------------------------------

@@ -432,6 +432,15 @@ def redacted(config: Config) -> dict[str, Any]:
     return out
 
 
+def drop_none(obj: Any) -> Any:
+    """``obj`` without the ``None`` values of its tables, at any depth, for TOML (which has no null)."""
+    if isinstance(obj, dict):
+        return {k: drop_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list | tuple):
+        return [drop_none(v) for v in obj]
+    return obj
+
+
 def _redact_options(options: dict[str, Any]) -> dict[str, Any]:
     secrets = set(_secret_values(options))
     out: dict[str, Any] = {}

@@ -37,15 +37,11 @@ from collections.abc import Callable
 from rhfs import __version__
 from rhfs import mountpoint as mp
 from rhfs.config import Config, expand
-from rhfs.errors import RhfsError
+from rhfs.errors import FuseUnavailable, RhfsError
 
 log = logging.getLogger(__name__)
 APT_FUSE = "sudo apt-get install -y fuse3"
 LIBFUSE_SIGNAL_EXIT = 8  # fuse_main_real's result when its loop ended on a signal
-
-
-class FuseUnavailable(RhfsError):
-    """FUSE cannot work on this machine; the message says how to fix it."""
 
 
 def sd_notify(message: str) -> bool:

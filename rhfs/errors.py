@@ -2,7 +2,9 @@
 
 Every layer raises these (or lets an ``OSError`` with an errno through); the faces
 (FUSE adapter, fsspec face, Python API, CLI) turn them into an errno, an exception
-or an exit code in exactly one place each, by calling :func:`to_errno`.
+or an exit code in exactly one place each, by calling :func:`to_errno`. The errnos
+of rhfs's own errors are chosen here: elsewhere an error gets its errno from the class
+raised, never from ``errno_=`` (which only :func:`translate` passes).
 
 Invariant: nothing maps to EINVAL by accident. An exception that is not known to
 mean something specific becomes EIO, the errno of "the system behind this path
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 
 
@@ -55,6 +58,24 @@ class NotSupported(RhfsError):
     errno = errno.EOPNOTSUPP
 
 
+class BadHandle(RhfsError):
+    """A file handle that is not open, or not open for what was asked (a write to a reader)."""
+
+    errno = errno.EBADF
+
+
+class Stale(RhfsError):
+    """The file changed since it was opened; reading on would mix two versions."""
+
+    errno = errno.ESTALE
+
+
+class Busy(RhfsError):
+    """The tree's own directories (its root, each system's root) cannot be removed or renamed."""
+
+    errno = errno.EBUSY
+
+
 class CrossDevice(RhfsError):
     errno = errno.EXDEV
 
@@ -87,6 +108,12 @@ class TimedOut(RhfsError):
     errno = errno.ETIMEDOUT
 
 
+class ShortRead(RhfsError):
+    """A system returned fewer bytes than the file holds at that offset."""
+
+    errno = errno.EIO
+
+
 class UploadFailed(RhfsError):
     """An upload failed; the data is kept under ``cache_dir`` at ``kept_at``."""
 
@@ -107,6 +134,13 @@ class ConfigError(RhfsError):
     """A configuration problem; the message names the file and the key."""
 
     errno = errno.EINVAL
+
+
+class FuseUnavailable(RhfsError):
+    """FUSE cannot work on this machine (no libfuse3, /dev/fuse or fusermount3, or a libfuse
+    that is not version 3); the message says how to fix it."""
+
+    errno = errno.ENOSYS
 
 
 # Ordered: the first matching class wins. Subclasses before their bases.
@@ -136,6 +170,21 @@ def to_errno(exc: BaseException) -> int:
         if isinstance(exc, cls):
             return code
     return errno.EIO
+
+
+def describe(exc: RhfsError) -> str:
+    """The message of ``exc``, then what its errno means where that says more: not for EIO
+    and EINVAL (the catch-alls), nor when the message says it already."""
+    message = str(exc)
+    meaning = os.strerror(exc.errno)
+    if exc.errno not in (errno.EIO, errno.EINVAL) and meaning not in message:
+        message = f"{message}: {meaning}"
+    return message
+
+
+def errno_name(code: int) -> str:
+    """The symbolic name of an errno (``ENOENT``), or its number when it has none."""
+    return errno.errorcode.get(code, str(code))
 
 
 def is_expected(code: int) -> bool:

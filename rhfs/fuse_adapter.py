@@ -5,15 +5,14 @@ the :func:`_op` decorator turns any exception into an errno and one log line
 (debug for expected answers such as ENOENT, a warning with the cause otherwise).
 
 libfuse3 is pinned before mfusepy loads (mfusepy prefers libfuse2 when both are
-installed) and asserted afterwards: libfuse2 has no ``copy_file_range``, which is
-how ``cp`` reaches us. mfusepy has no wrapper for that callback, so
-:class:`RhfsFUSE` adds it.
+installed) and asserted afterwards (:class:`~rhfs.errors.FuseUnavailable` otherwise):
+libfuse2 has no ``copy_file_range``, which is how ``cp`` reaches us. mfusepy has no
+wrapper for that callback, so :class:`RhfsFUSE` adds it.
 """
 
 from __future__ import annotations
 
 import ctypes.util
-import errno
 import functools
 import itertools
 import logging
@@ -23,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from rhfs.errors import RhfsError, is_expected, to_errno
+from rhfs.errors import FuseUnavailable, NoAttribute, NotSupported, errno_name, is_expected, to_errno
 from rhfs.vfs.attrs import Attr
 from rhfs.vfs.core import Vfs
 from rhfs.vfs.recent import RecentMap
@@ -32,16 +31,12 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class LibfuseMissing(RhfsError):
-    errno = errno.ENOSYS
-
-
 def _pin_libfuse3() -> None:
     if os.environ.get("FUSE_LIBRARY_PATH"):
         return
     path = ctypes.util.find_library("fuse3")
     if not path:
-        raise LibfuseMissing("libfuse3 is not installed; install it with: sudo apt-get install -y fuse3")
+        raise FuseUnavailable("libfuse3 is not installed; install it with: sudo apt-get install -y fuse3")
     os.environ["FUSE_LIBRARY_PATH"] = path
 
 
@@ -49,7 +44,7 @@ _pin_libfuse3()
 import mfusepy  # noqa: E402
 
 if mfusepy.fuse_version_major != 3:
-    raise LibfuseMissing(
+    raise FuseUnavailable(
         f"rhfs needs libfuse3, but {os.environ.get('FUSE_LIBRARY_PATH')} is libfuse "
         f"{mfusepy.fuse_version_major}.{mfusepy.fuse_version_minor}; "
         "install it with: sudo apt-get install -y fuse3"
@@ -86,7 +81,7 @@ def _op(fn: F) -> F:
             if is_expected(code):
                 log.debug("%s %s: %s", name, path, os.strerror(code))
             else:
-                log.warning("%s %s: %s: %s", name, path, errno.errorcode.get(code, code), e)
+                log.warning("%s %s: %s: %s", name, path, errno_name(code), e)
             raise mfusepy.FuseOSError(code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -180,14 +175,15 @@ class RhfsFUSE(mfusepy.FUSE):
         return 0
 
     def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
-        # Names rhfs never has are answered here, without an exception or a log line. The
-        # kernel asks for security.capability before every write; ``ls -l`` asks for an ACL
-        # and a security label for every entry, unless told once that the filesystem has
+        # Names rhfs never has are answered here, with the errnos of NotSupported and
+        # NoAttribute but without raising them through _op: no log line, no error counted.
+        # The kernel asks for security.capability before every write; ``ls -l`` asks for an
+        # ACL and a security label for every entry, unless told once that the filesystem has
         # none (EOPNOTSUPP), which it remembers for the rest of the listing.
         if name.startswith(UNSUPPORTED_XATTR_PREFIXES):
-            return -errno.EOPNOTSUPP
+            return -NotSupported.errno
         if not name.startswith(OWN_XATTR_PREFIX):
-            return -errno.ENODATA
+            return -NoAttribute.errno
         result: int = super().getxattr(path, name, value, size, *args)
         return result
 

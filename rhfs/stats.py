@@ -8,12 +8,13 @@ by route. All methods are thread-safe and cheap.
 
 from __future__ import annotations
 
-import errno as errno_mod
 import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+
+from rhfs.errors import errno_name
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Stats:
             self.ops[op] += 1
 
     def add_error(self, code: int) -> None:
-        name = errno_mod.errorcode.get(code, str(code))
+        name = errno_name(code)
         with self._lock:
             self.errors[name] += 1
 

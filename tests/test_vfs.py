@@ -21,7 +21,7 @@ import pytest
 from rhfs.backends.base import BytesReader, Entry
 from rhfs.backends.guard import Guarded
 from rhfs.backends.memory import MemoryBackend
-from rhfs.errors import CantCopy, RhfsError, UploadFailed, to_errno
+from rhfs.errors import CantCopy, Stale, UploadFailed, to_errno
 from rhfs.location_io import FETCH_CHUNK
 from rhfs.stats import Stats
 from rhfs.tree import Location, MountTable
@@ -73,7 +73,7 @@ class StoreLikeBackend(FlakyBackend):
     def open_reader(self, path: str, entry: Entry) -> BytesReader:
         with self._lock:
             if path in self.files and self.etags.get(path) != entry.etag:
-                raise RhfsError(f"{path} changed since it was opened", errno_=errno.ESTALE)
+                raise Stale(f"{path} changed since it was opened")
         return super().open_reader(path, entry)
 
 
@@ -348,6 +348,35 @@ def test_posix_errnos(world: World) -> None:
     assert errno_of(world.vfs.readdir, "/mem/f") == errno.ENOTDIR
     assert errno_of(world.vfs.readdir, "/mem/missing") == errno.ENOENT
     assert errno_of(world.vfs.getattr, "/nowhere") == errno.ENOENT
+
+
+def test_handles_system_roots_and_replaced_versions_have_their_errnos(world: World) -> None:
+    world.write_file("/box/f", b"12345")
+    reader = world.vfs.open("/box/f", os.O_RDONLY).fh
+    writer = world.vfs.create("/mem/w", 0o644, CREATE).fh
+    gone = writer + reader + 100
+    assert errno_of(world.vfs.read, gone, 1, 0) == errno.EBADF
+    assert errno_of(world.vfs.getattr, None, gone) == errno.EBADF
+    assert errno_of(world.vfs.truncate, None, 0, gone) == errno.EBADF
+    assert errno_of(world.vfs.write, reader, b"x", 0) == errno.EBADF
+    assert errno_of(world.vfs.copy_file_range, writer, 0, reader, 0, 5) == errno.EBADF
+    assert errno_of(world.vfs.rmdir, "/mem") == errno.EBUSY
+    assert errno_of(world.vfs.rename, "/mem", "/box/m") == errno.EBUSY
+    assert errno_of(world.vfs.rename, "/mem/w", "/box") == errno.EBUSY
+    world.box.files["f"] = b"123456"  # replaced by a longer version before the first read
+    world.box.etags["f"] = "replaced"
+    assert errno_of(world.vfs.read, reader, 5, 0) == errno.ESTALE
+    world.vfs.release(reader)
+    world.vfs.release(writer)
+
+
+def test_a_kept_name_fits_one_name_and_ends_with_the_file_name() -> None:
+    from rhfs.vfs.recovery import kept_name
+
+    name = kept_name("/s3/bucket/" + "d" * 250 + "/é" * 100 + "/part-0.parquet")
+    assert len(name.encode()) <= 255 and name.endswith("__part-0.parquet")
+    assert "/" not in kept_name("/here/a/b") and kept_name("/here/a/b").endswith("-here__a__b")
+    assert kept_name("/here/caf\udce9").endswith("-here__caf")  # a name that is not UTF-8
 
 
 def test_symlinks_answer_eopnotsupp_where_the_system_has_none(world: World) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import errno
 from functools import partial
 from typing import Any, ClassVar
 
@@ -144,9 +143,7 @@ class AzureObjects:
                 break
             await asyncio.sleep(COPY_POLL_SECONDS)
         if status not in (None, "success"):
-            raise RhfsError(
-                f"copy of {bucket}/{key} ended {status}: {props.copy.status_description}", errno_=errno.EIO
-            )
+            raise RhfsError(f"copy of {bucket}/{key} ended {status}: {props.copy.status_description}")
 
     async def delete(self, bucket: str, keys: list[str]) -> None:
         container = self.client.get_container_client(bucket)

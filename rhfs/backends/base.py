@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import shlex
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -220,6 +221,18 @@ def upload_tmp_name(name: str) -> str:
     find and remove what an upload of exactly that file left (:func:`is_upload_tmp_of`).
     """
     return f"{TMP_MARK}{_tag(name)}-{uuid.uuid4().hex}"
+
+
+def tmp_sibling(path: str) -> str:
+    """A fresh temporary sibling of ``path`` (see :func:`upload_tmp_name`)."""
+    return posixpath.join(posixpath.dirname(path), upload_tmp_name(posixpath.basename(path)))
+
+
+def copy_then_rename(src: str, dst: str) -> str:
+    """The shell command that copies ``src`` into a temporary sibling of ``dst`` and renames
+    it over ``dst``, removing it on failure: ``dst`` never holds part of a copy (exit 1)."""
+    tmp, q = tmp_sibling(dst), shlex.quote
+    return f"cp -- {q(src)} {q(tmp)} && mv -f -- {q(tmp)} {q(dst)} || {{ rm -f -- {q(tmp)}; exit 1; }}"
 
 
 def is_upload_tmp_of(candidate: str, name: str) -> bool:

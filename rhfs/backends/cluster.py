@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-import shlex
 import stat as stat_mod
 import threading
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ from rhfs.backends.base import (
     check_name,
     check_path_length,
     check_rename_over,
+    copy_then_rename,
     is_upload_tmp_of,
     upload_tmp_name,
 )
@@ -483,14 +483,7 @@ class ClusterBackend:
         return self._call(go, path)
 
     def copy_within(self, src: str, dst: str) -> None:
-        full_src, full_dst = self._abs(src), self._abs(dst)
-        tmp = posixpath.join(posixpath.dirname(full_dst), upload_tmp_name(posixpath.basename(full_dst)))
-        q = shlex.quote
-        command = (
-            f"cp -- {q(full_src)} {q(tmp)} && mv -f -- {q(tmp)} {q(full_dst)}"
-            f" || {{ rm -f -- {q(tmp)}; exit 1; }}"
-        )
-        code, _, err = self.run(command)
+        code, _, err = self.run(copy_then_rename(self._abs(src), self._abs(dst)))
         if code != 0:
             raise RhfsError(f"{self.system}: remote cp failed: {err.strip()[:200]}")
 

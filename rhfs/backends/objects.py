@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import errno
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from rhfs.backends.providers import provider_of, provider_type
-from rhfs.errors import RhfsError
+from rhfs.errors import Stale
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs is imported
 
@@ -109,9 +108,9 @@ def to_epoch(value: Any) -> float:
     return 0.0
 
 
-def stale(what: str) -> RhfsError:
+def stale(what: str) -> Stale:
     """The object changed since it was opened: ESTALE, rather than a mix of two versions."""
-    return RhfsError(f"{what} changed while open", errno_=errno.ESTALE)
+    return Stale(f"{what} changed while open")
 
 
 def clean_etag(value: Any) -> str | None:

@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from functools import partial
 
 from rhfs.backends import agent
-from rhfs.backends.base import SshEndpoint
+from rhfs.backends.base import SshEndpoint, tmp_sibling
 from rhfs.errors import CantCopy
 from rhfs.transfer.planner import Job, Route, runs_commands
-from rhfs.transfer.shell import NO_AGENT, check, remote_path, require, tmp_sibling
+from rhfs.transfer.shell import NO_AGENT, check, remote_path, require
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from rhfs.backends.base import tmp_sibling
 from rhfs.backends.guard import Guarded
 from rhfs.backends.providers import Provider
 from rhfs.backends.transfers import WritePlan
@@ -32,7 +33,6 @@ from rhfs.transfer.shell import (
     remote_path,
     require,
     run_on,
-    tmp_sibling,
 )
 
 

@@ -8,10 +8,9 @@
 
 from __future__ import annotations
 
-import shlex
-
+from rhfs.backends.base import copy_then_rename
 from rhfs.transfer.planner import Job, Route, runs_commands, signs_requests
-from rhfs.transfer.shell import check, remote_path, run_on, tmp_sibling
+from rhfs.transfer.shell import check, remote_path, run_on
 
 
 class StoreCopy(Route):
@@ -37,9 +36,7 @@ class ClusterCp(Route):
         return runs_commands(job.src) and job.src.backend is job.dst.backend
 
     def run(self, job: Job) -> None:
-        src, dst = remote_path(job.src), remote_path(job.dst)
-        tmp, q = tmp_sibling(dst), shlex.quote
-        command = f"cp -- {q(src)} {q(tmp)} && mv -f -- {q(tmp)} {q(dst)} || {{ rm -f -- {q(tmp)}; exit 1; }}"
+        command = copy_then_rename(remote_path(job.src), remote_path(job.dst))
         limit = self.ctx.time_limit(job.size)
         code, _, err = run_on(job.src.backend, command, stdin=None, timeout=limit)
         check(code, err, job.src.backend.system)

@@ -1,4 +1,4 @@
-"""Helpers for routes that run a command on a cluster.
+"""Helpers for commands run on a cluster, by the routes and by a cluster's own ``copy_within``.
 
 Commands are fixed text built with ``shlex.quote`` from paths and sizes only;
 everything secret (signed URLs, tokens) goes in the command's stdin: as a curl
@@ -13,11 +13,9 @@ means it failed.
 from __future__ import annotations
 
 import json
-import posixpath
 from pathlib import Path
 from typing import Any
 
-from rhfs.backends.base import upload_tmp_name
 from rhfs.backends.guard import Guarded
 from rhfs.backends.transfers import HttpRequest
 from rhfs.errors import CantCopy, RhfsError
@@ -41,10 +39,6 @@ def run_on(guard: Guarded, command: str, *, stdin: bytes | None, timeout: float)
     if run is None:
         raise CantCopy(f"{guard.system} runs no commands")
     return run(command, stdin=stdin, timeout=timeout)
-
-
-def tmp_sibling(path: str) -> str:
-    return posixpath.join(posixpath.dirname(path), upload_tmp_name(posixpath.basename(path)))
 
 
 def require(tool: str) -> str:

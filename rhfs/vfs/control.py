@@ -26,7 +26,7 @@ import tomli_w
 
 from rhfs import __version__
 from rhfs.backends.base import Abilities, BytesReader, Entry, Traits
-from rhfs.config import Config, redacted
+from rhfs.config import Config, drop_none, redacted
 from rhfs.errors import NotADirectory, NotFound, ReadOnly
 from rhfs.stats import Stats
 
@@ -56,7 +56,7 @@ class ControlView:
             "status.json": self._status,
             "stats.json": lambda: _json(self.stats.snapshot()),
             "version": lambda: f"rhfs {__version__}\n".encode(),
-            "config.toml": lambda: tomli_w.dumps(_drop_none(redacted(self.config))).encode(),  # type: ignore[arg-type]
+            "config.toml": lambda: tomli_w.dumps(drop_none(redacted(self.config))).encode(),
         }
 
     def _status(self) -> bytes:
@@ -110,11 +110,3 @@ class ControlView:
 
 def _json(obj: object) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
-
-
-def _drop_none(obj: object) -> object:
-    if isinstance(obj, dict):
-        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
-    if isinstance(obj, list | tuple):
-        return [_drop_none(v) for v in obj]
-    return obj

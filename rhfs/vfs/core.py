@@ -53,11 +53,10 @@ Lock order, and what may wait under a lock:
 from __future__ import annotations
 
 import dataclasses
-import errno
 from functools import cached_property
 
 from rhfs.backends.base import Entry
-from rhfs.errors import InvalidArgument, NoAttribute, NotFound, RhfsError
+from rhfs.errors import BadHandle, InvalidArgument, NoAttribute, NotFound
 from rhfs.tree import Location, TreeDir, normalize
 from rhfs.vfs.attrs import Attr, attr_of, dir_attr
 from rhfs.vfs.file_ops import FileOps
@@ -88,7 +87,7 @@ class Vfs(FileOps, NamespaceOps):
             return self._open_file_attr(handle.open_file)
         if path is None:
             if handle is None:
-                raise RhfsError("a handle that is not open", errno_=errno.EBADF)
+                raise BadHandle("a handle that is not open")
             path = handle.location.path
         path = normalize(path)
         open_file = self.handles.open_file(path)

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import posixpath
@@ -24,11 +23,13 @@ from collections.abc import Callable
 from rhfs.backends.base import Entry, Reader
 from rhfs.errors import (
     AlreadyExists,
+    BadHandle,
     CantCopy,
     CrossDevice,
     IsADirectory,
     NotADirectory,
     RhfsError,
+    Stale,
     UploadFailed,
 )
 from rhfs.tree import Location, TreeDir, normalize
@@ -132,7 +133,7 @@ class FileOps(Lookups):
         try:
             data = self.handles.reader(handle).read(offset, size)
         except RhfsError as e:
-            if e.errno != errno.ESTALE or handle.served:
+            if e.errno != Stale.errno or handle.served:
                 raise
             data = self._reopen_at_current_version(handle).read(offset, size)
         handle.served = True
@@ -145,7 +146,7 @@ class FileOps(Lookups):
         entry = self.entry(handle.location, fresh=True)
         old_entry = handle.entry
         if entry.is_dir or old_entry is None or entry.size != old_entry.size:
-            raise RhfsError(f"{handle.location.path} changed while open", errno_=errno.ESTALE)
+            raise Stale(f"{handle.location.path} changed while open")
         with self.handles.lock:
             old, handle.reader, handle.entry = handle.reader, None, entry
         if old is not None:
@@ -156,7 +157,7 @@ class FileOps(Lookups):
     def write(self, fh: int, data: bytes, offset: int) -> int:
         handle = self.handles.handle(fh)
         if handle.open_file is None:
-            raise RhfsError("file not open for writing", errno_=errno.EBADF)
+            raise BadHandle("file not open for writing")
         return handle.open_file.write(data, offset)
 
     def truncate(self, path: str | None, size: int, fh: int | None = None) -> None:
@@ -170,7 +171,7 @@ class FileOps(Lookups):
             return
         if path is None:
             if handle is None:
-                raise RhfsError("a handle that is not open", errno_=errno.EBADF)
+                raise BadHandle("a handle that is not open")
             path = handle.location.path
         path = normalize(path)
         loc = self._writable(self.resolve(path))
@@ -213,7 +214,7 @@ class FileOps(Lookups):
         src_handle, dst_handle = self.handles.handle(fh_in), self.handles.handle(fh_out)
         dst_file = dst_handle.open_file
         if dst_file is None:
-            raise RhfsError("destination not open for writing", errno_=errno.EBADF)
+            raise BadHandle("destination not open for writing")
         src_file = src_handle.open_file
         if src_file is not None:
             with src_file.lock:

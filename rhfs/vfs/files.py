@@ -203,9 +203,8 @@ class OpenFile:
             if not os.path.samefile(self.kept, self.spool_path):
                 shutil.copyfile(self.spool_path, self.kept)
             return self.kept
-        safe = self.path.strip("/").replace("/", "__").encode()[-180:].decode(errors="ignore")
         os.makedirs(failed_dir, exist_ok=True)
-        kept = os.path.join(failed_dir, f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}-{safe}")
+        kept = os.path.join(failed_dir, recovery.kept_name(self.path))
         try:
             os.link(self.spool_path, kept)
         except OSError:

@@ -23,7 +23,6 @@ from counting the references to discarding the file.
 
 from __future__ import annotations
 
-import errno
 import itertools
 import logging
 import posixpath
@@ -32,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rhfs.backends.base import Entry, Reader
-from rhfs.errors import RhfsError
+from rhfs.errors import BadHandle, RhfsError
 from rhfs.tree import Location
 from rhfs.vfs import recovery
 from rhfs.vfs.files import OpenFile
@@ -78,7 +77,7 @@ class OpenTable:
     def handle(self, fh: int) -> Handle:
         handle = self.handles.get(fh)
         if handle is None:
-            raise RhfsError(f"bad file handle {fh}", errno_=errno.EBADF)
+            raise BadHandle(f"bad file handle {fh}")
         return handle
 
     def find(self, fh: int | None) -> Handle | None:

@@ -13,13 +13,13 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import stat
 
 from rhfs.backends.base import check_rename_over
 from rhfs.errors import (
     AlreadyExists,
+    Busy,
     CrossDevice,
     DirectoryNotEmpty,
     InvalidArgument,
@@ -54,7 +54,7 @@ class NamespaceOps(Lookups):
     def rmdir(self, path: str) -> None:
         found = self.resolve(path)
         if isinstance(found, TreeDir) or found.is_system_root:
-            raise RhfsError(f"{path} is a system root", errno_=errno.EBUSY)
+            raise Busy(f"{path} is a system root")
         loc = self._writable(found)
         if self.handles.pending_under(loc.path):
             raise DirectoryNotEmpty(path)
@@ -95,10 +95,10 @@ class NamespaceOps(Lookups):
     def rename(self, old: str, new: str) -> None:
         src_found = self.resolve(old)
         if isinstance(src_found, TreeDir) or src_found.is_system_root:
-            raise RhfsError(f"{src_found.path} is a system root", errno_=errno.EBUSY)
+            raise Busy(f"{src_found.path} is a system root")
         dst_found = self._resolve_new(new)
         if isinstance(dst_found, TreeDir) or dst_found.is_system_root:
-            raise RhfsError(f"{dst_found.path} is a system root", errno_=errno.EBUSY)
+            raise Busy(f"{dst_found.path} is a system root")
         src, dst = self._writable(src_found), self._writable(dst_found)
         if src.backend is not dst.backend:
             raise CrossDevice(f"{old} -> {new} crosses systems")

@@ -39,7 +39,6 @@ taken under it.
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
 import time
@@ -48,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rhfs.backends.base import Reader
-from rhfs.errors import RhfsError
+from rhfs.errors import BadHandle, RhfsError, ShortRead
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +161,7 @@ class ReadAhead:
             if run is None:
                 data = self.reader.read(offset, end - offset)
                 if not data:
-                    raise RhfsError(f"short read at {offset} of {self.size} bytes", errno_=errno.EIO)
+                    raise ShortRead(f"short read at {offset} of {self.size} bytes")
                 return data
             taken = self._take(run, offset, end)
             if taken is not None:
@@ -172,7 +171,7 @@ class ReadAhead:
         """The run that serves ``offset`` (started if the read looks sequential), or None: exact."""
         with self._cond:
             if self._closed:
-                raise RhfsError("read of a closed file", errno_=errno.EBADF)
+                raise BadHandle("read of a closed file")
             run = self._find(offset)
             if run is None:
                 if self._looks_sequential(offset, end):
@@ -391,7 +390,7 @@ class ReadAhead:
     def _fetch(self, run: _Run, pos: int, n: int) -> bytes:
         data = self._stream_read(run, pos, n) if run.streamed else self.reader.read(pos, n)
         if len(data) != n:
-            raise RhfsError(f"short read: {len(data)} of {n} bytes at {pos}", errno_=errno.EIO)
+            raise ShortRead(f"short read: {len(data)} of {n} bytes at {pos}")
         return data
 
     def _stream_read(self, run: _Run, pos: int, n: int) -> bytes:
@@ -399,7 +398,7 @@ class ReadAhead:
         for attempt in (1, 2):
             if run.stream is None:
                 if run.closed:
-                    raise RhfsError("read of a closed file", errno_=errno.EBADF)
+                    raise BadHandle("read of a closed file")
                 stream = self.reader.stream(pos, run.end)  # type: ignore[attr-defined]
                 if stream is None:  # this system has no streams: ranged reads from now on
                     with self._cond:
@@ -408,7 +407,7 @@ class ReadAhead:
                 with self._cond:
                     if run.closed:
                         stream.close()
-                        raise RhfsError("read of a closed file", errno_=errno.EBADF)
+                        raise BadHandle("read of a closed file")
                     run.stream = stream
             try:
                 data: bytes = run.stream.read(n)

@@ -20,7 +20,8 @@ daemon was killed, crashed, or lost power):
   directory stays and the next start tries again.
 
 Finally it reports, in one line, how many failed uploads are kept under
-``cache_dir/failed``.
+``cache_dir/failed``. Every file kept there, by this module or by a failed upload
+(:mod:`rhfs.vfs.files`), is named by :func:`kept_name`.
 
 Invariants: a live daemon's spool is never touched (its lock is held); files
 directly under ``cache_dir/spool`` (spooled by in-process faces) are left alone.
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 TARGET_SUFFIX = ".target"
+KEPT_PATH_BYTES = 180  # the end of a tree path a kept name holds: with its stamp, far below NAME_MAX
 _held: list[IO[bytes]] = []  # the locks of this process's spool directories, held until exit
 
 
@@ -174,11 +176,20 @@ def _abort_orphans(vfs: Vfs, target: dict[str, str]) -> bool:
     return True
 
 
+def kept_name(tree_path: str) -> str:
+    """The name, under ``cache_dir/failed``, of bytes that were going to ``tree_path``.
+
+    A time stamp, a random part, then the path with ``/`` as ``__``. A path too long for one
+    name keeps its end, the file's own name; a name that is not UTF-8 loses only the bytes
+    that are not.
+    """
+    safe = tree_path.strip("/").replace("/", "__").encode("utf-8", "surrogateescape")[-KEPT_PATH_BYTES:]
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}-{safe.decode('utf-8', 'ignore')}"
+
+
 def _keep(failed_dir: str, spool_path: str, tree_path: str) -> str:
     os.makedirs(failed_dir, mode=0o700, exist_ok=True)
-    safe = tree_path.strip("/").replace("/", "__")
-    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}-{safe}"
-    kept = os.path.join(failed_dir, name.encode("utf-8", "surrogateescape")[:250].decode("utf-8", "ignore"))
+    kept = os.path.join(failed_dir, kept_name(tree_path))
     os.replace(spool_path, kept)
     return kept
 
