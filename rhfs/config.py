@@ -100,6 +100,7 @@ class ClusterConfig:
     known_hosts: str = field(default="~/.ssh/known_hosts", metadata=_PATH)
     root: str = "~"  # on the cluster: never expanded here
     internal_host: str | None = None
+    session_idle: float = 60.0  # seconds a kept ssh session for copies outlives its last job; 0: none
 
 
 @dataclass(frozen=True)
@@ -377,6 +378,8 @@ def _validate(config: Config, problems: _Problems) -> None:
             problems.add(f"{where} host", "must not be empty")
         if not 0 < cluster.port < 65536:
             problems.add(f"{where} port", f"must be 1-65535, got {cluster.port}")
+        if cluster.session_idle < 0:
+            problems.add(f"{where} session_idle", f"must be >= 0, got {cluster.session_idle:g}")
         if cluster.identity_file and not os.path.isfile(cluster.identity_file):
             problems.add(f"{where} identity_file", f"{cluster.identity_file}: no such file")
         if cluster.known_hosts and not os.path.isfile(cluster.known_hosts):

@@ -130,6 +130,10 @@ class CantCopy(RhfsError):
     errno = errno.EXDEV
 
 
+class NoSession(CantCopy):
+    """A cluster's session cannot run this job (nothing was written); the route's per-file command may."""
+
+
 class ConfigError(RhfsError):
     """A configuration problem; the message names the file and the key."""
 

@@ -2,8 +2,9 @@
 
 Counters are per system (``s3``, ``cluster-a``, ``here``...): bytes read from it,
 bytes written to it, bytes relayed through the daemon, and the metadata calls
-(``list``, ``stat``) the VFS made to it; plus ops, errors by errno, and copies
-by route. All methods are thread-safe and cheap.
+(``list``, ``stat``) the VFS made to it; plus ops, errors by errno, copies by
+route, and clusters' kept ssh sessions (opened, reused by a job, open now). All
+methods are thread-safe and cheap.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Stats:
     ops: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     copies: Counter[str] = field(default_factory=Counter)
+    sessions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (system, "opened"/"reused"/"open")
     health: dict[str, SystemHealth] = field(default_factory=dict)
     _route_bytes: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     trees: Counter[str] = field(default_factory=Counter)  # tree jobs: "jobs", "files", "bytes", "skipped"
@@ -83,6 +85,17 @@ class Stats:
             self.trees.update(jobs=1, files=sum(routes.values()), bytes=nbytes, skipped=skipped)
             self.tree_routes.update(routes)
 
+    def add_session(self, system: str, *, opened: bool) -> None:
+        """A job ran on ``system``'s kept session: one it opened for it, or one already open."""
+        with self._lock:
+            self.sessions[(system, "opened" if opened else "reused")] += 1
+            if opened:
+                self.sessions[(system, "open")] += 1
+
+    def end_session(self, system: str) -> None:
+        with self._lock:
+            self.sessions[(system, "open")] -= 1
+
     def register_system(self, system: str, family: str) -> None:
         with self._lock:
             self.health.setdefault(system, SystemHealth(family=family))
@@ -119,6 +132,7 @@ class Stats:
                 },
                 "trees": {**{k: self.trees[k] for k in ("jobs", "files", "bytes", "skipped")}}
                 | {"routes": dict(self.tree_routes)},
+                "sessions": self._sessions(),
                 "systems": {
                     s: {
                         "bytes_read": self.bytes_read[s],
@@ -134,6 +148,14 @@ class Stats:
                     for s in systems
                 },
             }
+
+    def _sessions(self) -> dict[str, Any]:
+        """Totals over every cluster, and each cluster's own under ``systems``."""
+        counts = ("opened", "reused", "open")
+        systems = sorted({system for system, _ in self.sessions})
+        out: dict[str, Any] = {w: sum(n for (_, k), n in self.sessions.items() if k == w) for w in counts}
+        out["systems"] = {s: {what: self.sessions[(s, what)] for what in counts} for s in systems}
+        return out
 
     def status(self) -> dict[str, Any]:
         with self._lock:

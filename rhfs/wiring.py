@@ -51,7 +51,7 @@ def make_store(config: Config, name: str) -> StoreBackend:
     return StoreBackend(name, store.protocol, store.options, store.buckets)
 
 
-def make_cluster(config: Config, name: str) -> ClusterBackend:
+def make_cluster(config: Config, name: str, stats: Stats | None = None) -> ClusterBackend:
     c = config.clusters[name]
     return ClusterBackend(
         name,
@@ -62,15 +62,19 @@ def make_cluster(config: Config, name: str) -> ClusterBackend:
         known_hosts=c.known_hosts,
         root=c.root,
         op_timeout=config.mount.op_timeout,
+        session_idle=c.session_idle,
+        stats=stats,
     )
 
 
-def raw_backends(config: Config, mountpoint: str | None = None) -> dict[str, Backend]:
-    """Mount key -> unguarded backend, for every system in the config."""
+def raw_backends(
+    config: Config, mountpoint: str | None = None, stats: Stats | None = None
+) -> dict[str, Backend]:
+    """Mount key -> unguarded backend, for every system in the config (sessions counted in ``stats``)."""
     hidden = (os.path.abspath(mountpoint),) if mountpoint else ()
     backends: dict[str, Backend] = {"here": LocalBackend(expand(config.here.root), hidden=hidden)}
     for name in config.clusters:
-        backends[f"clusters/{name}"] = make_cluster(config, name)
+        backends[f"clusters/{name}"] = make_cluster(config, name, stats)
     for name in config.stores:
         backends[name] = make_store(config, name)
     return backends
@@ -117,7 +121,7 @@ def build_core(
     def default_store(name: str, protocol: str) -> Guarded:
         return guard(StoreBackend(name, protocol, {}))  # the provider's standard credential chain
 
-    mounts = {key: guard(backend) for key, backend in raw_backends(config, mountpoint).items()}
+    mounts = {key: guard(backend) for key, backend in raw_backends(config, mountpoint, stats).items()}
     hidden = (mountpoint,) if mountpoint else ()
     local = guard(LocalBackend("/", system=LOCAL, hidden=hidden))
     systems = Systems(config, mounts, local, hidden, default_store=default_store)

@@ -162,3 +162,17 @@ def test_ssh_endpoint_names_the_cluster_that_runs_commands(place: Place) -> None
     assert abilities(place).run is not None
     assert ssh.system == place.backend.system and ssh.host and ssh.port > 0
     assert ssh.known_hosts == "" or os.path.exists(ssh.known_hosts)
+
+
+def test_session_runs_copy_jobs_on_the_system(place: Place) -> None:
+    session, remote_path = abilities(place).session, abilities(place).remote_path
+    if session is None:
+        pytest.skip(f"{place.name} keeps no session")
+    assert remote_path is not None and abilities(place).run is not None  # a cluster's
+    path = place.put("f", PATTERN)
+    session.copy(remote_path(path), remote_path(place.p("g")), len(PATTERN), timeout=30)
+    assert place.read("g") == PATTERN
+    run = abilities(place).run
+    assert run is not None
+    code, out, _ = run(f"ls -A -- {shlex.quote(remote_path(place.root))}")
+    assert (code, sorted(out.split())) == (0, ["f", "g"])  # no temporary sibling left

@@ -11,9 +11,14 @@ B's host key is checked on the A→B hop too: :func:`host_key_lines` gives B's
 entries from the daemon's own ``known_hosts``, under a fixed alias that the
 command on A writes to a temporary file and uses with ``HostKeyAlias``.
 
+A cluster's kept session (:mod:`rhfs.backends.cluster_session`) forwards one
+:class:`PrivateAgent` for as long as it is open, and adds B's key to it for a short time
+before each push, while the helper on A may need to log in to B.
+
 Invariants:
 - the agent's socket lives in a fresh 0700 directory, removed with the agent;
-- the agent gives its keys a lifetime, so a daemon killed mid-copy leaves no usable key;
+- the agent gives its keys a lifetime, so a daemon killed mid-copy leaves no usable key,
+  and it exits by itself within 10 seconds of the daemon's death;
 - the agent process is always stopped (killed), whatever happened to the command.
 """
 
@@ -23,9 +28,11 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -56,43 +63,99 @@ def host_key_lines(known_hosts: str, host: str, port: int) -> list[str]:
     return lines
 
 
-@contextlib.contextmanager
-def private_agent(identity_file: str, lifetime: int) -> Iterator[str]:
-    """An ``ssh-agent`` of our own holding ``identity_file``; yields its socket path."""
-    for tool in ("ssh-agent", "ssh-add"):
-        if shutil.which(tool) is None:
-            raise CantCopy(f"{tool} is not installed on the daemon host")
-    directory = tempfile.mkdtemp(prefix="rhfs-agent-")
-    socket_path = os.path.join(directory, "agent.sock")
-    agent = subprocess.Popen(
-        ["ssh-agent", "-D", "-a", socket_path],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+class PrivateAgent:
+    """An ``ssh-agent`` of our own, whose keys are held for a limited time.
+
+    Its socket path is fixed at once, so that a connection forwarding it can be opened before
+    any key is needed; the agent itself starts at the first :meth:`add`. It runs as the child
+    of a ``cat`` reading a pipe from the daemon: should the daemon die, ``cat`` ends, and
+    ssh-agent, which checks its parent every 10 seconds, exits after it and removes its socket.
+    """
+
+    def __init__(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="rhfs-agent-")
+        self.socket_path = os.path.join(self.directory, "agent.sock")
+        self._lock = threading.Lock()  # guards the attributes below; a leaf
+        self._watch: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        self._held_until: dict[str, float] = {}
+
+    def add(self, identity_file: str, lifetime: int) -> None:
+        """Hold ``identity_file`` for the next ``lifetime`` seconds (no ssh-add while over half remain)."""
+        with self._lock:
+            now = time.monotonic()
+            if self._held_until.get(identity_file, 0.0) - now > lifetime / 2:
+                return
+            if self._watch is None:
+                self._start()
+            added = subprocess.run(
+                ["ssh-add", "-q", "-t", str(lifetime), identity_file],
+                env={**os.environ, "SSH_AUTH_SOCK": self.socket_path, "SSH_ASKPASS": "", "DISPLAY": ""},
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=AGENT_START_SECONDS,
+            )
+            if added.returncode != 0:
+                raise CantCopy(f"ssh-add {identity_file} failed: {added.stderr.strip()[:200]}")
+            self._held_until[identity_file] = now + lifetime
+
+    def _start(self) -> None:
+        for tool in ("ssh-agent", "ssh-add"):
+            if shutil.which(tool) is None:
+                raise CantCopy(f"{tool} is not installed on the daemon host")
+        watch = subprocess.Popen(
+            ["ssh-agent", "-a", self.socket_path, "sh", "-c", 'echo "$SSH_AGENT_PID"; exec cat >/dev/null'],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self._watch = watch
+        assert watch.stdout is not None
+        said = watch.stdout.readline().strip()
+        self._pid = int(said) if said.isdigit() else None
         deadline = time.monotonic() + AGENT_START_SECONDS
-        while not _listening(socket_path):  # the socket exists a moment before the agent listens
-            if agent.poll() is not None or time.monotonic() > deadline:
+        while not _listening(self.socket_path):
+            if self._pid is None or watch.poll() is not None or time.monotonic() > deadline:
+                self._stop()
                 raise CantCopy("ssh-agent did not start")
             time.sleep(0.01)
-        added = subprocess.run(
-            ["ssh-add", "-q", "-t", str(max(lifetime, 60)), identity_file],
-            env={**os.environ, "SSH_AUTH_SOCK": socket_path, "SSH_ASKPASS": "", "DISPLAY": ""},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=AGENT_START_SECONDS,
-        )
-        if added.returncode != 0:
-            raise CantCopy(f"ssh-add {identity_file} failed: {added.stderr.strip()[:200]}")
-        yield socket_path
-    finally:
+
+    def _stop(self) -> None:
+        watch, pid = self._watch, self._pid
+        self._watch = self._pid = None
+        self._held_until.clear()
         # SIGKILL, not SIGTERM: a child of a libfuse worker thread inherits its mask, which
-        # blocks every signal that can be blocked. The agent's keys live only in its memory.
-        agent.kill()
-        agent.wait()
-        shutil.rmtree(directory, ignore_errors=True)
+        # blocks every signal that can be blocked.
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if watch is not None:
+            assert watch.stdin is not None
+            with contextlib.suppress(OSError):
+                watch.stdin.close()
+            try:
+                watch.wait(AGENT_START_SECONDS)
+            except subprocess.TimeoutExpired:
+                watch.kill()
+                watch.wait()
+
+    def close(self) -> None:
+        """Stop the agent (its keys live only in its memory) and remove its directory."""
+        with self._lock:
+            self._stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_agent(identity_file: str, lifetime: int) -> Iterator[str]:
+    """A :class:`PrivateAgent` holding ``identity_file`` while the block runs; yields its socket path."""
+    agent = PrivateAgent()
+    try:
+        agent.add(identity_file, max(lifetime, 60))
+        yield agent.socket_path
+    finally:
+        agent.close()
 
 
 def _listening(socket_path: str) -> bool:

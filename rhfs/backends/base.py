@@ -14,7 +14,8 @@ Each backend also declares, once, what it is and what more it can do:
   ``rhfs.backends`` asks a backend's class or name instead.
 - :class:`Abilities`: its optional abilities, each a typed attribute that is None
   where the system lacks it (copy within, run a command, symlinks, modes and times,
-  an ssh endpoint, a store's provider adapter, a view's underlying file, ...).
+  an ssh endpoint, a cluster's kept session, a store's provider adapter, a view's
+  underlying file, ...).
   :class:`~rhfs.backends.guard.Guarded` offers the same abilities, each under its guard.
 
 A route that cannot serve a request raises :class:`rhfs.errors.CantCopy` so that
@@ -37,6 +38,7 @@ from rhfs.errors import InvalidArgument, IsADirectory, NameTooLong, NotADirector
 
 if TYPE_CHECKING:
     from rhfs.backends.providers import Provider
+    from rhfs.backends.transfers import HttpRequest
     from rhfs.tree import Location  # a type only: a view answers where its file's bytes are
 
 MAX_NAME_BYTES = 255
@@ -132,6 +134,78 @@ class SshEndpoint(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class SshHop:
+    """How one cluster reaches another over ssh, for a push: where, as whom, which host keys."""
+
+    host: str  # as the source cluster reaches it (the destination's internal_host, or its host)
+    port: int
+    user: str
+    host_keys: tuple[str, ...]  # known_hosts lines under agent.HOST_KEY_ALIAS; () when not checked
+    identity_file: str | None  # the key the forwarded agent offers (None: only the daemon's own agent)
+
+
+Progress = Callable[[int], None]  # bytes done so far, called now and then while a job runs
+
+
+class ClusterSessions(Protocol):
+    """A cluster's persistent ssh session, whose helper runs copy jobs there (a cluster's ``session``).
+
+    Each call is one job on an open connection: it blocks until the helper answers, within
+    ``timeout`` seconds of work (the session's own start comes on top). Paths are absolute
+    paths on the cluster; each destination is written whole or not at all. It raises
+    :class:`~rhfs.errors.NoSession` when the session cannot run the job (no python3 there, say)
+    and :class:`~rhfs.errors.CantCopy` when the route cannot run there at all, both before
+    anything is written; signed requests reach the cluster only in the helper's stdin.
+    """
+
+    def copy(
+        self, src: str, dst: str, size: int, *, timeout: float, progress: Progress | None = None
+    ) -> None:
+        """Copy a file within the cluster."""
+        ...
+
+    def push(
+        self, src: str, hop: SshHop, dst: str, size: int, *, timeout: float, progress: Progress | None = None
+    ) -> None:
+        """Send a file to another cluster, over one ssh connection kept from this one to it."""
+        ...
+
+    def upload(
+        self,
+        src: str,
+        size: int,
+        parts: list[tuple[int, int, HttpRequest]],
+        *,
+        timeout: float,
+        progress: Progress | None = None,
+    ) -> list[str]:
+        """PUT a file's parts to a store with the signed requests; each part's ETag."""
+        ...
+
+    def download(
+        self, request: HttpRequest, dst: str, size: int, *, timeout: float, progress: Progress | None = None
+    ) -> None:
+        """GET an object with the signed request into a file."""
+        ...
+
+    def relay(
+        self,
+        request: HttpRequest,
+        size: int,
+        parts: list[tuple[int, int, HttpRequest]],
+        *,
+        timeout: float,
+        progress: Progress | None = None,
+    ) -> list[str]:
+        """Stream an object from one store into another's parts; each part's ETag."""
+        ...
+
+    def close(self) -> None:
+        """Close the session now, if one is open (the next job opens another)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Abilities:
     """A backend's optional abilities; each is None where the system lacks it."""
 
@@ -147,6 +221,7 @@ class Abilities:
     remove_upload_leftovers: Callable[[str], int] | None = None  # a killed upload's temporary siblings
     ssh: SshEndpoint | None = None
     provider: Provider | None = None  # a store's adapter: server-side copy, signing, unfinished uploads
+    session: ClusterSessions | None = None  # a cluster's kept ssh session, running copy jobs there
     # a view: where a file's bytes really are, (path, for_write) -> the place on its system
     underlying: Callable[[str, bool], Location] | None = None
     warm_up: Callable[[], None] | None = None  # make the client now; run at start, outside any guard

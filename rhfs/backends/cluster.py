@@ -10,6 +10,10 @@ Invariants:
 - uploads go to a temporary sibling and are renamed over the target, so a
   reader or a crash never sees half a file;
 - secrets reach a remote command only through its stdin.
+
+Copy routes run their jobs on the cluster through its ``session`` ability, a kept
+connection of its own (:mod:`rhfs.backends.cluster_session`), closed after
+``session_idle`` seconds without a job (0: no session, a command per file).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from rhfs.errors import (
     RhfsError,
     Unavailable,
 )
+from rhfs.stats import Stats
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -193,6 +198,8 @@ class ClusterBackend:
         known_hosts: str = "~/.ssh/known_hosts",
         root: str = "~",
         op_timeout: float = 30.0,
+        session_idle: float = 60.0,
+        stats: Stats | None = None,
     ) -> None:
         self.system = system
         self.host, self.port, self.user = host, port, user
@@ -203,6 +210,9 @@ class ClusterBackend:
         self._fs: Any = None
         self._root: str | None = None
         self._lock = threading.Lock()
+        from rhfs.backends.cluster_session import ClusterSession  # it builds on this module
+
+        session = ClusterSession(self, stats or Stats(), idle=session_idle) if session_idle > 0 else None
         self.abilities = Abilities(
             copy_within=self.copy_within,
             run=self.run,
@@ -213,6 +223,7 @@ class ClusterBackend:
             check_path=self.check_path,
             remove_upload_leftovers=self.remove_upload_leftovers,
             ssh=self,
+            session=session,
         )
         if not self.known_hosts:
             log.warning("%s: known_hosts is empty: host keys are NOT checked", system)

@@ -114,8 +114,9 @@ class Guarded:
 
     def _guarded(self, abilities: Abilities) -> Abilities:
         """The same abilities, each system call under this guard. Pure ones (a path's
-        check or local name), the ssh endpoint and the provider adapter (whose calls a
-        route makes under :meth:`call_within` with its own time limit) are shown as they are."""
+        check or local name), the ssh endpoint, a cluster's session and the provider adapter
+        (whose calls a route makes under :meth:`call_within` with its own time limit) are
+        shown as they are."""
         changes: dict[str, Any] = {}
         for name in (
             "copy_within",

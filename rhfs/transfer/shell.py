@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rhfs.backends import remote_helper
 from rhfs.backends.guard import Guarded
 from rhfs.backends.transfers import HttpRequest
 from rhfs.errors import CantCopy, RhfsError
@@ -23,6 +24,7 @@ from rhfs.tree import Location
 
 MISSING_TOOL, NO_AGENT = 127, 125
 RUNNER = Path(__file__).with_name("remote_runner.py")
+HELPER = Path(remote_helper.__file__)  # the runner calls its HTTP functions
 
 
 def remote_path(loc: Location) -> str:
@@ -68,8 +70,8 @@ def curl_config(request: HttpRequest) -> bytes:
 
 
 def python_stdin(job: dict[str, Any]) -> bytes:
-    """The runner's source and its job, for ``python3 -``."""
-    source = RUNNER.read_text()
+    """The runner's source (after the helper's, whose functions it calls) and its job, for ``python3 -``."""
+    source = HELPER.read_text() + "\n" + RUNNER.read_text()
     return (source + f"\nmain(json.loads({json.dumps(job)!r}))\n").encode()
 
 
