@@ -2,12 +2,14 @@
 
 - parallel UploadPartCopy and multipart uploads by a cluster, with the size limits lowered;
 - falling back when a cluster lacks curl or python3, and the log line saying why;
-- no signed URL or token in any command line sent to a cluster: only in its stdin.
+- no signed URL or token in any command line sent to a cluster: only in its stdin (a
+  command's, or a job line to the helper of the cluster's kept session).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import tomllib
@@ -20,7 +22,7 @@ import pytest
 import tomli_w
 from testbed import Testbed
 
-from rhfs.backends import s3
+from rhfs.backends import cluster_session, remote_helper, s3
 from rhfs.backends.store import StoreBackend
 from rhfs.backends.transfers import HttpRequest
 from rhfs.config import load_file
@@ -53,8 +55,16 @@ def name() -> str:
 
 @pytest.fixture
 def commands(vfs: Vfs, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, bytes]]]:
-    """Every (command, stdin) run on a cluster by the planner."""
+    """Every (command, stdin) run on a cluster by the planner: a command per file, or a job of a
+    session (the helper's command, and the job's line on its stdin)."""
     seen: list[tuple[str, bytes]] = []
+    submit = cluster_session._Helper.submit
+
+    def recording_submit(helper: Any, fields: dict[str, Any], *args: Any) -> Any:
+        seen.append((remote_helper.COMMAND, json.dumps(fields).encode()))
+        return submit(helper, fields, *args)
+
+    monkeypatch.setattr(cluster_session._Helper, "submit", recording_submit)
     for guard in vfs.table.backends():
         run = guard.abilities.run
         if run is None:

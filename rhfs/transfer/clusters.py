@@ -1,6 +1,10 @@
 """``cluster-push``: cluster A sends a file straight to cluster B over ssh.
 
-The daemon opens a connection to A that forwards a private agent holding B's
+Where A has a kept session (:mod:`rhfs.backends.cluster_session`) and B has python3, the
+push is a job of A's session: its helper sends the file over the one ssh connection it keeps
+to B (opened at its first push there, authenticated by the agent the session forwards, B's
+host key checked as below), to the same helper running on B. Otherwise, one command a file:
+the daemon opens a connection to A that forwards a private agent holding B's
 identity (:mod:`rhfs.backends.agent`), and runs on A::
 
     ssh -o HostKeyAlias=rhfs-destination -o UserKnownHostsFile=$kh ... B 'cat > TMP && ...' < SRC
@@ -25,8 +29,8 @@ from collections.abc import Iterator
 from functools import partial
 
 from rhfs.backends import agent
-from rhfs.backends.base import SshEndpoint, tmp_sibling
-from rhfs.errors import CantCopy
+from rhfs.backends.base import ClusterSessions, SshEndpoint, SshHop, tmp_sibling
+from rhfs.errors import CantCopy, NoSession
 from rhfs.transfer.planner import Job, Route, runs_commands
 from rhfs.transfer.shell import NO_AGENT, check, remote_path, require
 
@@ -97,26 +101,34 @@ class ClusterPush(Route):
                 a.system,
             )
         src, dst = remote_path(job.src), remote_path(job.dst)
-        command = push_command(
-            src,
-            host,
-            b_inner.port,
-            b_inner.user or getpass.getuser(),
-            receive_command(dst, job.size),
-            check_host=bool(lines),
-        )
-        limit = self.ctx.time_limit(job.size)
-        with self._agent_for(b_inner, int(limit)) as agent_path:
-            run = partial(
-                agent.run_forwarding_agent,
-                a_inner,
-                command,
-                agent_path=agent_path,
-                stdin=("\n".join(lines) + "\n").encode(),
-                timeout=limit,
-            )
-            code, _, err = a.call_within(limit + 15, "push", run)
-        check(code, err, a.system)
+        user, limit = b_inner.user or getpass.getuser(), self.ctx.time_limit(job.size)
+        hop = SshHop(host, b_inner.port, user, tuple(lines), b_inner.identity_file)
+        b_has_python = self.ctx.tools.has(b, "python3")
+
+        def in_session(session: ClusterSessions) -> None:
+            why = "" if b_has_python else "has no python3"
+            why = why or ("" if hop.identity_file else "has no identity_file")
+            if why:
+                self.ctx.say_once(f"{b.system}/push", f"{b.system} {why}: pushes to it run one ssh per file")
+                raise NoSession(f"{b.system} {why}")
+            session.push(src, hop, dst, job.size, timeout=limit)
+
+        def per_file() -> None:
+            receive = receive_command(dst, job.size)
+            command = push_command(src, host, b_inner.port, user, receive, check_host=bool(lines))
+            with self._agent_for(b_inner, int(limit)) as agent_path:
+                run = partial(
+                    agent.run_forwarding_agent,
+                    a_inner,
+                    command,
+                    agent_path=agent_path,
+                    stdin=("\n".join(lines) + "\n").encode(),
+                    timeout=limit,
+                )
+                code, _, err = a.call_within(limit + 15, "push", run)
+            check(code, err, a.system)
+
+        self.in_session_or(a, limit, in_session, per_file)
 
     @staticmethod
     @contextlib.contextmanager

@@ -16,6 +16,10 @@ Routes choose by what each end declares (:class:`~rhfs.backends.base.Traits` and
 :class:`~rhfs.backends.base.Abilities`), never by a backend's class or name:
 :func:`holds_bytes`, :func:`runs_commands`, :func:`signs_requests`.
 
+A route that runs on a cluster submits its job to the cluster's kept session
+(:meth:`Context.session`) where it has one that can run it, and otherwise runs one command
+for the file (:meth:`Route.in_session_or`).
+
 Invariants:
 - a route counts, in :class:`Stats`, every data byte that passes through the daemon
   (read from, written to, relayed); routes run elsewhere count none;
@@ -26,21 +30,25 @@ Invariants:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import ClassVar
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar, TypeVar
 
-from rhfs.backends.base import Entry
+from rhfs.backends.base import ClusterSessions, Entry
 from rhfs.backends.guard import Guarded
 from rhfs.config import ClusterConfig, Config
-from rhfs.errors import CantCopy, RhfsError
+from rhfs.errors import CantCopy, NoSession, RhfsError
 from rhfs.stats import Stats
 from rhfs.transfer.tools import ToolCache
 from rhfs.tree import Location, MountTable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIN_RATE = 2 << 20  # bytes/s a transfer is allowed before it counts as hung
 URL_SLACK = 600  # seconds a signed URL outlives the transfer's time limit
+SESSION_SLACK = 30.0  # seconds a job on a session may take beyond its own limit (opening the session)
 
 
 class CopyFailed(RhfsError):
@@ -71,6 +79,27 @@ class Context:
     spool_dir: str
     tools: ToolCache
     op_timeout: float = 30.0
+    _said: set[str] = field(default_factory=set)  # clusters whose lack of a session was logged
+    _said_lock: threading.Lock = field(default_factory=threading.Lock)  # guards _said; a leaf
+
+    def session(self, cluster: Guarded) -> ClusterSessions | None:
+        """The cluster's kept session, where its helper can run (python3 there); None: a command per file."""
+        session = cluster.abilities.session
+        if session is None:
+            return None
+        if not self.tools.has(cluster, "python3"):
+            message = f"{cluster.system} has no python3: its copies run one command per file"
+            self.say_once(cluster.system, message)
+            return None
+        return session
+
+    def say_once(self, key: str, message: str) -> None:
+        """Log ``message`` the first time ``key`` comes, at INFO."""
+        with self._said_lock:
+            if key in self._said:
+                return
+            self._said.add(key)
+        log.info("%s", message)
 
     def time_limit(self, size: int) -> float:
         return self.op_timeout + size / MIN_RATE
@@ -103,6 +132,25 @@ class Route:
     def run(self, job: Job) -> None:
         """Copy the file; CantCopy (only before anything is written) to let the next route try."""
         raise NotImplementedError
+
+    def in_session_or(
+        self,
+        cluster: Guarded,
+        limit: float,
+        in_session: Callable[[ClusterSessions], T],
+        per_file: Callable[[], T],
+    ) -> T:
+        """``in_session(session)`` under ``cluster``'s guard where its session can, else ``per_file()``.
+
+        ``limit`` is the job's own time limit; the guard allows the session's opening on top.
+        """
+        session = self.ctx.session(cluster)
+        if session is not None:
+            try:
+                return cluster.call_within(limit + SESSION_SLACK, self.name, in_session, session)
+            except NoSession:
+                pass  # nothing was written; the session said why, once
+        return per_file()
 
 
 def holds_bytes(loc: Location) -> bool:

@@ -2,8 +2,8 @@
 
 - ``store-copy``: two objects of one store account: S3 CopyObject (parallel
   UploadPartCopy for big objects), GCS rewrite, Azure Copy Blob from URL, waited for;
-- ``cluster-cp``: two files of one cluster: ``cp`` run there, into a hidden
-  temporary sibling renamed over the target.
+- ``cluster-cp``: two files of one cluster: a job of the cluster's kept session (or, where
+  it has none, ``cp`` run there), into a hidden temporary sibling renamed over the target.
 """
 
 from __future__ import annotations
@@ -36,7 +36,11 @@ class ClusterCp(Route):
         return runs_commands(job.src) and job.src.backend is job.dst.backend
 
     def run(self, job: Job) -> None:
-        command = copy_then_rename(remote_path(job.src), remote_path(job.dst))
+        src, dst, cluster = remote_path(job.src), remote_path(job.dst), job.src.backend
         limit = self.ctx.time_limit(job.size)
-        code, _, err = run_on(job.src.backend, command, stdin=None, timeout=limit)
-        check(code, err, job.src.backend.system)
+
+        def per_file() -> None:
+            code, _, err = run_on(cluster, copy_then_rename(src, dst), stdin=None, timeout=limit)
+            check(code, err, cluster.system)
+
+        self.in_session_or(cluster, limit, lambda s: s.copy(src, dst, job.size, timeout=limit), per_file)
