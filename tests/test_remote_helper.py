@@ -1,19 +1,23 @@
 """The helper of a cluster's kept session, run here as a cluster runs it: ``python3 -c BOOT``, pipes.
 
-No servers: the protocol of :mod:`rhfs.backends.remote_helper` (jobs and answers as JSON
-lines, a peer's files in frames), on this machine's Python and on Python 3.6, the oldest a
-cluster may have (pyenv's, where this machine has one).
+No servers but a slow HTTP one of its own (for a cancel): the protocol of
+:mod:`rhfs.backends.remote_helper` (jobs and answers as JSON lines, a peer's files in
+frames), on this machine's Python and on Python 3.6, the oldest a cluster may have
+(pyenv's, where this machine has one).
 """
 
 from __future__ import annotations
 
 import glob
+import http.server
 import json
 import os
-import select
+import queue
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,17 +54,25 @@ class Helper:
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         self.stdin.write(f"{len(program)}\n".encode() + program)
         self.stdin.flush()
+        self.lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._read_lines, daemon=True).start()
         self.hello = self.read()
         self.progress: list[int] = []
+
+    def _read_lines(self) -> None:
+        for line in iter(self.stdout.readline, b""):
+            self.lines.put(line)
 
     def send(self, message: dict[str, Any], payload: bytes = b"") -> None:
         self.stdin.write(json.dumps(message).encode() + b"\n" + payload)
         self.stdin.flush()
 
     def read(self, timeout: float = 30) -> dict[str, Any]:
-        ready, _, _ = select.select([self.stdout], [], [], timeout)
-        assert ready, "the helper did not answer"
-        answer: dict[str, Any] = json.loads(self.stdout.readline())
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("the helper did not answer") from None
+        answer: dict[str, Any] = json.loads(line)
         return answer
 
     def answer(self, ident: int) -> dict[str, Any]:
@@ -227,3 +239,51 @@ def test_a_push_without_a_forwarded_agent_is_refused_before_anything_is_written(
 def test_error_messages_name_no_url() -> None:
     text = remote_helper.describe(ValueError("bad https://h.example/k?sig=abc&se=2030 here"))
     assert text == "ValueError: bad <url> here"
+
+
+class SlowServer:
+    """An HTTP server on loopback whose one object comes 1 MiB at a time, 0.2 s apart."""
+
+    def __init__(self, chunks: int) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(chunks * MiB))
+                self.end_headers()
+                for _ in range(chunks):
+                    try:
+                        self.wfile.write(b"s" * MiB)
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    time.sleep(0.2)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/bucket/key"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_cancelled_job_stops_at_its_next_chunk_and_leaves_nothing(python: str, tmp_path: Path) -> None:
+    eager = PROGRAM.replace(b"PROGRESS_EVERY = 0.5", b"PROGRESS_EVERY = 0")
+    helper, server = Helper(python, tmp_path, program=eager), SlowServer(chunks=30)
+    try:
+        dst = str(tmp_path / "d")
+        read = {"method": "GET", "url": server.url, "headers": {}}
+        helper.send(
+            {"id": 1, "op": "download", "read": read, "file": dst, "tmp": dst + ".t", "size": 30 * MiB}
+        )
+        assert helper.read()["progress"] == MiB  # under way
+        helper.send({"id": 1, "op": "cancel"})
+        answer = helper.answer(1)
+        assert answer == {"id": 1, "ok": False, "error": "cancelled"}
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["tmpdir"]  # no file, no temporary one
+        assert helper.close() == 0
+    finally:
+        server.close()
