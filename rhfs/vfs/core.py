@@ -20,6 +20,10 @@ Threads:
   every call to that system, bounded in time; the calling thread waits for it.
 - The clients' event loops (fsspec's loop thread, the presigned S3 session's loop) run
   a backend's requests; they never call back into the VFS.
+- Clusters' kept sessions (:mod:`rhfs.backends.cluster_session`) run their connections on
+  one event loop (``rhfs-sessions``), which also calls a job's progress callback (it must
+  only count); the caller, a system's pool thread, waits for the job's answer. Each
+  session's idle timer (``rhfs-<system>-idle``) and ``rhfs-session-close`` close them.
 - Read-ahead producers (``rhfs-readahead``, one shared pool) fill readers' runs.
 - Copies fan out on ``rhfs-fetch`` (ranged reads of one file), ``rhfs-cp`` and
   ``rhfs-api-copy`` (several files); the daemon has its own signal, stop, ready and
@@ -32,7 +36,9 @@ State and the lock that guards it:
   dirty flag, pending modes and times, kept copy.
 - :class:`~rhfs.vfs.cache.MetadataCache`, :class:`~rhfs.vfs.recent.RecentMap` (readdir's
   memos, the adapter's packed listings), :class:`~rhfs.stats.Stats`, the catalog's
-  document cache, the tool cache, each reader's buffer pool: each its own lock.
+  document cache, the tool cache, each reader's buffer pool, each cluster session (its
+  state, its open session's jobs, its private agent), the copy context's logged-once
+  notes: each its own lock.
 - ``ReadAhead._cond``: the runs of one reader; ``ClusterReader._lock``: its remote file.
 - The VFS's ``_versions`` (the version last opened per path) is a plain dict: single
   reads and writes are atomic, and every walk over it iterates a snapshot (``list()``).
