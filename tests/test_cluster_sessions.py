@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 import tomllib
 import uuid
 from collections.abc import Iterator
@@ -43,7 +44,7 @@ from conftest import mounted
 from faults_fixtures import daemon_pid, descendants, wait_for, write_config
 from testbed import Testbed, pid_alive
 
-from rhfs.backends import remote_helper, s3
+from rhfs.backends import cluster_session, remote_helper, s3
 from rhfs.config import load_file
 from rhfs.transfer.planner import Planner
 from rhfs.transfer.tools import ToolCache
@@ -461,3 +462,38 @@ def test_with_no_session_a_multipart_upload_runs_python_per_file(
     assert places.get("s3", "up.bin") == data
     command, stdin = commands[-1]
     assert command.endswith("exec python3 -") and "Signature" not in command and b"Signature" in stdin
+
+
+# -- a session that ends, and a noisy login ---------------------------------------------------
+def test_a_helper_gone_mid_session_is_replaced_and_the_cluster_stays_up(
+    vfs: Vfs, places: Places, testbed: Testbed
+) -> None:
+    data = os.urandom(100_000)
+    running = helper_processes(testbed, "cluster-a")
+    places.put("cluster-a", "a.bin", data)
+    assert copy(vfs, places.tree("cluster-a", "a.bin"), places.tree("cluster-a", "b.bin")) == "cluster-cp"
+    (helper,) = helpers(helper_processes(testbed, "cluster-a") - running)
+    os.kill(helper, signal.SIGKILL)
+    assert wait_for(lambda: not pid_alive(helper), timeout=10)
+    time.sleep(0.5)  # the session sees its channel close
+    assert copy(vfs, places.tree("cluster-a", "a.bin"), places.tree("cluster-a", "c.bin")) == "cluster-cp"
+    assert places.get("cluster-a", "c.bin") == data
+    assert jobs(vfs.stats.snapshot(), "cluster-a") == (2, 0)  # a new session for the second copy
+    assert vfs.stats.status()["cluster-a"]["health"] == "ok"
+
+
+def test_what_a_login_prints_before_the_helper_is_passed_over(
+    vfs: Vfs, places: Places, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chatty = "echo 'Welcome to the cluster {\"ready\": false}'; "
+    monkeypatch.setattr(remote_helper, "COMMAND", chatty + remote_helper.COMMAND)
+    program = cluster_session.PROGRAM.replace(
+        b'COMMAND = "command -v', b'COMMAND = "echo Welcome; command -v'
+    )
+    assert program != cluster_session.PROGRAM
+    monkeypatch.setattr(cluster_session, "PROGRAM", program)  # the helper's own COMMAND, for its peers
+    data = os.urandom(100_000)
+    places.put("cluster-a", "a.bin", data)
+    assert copy(vfs, places.tree("cluster-a", "a.bin"), places.tree("cluster-b", "a.bin")) == "cluster-push"
+    assert places.get("cluster-b", "a.bin") == data
+    assert jobs(vfs.stats.snapshot(), "cluster-a") == (1, 0)

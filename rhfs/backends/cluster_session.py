@@ -98,11 +98,12 @@ class _Helper:
     def __init__(self, system: str, conn: Any, process: Any, agent: agents.PrivateAgent, pid: int) -> None:
         self.system, self.conn, self.process, self.agent, self.pid = system, conn, process, agent, pid
         self.ended: str | None = None  # why the helper is gone
-        self._lock = threading.Lock()  # guards ended, _pending and _closed; a leaf
+        self._lock = threading.Lock()  # guards ended, _lost, _pending and _closed; a leaf
         self._pending: dict[int, tuple[concurrent.futures.Future[Answer], Progress | None]] = {}
         self._ids = itertools.count(1)
         self._stderr = b""
         self._closed = False
+        self._lost = False  # the connection was lost (not only the helper gone)
         self._tasks: list[asyncio.Future[None]] = []  # its readers, kept from the garbage collector
 
     @classmethod
@@ -143,15 +144,15 @@ class _Helper:
         return helper
 
     async def _read_answers(self) -> None:
-        why = "the helper exited"
+        why, lost = "the helper exited", False
         try:
             while line := await self.process.stdout.readline():
                 self._dispatch(line)
         except Exception as e:  # the connection broke
-            why = f"the connection broke: {e}"
+            why, lost = f"the connection broke: {e}", True
         await asyncio.sleep(0.05)  # the last of stderr
         said = self._stderr.decode("utf-8", "replace").strip()[-300:]
-        self._end(scrub(f"{why}: {said}" if said else why))
+        self._end(scrub(f"{why}: {said}" if said else why), lost)
 
     async def _read_errors(self) -> None:
         with contextlib.suppress(Exception):
@@ -178,13 +179,19 @@ class _Helper:
         with contextlib.suppress(concurrent.futures.InvalidStateError):
             future.set_result(answer)
 
-    def _end(self, why: str) -> None:
+    def _end(self, why: str, lost: bool) -> None:
+        """Fail every job waiting: an outage if the connection was lost, else a failure of its own."""
         with self._lock:
             self.ended = self.ended or why
+            self._lost = lost
             pending = list(self._pending.values())
         for future, _ in pending:
             with contextlib.suppress(concurrent.futures.InvalidStateError):
-                future.set_exception(Unavailable(f"{self.system}: the session ended: {why}"))
+                future.set_exception(self._ended_error())
+
+    def _ended_error(self) -> RhfsError:
+        error = Unavailable if self._lost else RhfsError
+        return error(f"{self.system}: the session ended: {self.ended}")
 
     def submit(self, fields: dict[str, Any], timeout: float, progress: Progress | None) -> Answer:
         """Send one job and wait for its answer; TimedOut (and the job cancelled) after ``timeout``."""
@@ -192,7 +199,7 @@ class _Helper:
         future: concurrent.futures.Future[Answer] = concurrent.futures.Future()
         with self._lock:
             if self.ended is not None:
-                raise Unavailable(f"{self.system}: the session ended: {self.ended}")
+                raise self._ended_error()
             self._pending[ident] = (future, progress)
         try:
             self._send({"id": ident, **fields})

@@ -280,6 +280,15 @@ class Waiter:
         return self.answer
 
 
+def _message(line):
+    """A JSON line as a dict; {} for any other line."""
+    try:
+        message = json.loads(line.decode("utf-8", "replace"))
+    except ValueError:
+        return {}
+    return message if isinstance(message, dict) else {}
+
+
 def frame(header, payload=b""):
     return json.dumps(header).encode() + b"\n" + payload
 
@@ -325,7 +334,7 @@ class Peer:
                 self.stdin.flush()
             except OSError:
                 pass  # ssh is gone already: its exit status says why
-            hello = self.stdout.readline()
+            hello = self._hello()
         finally:
             if known is not None:
                 os.unlink(known)  # the host key was checked before the helper there could answer
@@ -335,6 +344,13 @@ class Peer:
                 raise Unsupported("the destination has no python3")
             raise OSError(f"ssh to {self.host} failed (exit {code}): {self._said()}")
         threading.Thread(target=self._read_answers, daemon=True).start()
+
+    def _hello(self):
+        """The helper's ready line, past anything a login script printed; b"" if it ended first."""
+        for line in iter(self.stdout.readline, b""):
+            if _message(line).get("ready"):
+                return line
+        return b""
 
     def _said(self):
         time.sleep(0.05)  # let the last of stderr arrive
@@ -346,7 +362,7 @@ class Peer:
 
     def _read_answers(self):
         for line in iter(self.stdout.readline, b""):
-            answer = json.loads(line.decode())
+            answer = _message(line)
             waiter = self.waiters.get(answer.get("id"))
             if waiter is not None:
                 waiter.set(answer)
