@@ -18,6 +18,10 @@ here-download      anything → here                             all
 relay              anything else                               all, counted relayed
 =================  ==========================================  =====================
 
+The routes that run on a cluster send their work as a job of that cluster's kept
+session (its ``session`` ability, :mod:`rhfs.backends.cluster_session`), and run one
+command for the file only where the session cannot.
+
 Faces that copy whole files themselves (``rhfs cp``, the Python API) call
 :meth:`Planner.copy_or_relay`: a file no route may take (a table's converted part, a
 write into a table, which the view checks) is relayed between the view's own locations.
