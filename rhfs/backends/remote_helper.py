@@ -433,7 +433,8 @@ class Server:
         self.incoming = {}  # a peer's files being received, by id
         self.refused = set()  # ids whose file failed: their remaining frames are dropped
         self.peers = {}
-        self.peers_lock = threading.Lock()
+        self.openings = {}  # a lock per destination, held while its connection opens
+        self.peers_lock = threading.Lock()  # guards peers and openings
         self.directory = tempfile.mkdtemp(prefix="rhfs-helper-")
 
     def answer(self, message):
@@ -482,11 +483,17 @@ class Server:
         self.answer(answer)
 
     def peer(self, hop):
+        """The connection to ``hop``, opened now if there is none (one per destination)."""
         key = json.dumps(hop, sort_keys=True)
         with self.peers_lock:
-            peer = self.peers.get(key)
+            opening = self.openings.setdefault(key, threading.Lock())
+        with opening:  # pushes elsewhere do not wait for this connection
+            with self.peers_lock:
+                peer = self.peers.get(key)
             if peer is None or peer.dead:
-                peer = self.peers[key] = Peer(self, hop)  # one connection per destination
+                peer = Peer(self, hop)
+                with self.peers_lock:
+                    self.peers[key] = peer
             return peer
 
     def forget_peer(self, peer):
