@@ -28,15 +28,15 @@ over stdin, never in argv, the environment or a file, and no error message carri
 
 A push goes over one ssh connection per destination, opened at the first push there and kept
 while this helper runs: ``ssh`` to the destination, authenticated by the agent the daemon
-forwards, checking its host key against ``host_keys`` (written to a 0600 file in this helper's
-private directory, and removed once the connection is up), runs the same helper there. Each
+forwards, checking its host key against ``host_keys`` (written to a 0600 file in a private
+directory made for it, both removed once the connection is up), runs the same helper there. Each
 file is framed on that connection: ``recv-open``, ``recv-data`` lines each followed by ``len``
 bytes, then ``recv-close`` (or ``recv-abort``); the destination answers ``recv-close``.
 
 Invariants: every file is written to a hidden temporary sibling and renamed over its target
-only once it holds exactly the expected size; when stdin closes (the session ended, or the
-daemon is gone) the helper closes its peers, removes its temporary files and its private
-directory, and exits: nothing is left behind on the cluster.
+only once it holds exactly the expected size; the helper keeps no file of its own; when stdin
+closes (the session ended, or the daemon is gone) it closes its peers, removes its temporary
+files, and exits: nothing is left behind on the cluster.
 """
 
 import itertools
@@ -307,10 +307,11 @@ class Peer:
         self.ids = itertools.count(1)
         self.lock = threading.Lock()  # one frame at a time on the connection
         self.said = b""
-        known = None
+        directory = None
         if hop["host_keys"]:
-            fd, known = tempfile.mkstemp(prefix="known-hosts-", dir=server.directory)
-            with os.fdopen(fd, "w") as f:
+            directory = tempfile.mkdtemp(prefix="rhfs-helper-")
+            known = os.path.join(directory, "known_hosts")
+            with os.fdopen(os.open(known, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
                 f.write("\n".join(hop["host_keys"]) + "\n")
             checks = ["StrictHostKeyChecking=yes", "UserKnownHostsFile=" + known]
             checks += ["GlobalKnownHostsFile=/dev/null", "HostKeyAlias=" + hop["alias"]]
@@ -336,8 +337,8 @@ class Peer:
                 pass  # ssh is gone already: its exit status says why
             hello = self._hello()
         finally:
-            if known is not None:
-                os.unlink(known)  # the host key was checked before the helper there could answer
+            if directory is not None:  # the host key was checked before the helper there could answer
+                shutil.rmtree(directory, ignore_errors=True)
         if not hello:
             code = self.proc.wait()
             if code == MISSING:
@@ -435,7 +436,6 @@ class Server:
         self.peers = {}
         self.openings = {}  # a lock per destination, held while its connection opens
         self.peers_lock = threading.Lock()  # guards peers and openings
-        self.directory = tempfile.mkdtemp(prefix="rhfs-helper-")
 
     def answer(self, message):
         data = (json.dumps(message) + "\n").encode()
@@ -541,7 +541,6 @@ class Server:
         for incoming in list(self.incoming.values()):
             incoming.abort()
         remove_temporaries()
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _copy(server, job, m):
