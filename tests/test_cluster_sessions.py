@@ -178,6 +178,11 @@ def agents() -> set[int]:
     }
 
 
+def agent_dir(pid: int) -> str:
+    """The directory of the agent ``pid`` (``ssh-agent -a DIR/agent.sock ...``)."""
+    return os.path.dirname(argv(pid).split()[2])
+
+
 def helper_dirs() -> set[str]:
     return set(glob.glob("/tmp/rhfs-helper-*"))
 
@@ -284,12 +289,14 @@ def test_the_helpers_are_gone_once_the_session_closes_on_idle(
     assert copy(vfs, places.tree("cluster-a", "x.bin"), places.tree("cluster-b", "x.bin")) == "cluster-push"
     started = (helper_processes(testbed, "cluster-a") | helper_processes(testbed, "cluster-b")) - running
     ours = agents() - agents_before
+    agent_dirs = {agent_dir(p) for p in ours}
     assert len(helpers(started)) == 2, [argv(p) for p in started]  # one on A, and its peer on B
     assert helper_dirs() == dirs and len(ours) == 1  # B's host keys were removed once it answered
     assert vfs.stats.snapshot()["sessions"]["open"] == 1
     assert wait_for(lambda: not any(pid_alive(p) for p in started), timeout=IDLE + 20)
     assert wait_for(lambda: vfs.stats.snapshot()["sessions"]["open"] == 0, timeout=10)
     assert wait_for(lambda: not any(pid_alive(p) for p in ours), timeout=10)  # the forwarded agent
+    assert not any(os.path.exists(d) for d in agent_dirs)
 
 
 def test_a_daemon_killed_with_sigkill_leaves_no_helper_behind(testbed: Testbed, tmp_path: Path) -> None:
@@ -312,13 +319,16 @@ def test_a_daemon_killed_with_sigkill_leaves_no_helper_behind(testbed: Testbed, 
             ) - running
             ours = agents() - agents_before
             assert len(helpers(started)) == 2 and len(ours) == 1
+            agent_dirs = {agent_dir(p) for p in ours}
+            assert all(os.path.isdir(d) for d in agent_dirs)
             os.kill(daemon_pid(mnt), signal.SIGKILL)
             assert wait_for(lambda: not any(pid_alive(p) for p in started), timeout=30), [
                 argv(p) for p in started if pid_alive(p)
             ]
             assert helper_dirs() - dirs == set()
-            # ssh-agent checks every 10 s whether its parent (a cat of the daemon's pipe) lives
-            assert wait_for(lambda: not any(pid_alive(p) for p in ours), timeout=30)
+            # the agent's watcher sees the daemon's pipe end: it kills the agent, removes its directory
+            assert wait_for(lambda: not any(pid_alive(p) for p in ours), timeout=5)
+            assert wait_for(lambda: not any(os.path.exists(d) for d in agent_dirs), timeout=5)
         finally:
             for cluster in ("cluster-a", "cluster-b"):
                 shutil.rmtree(testbed.cluster_roots[cluster] / name, ignore_errors=True)

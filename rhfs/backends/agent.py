@@ -18,7 +18,7 @@ before each push, while the helper on A may need to log in to B.
 Invariants:
 - the agent's socket lives in a fresh 0700 directory, removed with the agent;
 - the agent gives its keys a lifetime, so a daemon killed mid-copy leaves no usable key,
-  and it exits by itself within 10 seconds of the daemon's death;
+  and its watcher stops it, and removes its directory, as soon as the daemon is gone;
 - the agent process is always stopped (killed), whatever happened to the command.
 """
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -42,6 +43,9 @@ from rhfs.backends.cluster import CONNECT_TIMEOUT
 from rhfs.errors import CantCopy, Unavailable
 
 HOST_KEY_ALIAS = "rhfs-destination"
+# The agent's parent: tells its pid, then waits for the daemon's pipe to end (the daemon
+# closed it, or died) to kill the agent and remove its directory ($1).
+WATCHER = 'echo "$SSH_AGENT_PID"; cat >/dev/null; kill -9 "$SSH_AGENT_PID" 2>/dev/null; rm -rf -- "$1"'
 AGENT_START_SECONDS = 5.0
 
 
@@ -66,14 +70,15 @@ def host_key_lines(known_hosts: str, host: str, port: int) -> list[str]:
 class PrivateAgent:
     """An ``ssh-agent`` of our own, whose keys are held for a limited time.
 
-    Its socket path is fixed at once, so that a connection forwarding it can be opened before
-    any key is needed; the agent itself starts at the first :meth:`add`. It runs as the child
-    of a ``cat`` reading a pipe from the daemon: should the daemon die, ``cat`` ends, and
-    ssh-agent, which checks its parent every 10 seconds, exits after it and removes its socket.
+    Its socket path is chosen at once (an unguessable name), so that a connection forwarding it
+    can be opened before any key is needed; its 0700 directory is made, and the agent started,
+    at the first :meth:`add`. The agent runs under a watcher, a shell reading a pipe from the
+    daemon: should the daemon die, the pipe ends, and the watcher kills the agent and removes
+    its directory.
     """
 
     def __init__(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="rhfs-agent-")
+        self.directory = os.path.join(tempfile.gettempdir(), f"rhfs-agent-{secrets.token_hex(8)}")
         self.socket_path = os.path.join(self.directory, "agent.sock")
         self._lock = threading.Lock()  # guards the attributes below; a leaf
         self._watch: subprocess.Popen[bytes] | None = None
@@ -104,8 +109,12 @@ class PrivateAgent:
         for tool in ("ssh-agent", "ssh-add"):
             if shutil.which(tool) is None:
                 raise CantCopy(f"{tool} is not installed on the daemon host")
+        try:
+            os.mkdir(self.directory, 0o700)
+        except FileExistsError:
+            raise CantCopy(f"{self.directory} exists already: not ours") from None
         watch = subprocess.Popen(
-            ["ssh-agent", "-a", self.socket_path, "sh", "-c", 'echo "$SSH_AGENT_PID"; exec cat >/dev/null'],
+            ["ssh-agent", "-a", self.socket_path, "sh", "-c", WATCHER, "sh", self.directory],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
