@@ -36,7 +36,7 @@ from typing import Any
 from rhfs.catalog import Address, Catalog, Resource
 from rhfs.config import Config
 from rhfs.errors import InvalidArgument, NotFound, NotSupported
-from rhfs.location_io import MISSING, makedirs, read_bytes, remove_tree
+from rhfs.location_io import NOT_FOUND, makedirs, read_bytes, remove_tree
 from rhfs.transfer.trees import SomeFilesFailed, TreeCopy, TreeResult
 from rhfs.tree import Location, TreeDir
 from rhfs.vfs.core import Vfs
@@ -243,7 +243,7 @@ class _Resource:
         loc = self._location()
         try:
             loc.backend.stat(loc.rel)
-        except MISSING:
+        except NOT_FOUND:
             return False
         return True
 

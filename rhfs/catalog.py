@@ -36,7 +36,7 @@ from typing import Any
 from rhfs import __version__
 from rhfs.backends.base import check_name
 from rhfs.errors import AlreadyExists, InvalidArgument, NotFound, RhfsError
-from rhfs.location_io import MISSING, makedirs, read_bytes
+from rhfs.location_io import NOT_FOUND, makedirs, read_bytes
 from rhfs.tree import Location
 
 KINDS = ("table", "blob", "folder")
@@ -127,7 +127,7 @@ class Catalog:
         directory = self._dir(kind)
         try:
             entries = directory.backend.list(directory.rel)
-        except MISSING:
+        except NOT_FOUND:
             return []
         return sorted(e.name[:-5] for e in entries if not e.is_dir and e.name.endswith(".json"))
 
@@ -142,7 +142,7 @@ class Catalog:
         doc = self.document(kind, name)
         try:
             resource: Resource | None = Resource.from_json(self._read(doc), f"{self.url}/{kind}s/{name}.json")
-        except MISSING:
+        except NOT_FOUND:
             resource = None
         self._remember(key, resource)
         return resource
@@ -190,7 +190,7 @@ class Catalog:
         doc = self.document(kind, name)
         try:
             doc.backend.remove(doc.rel)
-        except MISSING:
+        except NOT_FOUND:
             raise NotInCatalog(f"no {kind} named {name!r} in the catalog at {self.url}") from None
         finally:
             self._forget((kind, name))

@@ -27,7 +27,7 @@ from rhfs import log as rhfs_log
 from rhfs import mountpoint as mp
 from rhfs.errors import ConfigError, FuseUnavailable, RhfsError, describe
 from rhfs.reachability import probe_all
-from rhfs.status_table import format_status, human_size
+from rhfs.status_report import format_status, human_size
 from rhfs.urls import tree_path
 
 DEFAULT_MOUNTPOINT = "~/rh"

@@ -9,7 +9,7 @@
   directory trees.
 
 Invariants: a file that shrinks or grows while it is read is a failure, never a short
-or mixed copy; a full local disk fails the read (:func:`rhfs.fileio.pwrite_all`); after
+or mixed copy; a full local disk fails the read (:func:`rhfs.local_writes.pwrite_all`); after
 a failed ranged read, the reads not yet started never start. Traffic is counted by the
 guarded backend each read goes through. This module sits under the VFS, the transfer
 layer, the catalog and the views, and imports none of them.
@@ -22,12 +22,12 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from rhfs.backends.base import Entry, join
 from rhfs.errors import AlreadyExists, NotFound, RhfsError
-from rhfs.fileio import pwrite_all
+from rhfs.local_writes import pwrite_all
 from rhfs.tree import Location
 
 FETCH_CHUNK = 8 << 20
 FETCH_IN_FLIGHT = 8
-MISSING = (NotFound, FileNotFoundError)  # what a backend may raise for a missing path
+NOT_FOUND = (NotFound, FileNotFoundError)  # what a backend may raise for a missing path
 
 
 def fetch(loc: Location, entry: Entry, local_path: str, *, mode: int = 0o600) -> None:
@@ -91,7 +91,7 @@ def makedirs(loc: Location) -> None:
         try:
             if loc.backend.stat(sub).is_dir:
                 continue
-        except MISSING:
+        except NOT_FOUND:
             pass
         try:
             loc.backend.mkdir(sub)
@@ -104,7 +104,7 @@ def remove_tree(loc: Location) -> None:
     backend = loc.backend
     try:
         entry = backend.stat(loc.rel)
-    except MISSING:
+    except NOT_FOUND:
         return
     if not entry.is_dir:
         backend.remove(loc.rel)
@@ -115,11 +115,11 @@ def remove_tree(loc: Location) -> None:
             continue
         try:
             backend.remove(join(loc.rel, child.name))
-        except MISSING:
+        except NOT_FOUND:
             pass
     try:
         backend.rmdir(loc.rel)
-    except MISSING:
+    except NOT_FOUND:
         pass
 
 

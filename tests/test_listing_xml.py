@@ -13,7 +13,7 @@ import pytest
 from testbed import Testbed, fsspec_filesystem
 
 from rhfs.backends import listing_xml
-from rhfs.backends.objects import open_object_api
+from rhfs.backends.object_api import open_object_api
 from rhfs.backends.store import StoreBackend
 
 NAMES = [

@@ -23,8 +23,8 @@ import tomli_w
 from testbed import Testbed
 
 from rhfs.backends import cluster_session, remote_helper, s3
+from rhfs.backends.signed import HttpRequest
 from rhfs.backends.store import StoreBackend
-from rhfs.backends.transfers import HttpRequest
 from rhfs.config import load_file
 from rhfs.transfer.planner import Planner
 from rhfs.transfer.shell import curl_config

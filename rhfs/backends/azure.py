@@ -1,4 +1,4 @@
-"""Azure Blob Storage: the :class:`~rhfs.backends.objects.ObjectApi` and the
+"""Azure Blob Storage: the :class:`~rhfs.backends.object_api.ObjectApi` and the
 :class:`~rhfs.backends.providers.Provider` of an Azure store, over adlfs's async service client.
 
 adlfs's own ``ls``/``info`` merge a ``dir/`` marker with the directory's name and
@@ -25,9 +25,9 @@ import datetime as dt
 from functools import partial
 from typing import Any, ClassVar
 
-from rhfs.backends.objects import Listing, ObjectInfo, bounded, clean_etag, stale, to_epoch
+from rhfs.backends.object_api import Listing, ObjectInfo, bounded, clean_etag, stale, to_epoch
 from rhfs.backends.providers import Provider, split_object
-from rhfs.backends.transfers import HttpRequest, WritePlan
+from rhfs.backends.signed import HttpRequest, WritePlan
 from rhfs.errors import CantCopy, NotFound, RhfsError
 
 COPY_POLL_SECONDS = 0.2

@@ -38,7 +38,7 @@ from rhfs.errors import InvalidArgument, IsADirectory, NameTooLong, NotADirector
 
 if TYPE_CHECKING:
     from rhfs.backends.providers import Provider
-    from rhfs.backends.transfers import HttpRequest
+    from rhfs.backends.signed import HttpRequest
     from rhfs.tree import Location  # a type only: a view answers where its file's bytes are
 
 MAX_NAME_BYTES = 255

@@ -48,7 +48,7 @@ from rhfs.backends import agent as agents
 from rhfs.backends import remote_helper
 from rhfs.backends.base import Progress, SshEndpoint, SshHop, tmp_sibling
 from rhfs.backends.cluster import CONNECT_TIMEOUT
-from rhfs.backends.transfers import HttpRequest
+from rhfs.backends.signed import HttpRequest
 from rhfs.errors import CantCopy, NoSession, RhfsError, TimedOut, Unavailable
 from rhfs.stats import Stats
 
@@ -265,7 +265,7 @@ async def _why(process: Any) -> str:
     with contextlib.suppress(Exception):
         said = await asyncio.wait_for(process.stderr.read(), 1.0)
     code = process.exit_status
-    if code == remote_helper.MISSING:
+    if code == remote_helper.NOT_FOUND:
         return "no python3 there"
     text = said.decode("utf-8", "replace").strip()[-300:] or "no message"
     return scrub(f"exit {code}: {text}")

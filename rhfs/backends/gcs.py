@@ -1,4 +1,4 @@
-"""Google Cloud Storage: the :class:`~rhfs.backends.objects.ObjectApi` and the
+"""Google Cloud Storage: the :class:`~rhfs.backends.object_api.ObjectApi` and the
 :class:`~rhfs.backends.providers.Provider` of a GCS store, over gcsfs's JSON API client.
 
 Requests go through gcsfs's ``_call`` (its credentials, retries and error
@@ -21,9 +21,9 @@ import asyncio
 from functools import partial
 from typing import Any
 
-from rhfs.backends.objects import Listing, ObjectInfo, bounded, stale, to_epoch
+from rhfs.backends.object_api import Listing, ObjectInfo, bounded, stale, to_epoch
 from rhfs.backends.providers import Provider, split_object
-from rhfs.backends.transfers import HttpRequest, WritePlan
+from rhfs.backends.signed import HttpRequest, WritePlan
 from rhfs.errors import NotFound
 
 

@@ -1,4 +1,4 @@
-"""Any other fsspec filesystem as an :class:`~rhfs.backends.objects.ObjectApi`, best effort,
+"""Any other fsspec filesystem as an :class:`~rhfs.backends.object_api.ObjectApi`, best effort,
 with the :class:`~rhfs.backends.providers.Provider` that can do nothing more.
 
 For protocols without a provider adapter (``memory``, ``file``, ``hdfs``, ...) the
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from rhfs.backends.objects import Listing, ObjectInfo, clean_etag, stale, to_epoch
+from rhfs.backends.object_api import Listing, ObjectInfo, clean_etag, stale, to_epoch
 from rhfs.backends.providers import GENERIC, Provider
 from rhfs.errors import NotFound
 

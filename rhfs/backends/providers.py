@@ -7,9 +7,9 @@
 - :class:`Provider` is one store's provider knowledge, reached as
   :attr:`StoreBackend.provider <rhfs.backends.store.StoreBackend.provider>`: whether
   another store's account is the same, the provider's own server-side copy, HTTP
-  requests that someone without the credentials can run (:mod:`~rhfs.backends.transfers`),
+  requests that someone without the credentials can run (:mod:`~rhfs.backends.signed`),
   and aborting what unfinished uploads left on the server. It also makes the store's
-  :class:`~rhfs.backends.objects.ObjectApi`. Each provider module (``s3``, ``gcs``,
+  :class:`~rhfs.backends.object_api.ObjectApi`. Each provider module (``s3``, ``gcs``,
   ``azure``, ``generic``) holds one subclass; :func:`provider_type` names them all.
 
 Invariants:
@@ -25,11 +25,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rhfs.backends.transfers import HttpRequest, WritePlan
+from rhfs.backends.signed import HttpRequest, WritePlan
 from rhfs.errors import CantCopy
 
 if TYPE_CHECKING:
-    from rhfs.backends.objects import ObjectApi
+    from rhfs.backends.object_api import ObjectApi
     from rhfs.backends.store import StoreBackend
 
 # Data Lake Gen1 (``adl``) is retired, and adlfs no longer serves it (fsspec's registry points
@@ -80,7 +80,7 @@ class Provider:
 
     @staticmethod
     def open_api(fs: Any) -> ObjectApi:
-        """The store's :class:`~rhfs.backends.objects.ObjectApi` over the fsspec filesystem ``fs``."""
+        """The store's :class:`~rhfs.backends.object_api.ObjectApi` over the fsspec filesystem ``fs``."""
         raise NotImplementedError
 
     def same_account(self, other: Provider) -> bool:

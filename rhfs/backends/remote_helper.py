@@ -62,7 +62,7 @@ PARTS_IN_FLIGHT = 4
 TIMEOUT = 120  # seconds an HTTP request may stall
 PROGRESS_EVERY = 0.5  # seconds between two progress answers of one job
 TMP_MARK = ".rhfs-tmp-"
-MISSING = 127  # the exit code of COMMAND where python3 is missing
+NOT_FOUND = 127  # the exit code of COMMAND where python3 is missing
 BOOT = (
     "import sys;PROGRAM=sys.stdin.buffer.read(int(sys.stdin.buffer.readline()));"
     'exec(compile(PROGRAM,"rhfs-helper","exec"))'
@@ -341,7 +341,7 @@ class Peer:
                 shutil.rmtree(directory, ignore_errors=True)
         if not hello:
             code = self.proc.wait()
-            if code == MISSING:
+            if code == NOT_FOUND:
                 raise Unsupported("the destination has no python3")
             raise OSError(f"ssh to {self.host} failed (exit {code}): {self._said()}")
         threading.Thread(target=self._read_answers, daemon=True).start()

@@ -1,4 +1,4 @@
-"""S3 (and S3-compatible servers): the :class:`~rhfs.backends.objects.ObjectApi` and the
+"""S3 (and S3-compatible servers): the :class:`~rhfs.backends.object_api.ObjectApi` and the
 :class:`~rhfs.backends.providers.Provider` of an S3 store.
 
 Every request goes through s3fs's ``_call_s3``, which signs it with s3fs's
@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from rhfs.backends.objects import (
+from rhfs.backends.object_api import (
     Listing,
     ObjectInfo,
     bounded,
@@ -49,8 +49,8 @@ from rhfs.backends.objects import (
     to_epoch,
 )
 from rhfs.backends.providers import Provider, split_object
-from rhfs.backends.s3_presigned import Presigned, RawBody, quiet
-from rhfs.backends.transfers import HttpRequest, WritePlan
+from rhfs.backends.s3_presigned import Presigned, RawBody, error_text
+from rhfs.backends.signed import HttpRequest, WritePlan
 from rhfs.errors import NotFound
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ class S3Objects:
                 data: bytes = await response.read()
                 return data
             except Exception as e:  # cut short: once more through botocore, which retries
-                self.presigned.missed(f"GET of {bucket}/{key} broke: {quiet(e)}")
+                self.presigned.missed(f"GET of {bucket}/{key} broke: {error_text(e)}")
             finally:
                 response.release()
         match = {"IfMatch": f'"{etag}"'} if etag else {}

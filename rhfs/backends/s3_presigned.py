@@ -11,7 +11,7 @@ client's event loop. The ``If-Match`` header still pins the version that was ope
 Invariants:
 - only what botocore would have got is returned: a 206 for the range asked (or a 200
   for a range that is the whole object); 404 is FileNotFoundError and 412 (with an
-  etag) is :func:`~rhfs.backends.objects.stale`, as on the botocore path;
+  etag) is :func:`~rhfs.backends.object_api.stale`, as on the botocore path;
 - anything else (another status, a connection error, an expired URL) returns None
   (False for a PUT) and the caller makes the request through botocore, which retries
   and explains;
@@ -20,7 +20,7 @@ Invariants:
   and after ``MISSES_ALLOWED`` fallbacks in a row the client rests on botocore for ``REST``
   seconds;
 - a URL is never logged with its query (it holds a signature): errors are logged
-  through :func:`quiet`; a URL is reused no longer than the credentials that signed it.
+  through :func:`error_text`; a URL is reused no longer than the credentials that signed it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from rhfs.backends.objects import stale
+from rhfs.backends.object_api import stale
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Presigned:
                 headers["If-Match"] = f'"{etag}"'
             response = await self._http().get(_encoded(url), headers=headers, allow_redirects=False)
         except (aiohttp.ClientError, OSError, ValueError) as e:
-            self.missed(f"GET of {bucket}/{key}: {quiet(e)}")
+            self.missed(f"GET of {bucket}/{key}: {error_text(e)}")
             return None
         if (response.status == 206 and _range_start(response) == start) or (
             response.status == 200 and start == 0 and _length(response) == end
@@ -121,7 +121,7 @@ class Presigned:
                     return True
                 self.missed(f"PUT of {bucket}/{key}: HTTP {response.status}")
         except (aiohttp.ClientError, OSError, ValueError) as e:
-            self.missed(f"PUT of {bucket}/{key}: {quiet(e)}")
+            self.missed(f"PUT of {bucket}/{key}: {error_text(e)}")
         return False
 
     async def _url(self, bucket: str, key: str) -> str:
@@ -215,7 +215,7 @@ class RawBody:
         self.response.close()
 
 
-def quiet(e: BaseException) -> str:
+def error_text(e: BaseException) -> str:
     """An error's message with any URL query (a presigned URL's signature) cut out."""
     return re.sub(r"\?[^\s'\")>]*", "?...", f"{type(e).__name__}: {e}")
 

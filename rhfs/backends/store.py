@@ -1,7 +1,7 @@
 """Object stores (S3, GCS, Azure Blob) as one backend with POSIX-like directories.
 
 Paths are ``bucket/key``. The requests themselves are made by a provider adapter
-(:mod:`rhfs.backends.objects`); this module gives them directory semantics:
+(:mod:`rhfs.backends.object_api`); this module gives them directory semantics:
 
 - a directory is a prefix: it exists if a marker object ``key/`` exists (``mkdir``
   writes one, as rclone, s3fs-fuse and the cloud consoles do) or any key lies under
@@ -31,7 +31,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from rhfs.backends.base import Abilities, Entry, Traits, check_name, check_rename_over
-from rhfs.backends.objects import Listing, ObjectApi, ObjectInfo, bounded, open_object_api
+from rhfs.backends.object_api import Listing, ObjectApi, ObjectInfo, bounded, open_object_api
 from rhfs.backends.providers import Provider, provider_of, provider_type
 from rhfs.backends.streams import BodyStream
 from rhfs.errors import (

@@ -32,7 +32,7 @@ from rhfs.backends import agent
 from rhfs.backends.base import ClusterSessions, SshEndpoint, SshHop, tmp_sibling
 from rhfs.errors import CantCopy, NoSession
 from rhfs.transfer.planner import Job, Route, runs_commands
-from rhfs.transfer.shell import NO_AGENT, check, remote_path, require
+from rhfs.transfer.shell import NO_AGENT, raise_for_exit, remote_path, require
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class ClusterPush(Route):
                     timeout=limit,
                 )
                 code, _, err = a.call_within(limit + 15, "push", run)
-            check(code, err, a.system)
+            raise_for_exit(code, err, a.system)
 
         self.in_session_or(a, limit, in_session, per_file)
 

@@ -25,14 +25,14 @@ from typing import Any
 from rhfs.backends.base import ClusterSessions, tmp_sibling
 from rhfs.backends.guard import Guarded
 from rhfs.backends.providers import Provider
-from rhfs.backends.transfers import HttpRequest, WritePlan
+from rhfs.backends.signed import HttpRequest, WritePlan
 from rhfs.errors import CantCopy
 from rhfs.transfer.planner import Job, Route, runs_commands, signs_requests
 from rhfs.transfer.shell import (
-    check,
     curl_config,
     parse_etags,
     python_stdin,
+    raise_for_exit,
     remote_path,
     require,
     run_on,
@@ -129,7 +129,7 @@ class ClusterCurl(Route):
     ) -> list[str]:
         command = f"{require('curl')}; exec curl -fsS -K - -T {shlex.quote(src)} -o /dev/null"
         code, _, err = run_on(cluster, command, stdin=curl_config(plan.parts[0][2]), timeout=limit)
-        check(code, err, cluster.system)
+        raise_for_exit(code, err, cluster.system)
         return []
 
     def download_command(
@@ -142,7 +142,7 @@ class ClusterCurl(Route):
             ' || { rm -f -- "$tmp"; exit 1; }'
         )
         code, _, err = run_on(cluster, command, stdin=curl_config(request), timeout=limit)
-        check(code, err, cluster.system)
+        raise_for_exit(code, err, cluster.system)
 
 
 class ClusterPython(ClusterCurl):
@@ -159,7 +159,7 @@ class ClusterPython(ClusterCurl):
         parts = [[offset, length, request.as_json()] for offset, length, request in plan.parts]
         stdin = python_stdin({"op": "upload", "file": src, "size": size, "parts": parts})
         code, out, err = run_on(cluster, self.COMMAND, stdin=stdin, timeout=limit)
-        check(code, err, cluster.system)
+        raise_for_exit(code, err, cluster.system)
         return parse_etags(out)
 
     def download_command(
@@ -167,7 +167,7 @@ class ClusterPython(ClusterCurl):
     ) -> None:
         stdin = python_stdin({"op": "download", "file": dst, "size": size, "read": request.as_json()})
         code, _, err = run_on(cluster, self.COMMAND, stdin=stdin, timeout=limit)
-        check(code, err, cluster.system)
+        raise_for_exit(code, err, cluster.system)
 
 
 class TransferCluster(Route):
@@ -199,7 +199,7 @@ class TransferCluster(Route):
             code, out, err = run_on(
                 cluster, ClusterPython.COMMAND, stdin=python_stdin(job_line), timeout=limit
             )
-            check(code, err, cluster.system)
+            raise_for_exit(code, err, cluster.system)
             return parse_etags(out)
 
         def in_session(session: ClusterSessions) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from rhfs.backends.base import copy_then_rename
 from rhfs.transfer.planner import Job, Route, runs_commands, signs_requests
-from rhfs.transfer.shell import check, remote_path, run_on
+from rhfs.transfer.shell import raise_for_exit, remote_path, run_on
 
 
 class StoreCopy(Route):
@@ -41,6 +41,6 @@ class ClusterCp(Route):
 
         def per_file() -> None:
             code, _, err = run_on(cluster, copy_then_rename(src, dst), stdin=None, timeout=limit)
-            check(code, err, cluster.system)
+            raise_for_exit(code, err, cluster.system)
 
         self.in_session_or(cluster, limit, lambda s: s.copy(src, dst, job.size, timeout=limit), per_file)

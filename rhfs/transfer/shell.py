@@ -18,7 +18,7 @@ from typing import Any
 
 from rhfs.backends import remote_helper
 from rhfs.backends.guard import Guarded
-from rhfs.backends.transfers import HttpRequest
+from rhfs.backends.signed import HttpRequest
 from rhfs.errors import CantCopy, RhfsError
 from rhfs.tree import Location
 
@@ -47,7 +47,7 @@ def require(tool: str) -> str:
     return f"command -v {tool} >/dev/null 2>&1 || exit {MISSING_TOOL}"
 
 
-def check(code: int, err: str, where: str) -> None:
+def raise_for_exit(code: int, err: str, where: str) -> None:
     """Raise for a command's failure: CantCopy when it could not start, RhfsError otherwise."""
     if code == 0:
         return

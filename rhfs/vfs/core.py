@@ -30,9 +30,9 @@ Threads:
   warm-up threads, which only start and stop things.
 
 State and the lock that guards it:
-- :attr:`OpenTable.lock <rhfs.vfs.handles.OpenTable>`: the handle and open-file tables,
+- :attr:`HandleTable.lock <rhfs.vfs.handles.HandleTable>`: the handle and open-file tables,
   every ``refs`` count, the per-path generations, each handle's reader slot.
-- ``OpenFile.lock`` (:mod:`rhfs.vfs.files`): one path's spool: its descriptor, size,
+- ``OpenFile.lock`` (:mod:`rhfs.vfs.open_files`): one path's spool: its descriptor, size,
   dirty flag, pending modes and times, kept copy.
 - :class:`~rhfs.vfs.cache.MetadataCache`, :class:`~rhfs.vfs.recent.RecentMap` (readdir's
   memos, the adapter's packed listings), :class:`~rhfs.stats.Stats`, the catalog's
@@ -48,7 +48,7 @@ State and the lock that guards it:
   the whole conversion, so each version is converted once.
 
 Lock order, and what may wait under a lock:
-1. ``OpenFile.lock``, then ``OpenTable.lock``, never the other way round. A last release
+1. ``OpenFile.lock``, then ``HandleTable.lock``, never the other way round. A last release
    holds the file's lock from counting its references to discarding it.
 2. ``OpenFile.lock`` and a converter's version lock may be held during a backend call
    (an upload, a fill, a conversion); no other lock ever is.
@@ -66,12 +66,12 @@ from rhfs.errors import BadHandle, InvalidArgument, NoAttribute, NotFound
 from rhfs.tree import Location, TreeDir, normalize
 from rhfs.vfs.attrs import Attr, attr_of, dir_attr
 from rhfs.vfs.file_ops import FileOps
-from rhfs.vfs.handles import Handle, Opened
+from rhfs.vfs.handles import Handle, OpenReply
 from rhfs.vfs.lookups import Copier
 from rhfs.vfs.namespace import NamespaceOps
 from rhfs.vfs.recent import RecentMap
 
-__all__ = ["Copier", "Handle", "Opened", "Vfs"]
+__all__ = ["Copier", "Handle", "OpenReply", "Vfs"]
 
 LISTINGS_KEPT = 256  # directories whose last readdir is remembered (kernel cache, memo)
 XATTR_URL = "user.rhfs.url"

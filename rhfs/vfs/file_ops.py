@@ -3,7 +3,7 @@
 - Reads of a file not open for writing go through the handle's reader (made on first
   read; read-ahead on remote systems). A handle reads the version it opened; a first
   read that meets a newer version of the same size reads that version instead of ESTALE.
-- Writes go to the path's shared spool (:class:`~rhfs.vfs.files.OpenFile`), uploaded
+- Writes go to the path's shared spool (:class:`~rhfs.vfs.open_files.OpenFile`), uploaded
   whole at ``flush``/``fsync`` (every ``close()``) and by the last ``release``; a failed
   upload fails the call and keeps the data under ``cache_dir/failed``.
 - ``copy_file_range`` of a whole file into a fresh destination goes to the copier (a
@@ -33,9 +33,9 @@ from rhfs.errors import (
     UploadFailed,
 )
 from rhfs.tree import Location, TreeDir, normalize
-from rhfs.vfs.files import OpenFile
-from rhfs.vfs.handles import Handle, Opened
+from rhfs.vfs.handles import Handle, OpenReply
 from rhfs.vfs.lookups import Lookups
+from rhfs.vfs.open_files import OpenFile
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ DEFAULT_FILE_MODE = 0o644  # what a new file gets on every system without a chmo
 
 
 class FileOps(Lookups):
-    def open(self, path: str, flags: int) -> Opened:
+    def open(self, path: str, flags: int) -> OpenReply:
         path = normalize(path)
         found = self.resolve(path)
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
@@ -75,7 +75,7 @@ class FileOps(Lookups):
         opened.direct_io = entry.direct_io
         return opened
 
-    def create(self, path: str, mode: int, flags: int) -> Opened:
+    def create(self, path: str, mode: int, flags: int) -> OpenReply:
         path = normalize(path)
         loc = self._writable(self._resolve_new(path))
         if loc.is_system_root:
@@ -133,10 +133,10 @@ class FileOps(Lookups):
         try:
             data = self.handles.reader(handle).read(offset, size)
         except RhfsError as e:
-            if e.errno != Stale.errno or handle.served:
+            if e.errno != Stale.errno or handle.has_read:
                 raise
             data = self._reopen_at_current_version(handle).read(offset, size)
-        handle.served = True
+        handle.has_read = True
         return data
 
     def _reopen_at_current_version(self, handle: Handle) -> Reader:

@@ -1,20 +1,20 @@
 """The VFS's open handles and open files.
 
 - Every handle the kernel holds is a :class:`Handle`, numbered from 1 (``fh``).
-- Every path open for writing has one :class:`~rhfs.vfs.files.OpenFile`, shared by all
+- Every path open for writing has one :class:`~rhfs.vfs.open_files.OpenFile`, shared by all
   its handles (as in rclone's VFS) and counted by ``refs``; it leaves the table when its
   last handle is released, or when its name goes (unlink, rename over it): then it is
   *detached* and its writers write to nothing visible.
 - Whoever uses an open file takes its reference in the same step as it finds it
-  (:meth:`OpenTable.join`, :meth:`OpenTable.share`): a file found without one could be
+  (:meth:`HandleTable.join`, :meth:`HandleTable.share`): a file found without one could be
   discarded by a concurrent last release. Each time an open file leaves the table its
-  path's :meth:`~OpenTable.generation` moves on, so that an open which looked the path up
+  path's :meth:`~HandleTable.generation` moves on, so that an open which looked the path up
   before that looks again instead of making an open file from a stale answer.
 - A handle open for reading gets its reader on first use; readers of remote systems read
   through :class:`~rhfs.vfs.readahead.ReadAhead`.
 
 Lock order (the whole thread model is in :mod:`rhfs.vfs.core`): ``OpenFile.lock``, then
-:attr:`OpenTable.lock`. The table's lock guards both
+:attr:`HandleTable.lock`. The table's lock guards both
 tables, every ``refs`` count, the generations and each handle's reader slot; it is never
 held during a backend call (a reader is opened outside it), and no lock is taken under it.
 ``OpenFile.lock`` may be held during a backend call (an upload); a last release holds it
@@ -34,7 +34,7 @@ from rhfs.backends.base import Entry, Reader
 from rhfs.errors import BadHandle, RhfsError
 from rhfs.tree import Location
 from rhfs.vfs import recovery
-from rhfs.vfs.files import OpenFile
+from rhfs.vfs.open_files import OpenFile
 from rhfs.vfs.readahead import ReadAhead
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ GENERATION_SLOTS = 4096  # paths share a slot by hash: a shared slot only costs 
 
 
 @dataclass
-class Opened:
+class OpenReply:
     fh: int
     keep_cache: bool = False
     direct_io: bool = False
@@ -56,10 +56,10 @@ class Handle:
     entry: Entry | None
     open_file: OpenFile | None = None
     reader: Reader | None = None
-    served: bool = False  # a read has returned bytes of ``entry``'s version
+    has_read: bool = False  # a read has returned bytes of ``entry``'s version
 
 
-class OpenTable:
+class HandleTable:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.handles: dict[int, Handle] = {}
@@ -68,11 +68,11 @@ class OpenTable:
         self._generations = [0] * GENERATION_SLOTS  # by hash of path: see generation()
 
     # -- handles ------------------------------------------------------------------------
-    def add(self, handle: Handle) -> Opened:
+    def add(self, handle: Handle) -> OpenReply:
         with self.lock:
             fh = next(self._fh_counter)
             self.handles[fh] = handle
-        return Opened(fh)
+        return OpenReply(fh)
 
     def handle(self, fh: int) -> Handle:
         handle = self.handles.get(fh)
@@ -218,13 +218,13 @@ class OpenTable:
         return moved_files, moved_handles
 
     # -- readers ------------------------------------------------------------------------
-    def reader(self, handle: Handle, *, pin: bool = False) -> Reader:
-        """The handle's reader, made on first use; ``pin`` opens the file on the system now."""
+    def reader(self, handle: Handle, *, open_now: bool = False) -> Reader:
+        """The handle's reader, made on first use; ``open_now`` opens the file on the system now."""
         if handle.reader is None:
             backend, entry = handle.location.backend, handle.entry
             assert entry is not None
             reader = backend.open_reader(handle.location.rel, entry)
-            if pin:
+            if open_now:
                 reader.read(0, 0)  # a cluster's reader opens its remote file on first read
             if backend.traits.remote:
                 reader = ReadAhead(reader, entry.size)
@@ -254,6 +254,6 @@ class OpenTable:
             ]
         for handle in waiting:
             try:
-                self.reader(handle, pin=True)
+                self.reader(handle, open_now=True)
             except RhfsError as e:
                 log.debug("%s: could not keep a reader open: %s", path, e)

@@ -29,8 +29,8 @@ from rhfs.stats import Stats
 from rhfs.tree import Location, MountTable, TreeDir, normalize
 from rhfs.vfs.attrs import Attr, attr_of
 from rhfs.vfs.cache import MetadataCache
-from rhfs.vfs.files import OpenFile
-from rhfs.vfs.handles import OpenTable
+from rhfs.vfs.handles import HandleTable
+from rhfs.vfs.open_files import OpenFile
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Lookups:
         self.spool_dir = spool_dir or os.path.join(cache_dir, "spool")
         self.failed_dir = os.path.join(cache_dir, "failed")
         os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
-        self.handles = OpenTable()
+        self.handles = HandleTable()
         self._versions: dict[str, tuple[object, ...]] = {}  # path -> the version last opened for reading
 
     def resolve(self, path: str) -> Location | TreeDir:

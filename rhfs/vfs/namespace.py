@@ -29,9 +29,9 @@ from rhfs.errors import (
     RhfsError,
 )
 from rhfs.tree import TreeDir, normalize
-from rhfs.vfs.files import MetadataChange, OpenFile, metadata_setter
 from rhfs.vfs.handles import Handle
 from rhfs.vfs.lookups import Lookups
+from rhfs.vfs.open_files import MetadataChange, OpenFile, metadata_setter
 
 log = logging.getLogger(__name__)
 

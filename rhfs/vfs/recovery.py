@@ -21,7 +21,7 @@ daemon was killed, crashed, or lost power):
 
 Finally it reports, in one line, how many failed uploads are kept under
 ``cache_dir/failed``. Every file kept there, by this module or by a failed upload
-(:mod:`rhfs.vfs.files`), is named by :func:`kept_name`.
+(:mod:`rhfs.vfs.open_files`), is named by :func:`kept_name`.
 
 Invariants: a live daemon's spool is never touched (its lock is held); files
 directly under ``cache_dir/spool`` (spooled by in-process faces) are left alone.

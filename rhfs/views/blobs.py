@@ -17,7 +17,7 @@ import posixpath
 from rhfs.backends.base import Abilities, Entry, Reader, Traits
 from rhfs.catalog import Address, Catalog, Resource
 from rhfs.errors import CantCopy, CrossDevice, NotADirectory, NotSupported, RhfsError
-from rhfs.location_io import MISSING, makedirs
+from rhfs.location_io import NOT_FOUND, makedirs
 from rhfs.tree import Location
 from rhfs.views.systems import Systems
 from rhfs.views.tables import ReaderWrapper
@@ -78,7 +78,7 @@ class BlobsView:
         for name in self.catalog.names("blob"):
             try:
                 entries.append(self._entry(name))
-            except MISSING:
+            except NOT_FOUND:
                 log.debug("blobs/%s: catalogued but its bytes are missing", name)
             except RhfsError as e:
                 log.warning("blobs/%s is not listed: %s", name, e)
@@ -118,7 +118,7 @@ class BlobsView:
         stored_at = self.blob(path)[1]
         try:
             stored_at.backend.remove(stored_at.rel)
-        except MISSING:
+        except NOT_FOUND:
             pass
         self.catalog.delete("blob", path)
 

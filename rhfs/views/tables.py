@@ -36,7 +36,7 @@ from rhfs.errors import (
     NotFound,
     PermissionDenied,
 )
-from rhfs.location_io import MISSING, fetch, makedirs, remove_tree
+from rhfs.location_io import NOT_FOUND, fetch, makedirs, remove_tree
 from rhfs.tree import Location
 from rhfs.views.parts import PARQUET_SUFFIX, Converter, check_parquet, is_hidden, shown_name, source_format
 from rhfs.views.systems import Systems
@@ -117,7 +117,7 @@ class TablesView:
         directory = base.child(sub)
         try:
             entries = directory.backend.list(directory.rel)
-        except MISSING:
+        except NOT_FOUND:
             if sub:
                 raise
             return {}  # a table whose directory does not exist yet is empty
@@ -147,7 +147,7 @@ class TablesView:
             source = base.child(sub)
             try:
                 direct = self._part(base, sub, source.backend.stat(source.rel))
-            except MISSING:
+            except NOT_FOUND:
                 direct = None
             if direct is not None:
                 return direct
@@ -196,7 +196,7 @@ class TablesView:
         _, base = self.table(name)
         try:
             replaced = self.resolve(path)
-        except MISSING:
+        except NOT_FOUND:
             replaced = None
         target = base.child(sub)
         target.backend.upload(local_path, target.rel)

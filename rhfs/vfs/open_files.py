@@ -27,7 +27,7 @@ from typing import Literal
 
 from rhfs.backends.base import Abilities, Entry
 from rhfs.errors import InvalidArgument, UploadFailed
-from rhfs.fileio import pwrite_all
+from rhfs.local_writes import pwrite_all
 from rhfs.location_io import fetch_into
 from rhfs.tree import Location
 from rhfs.vfs import recovery
