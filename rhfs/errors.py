@@ -114,6 +114,13 @@ class ShortRead(RhfsError):
     errno = errno.EIO
 
 
+class ReadStalled(RhfsError):
+    """A read waited on read-ahead that made no progress for far longer than any backend call
+    may take: a bug, answered as an I/O error rather than a hang."""
+
+    errno = errno.EIO
+
+
 class UploadFailed(RhfsError):
     """An upload failed; the data is kept under ``cache_dir`` at ``kept_at``."""
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from rhfs.backends.streams import BodyStream
-from rhfs.errors import RhfsError
+from rhfs.errors import ReadStalled, RhfsError
 from rhfs.vfs import readahead
 from rhfs.vfs.readahead import BufferPool, ReadAhead
 
@@ -283,6 +283,231 @@ def test_reads_past_the_end_and_of_a_closed_file(pool: BufferPool) -> None:
     with pytest.raises(RhfsError) as caught:
         ra.read(0, 10)
     assert caught.value.errno == errno.EBADF
+
+
+# -- no reader waits forever ------------------------------------------------------------------
+
+
+class GatedReader:
+    """Ranged reads only (no streams) of ``data``; a read at an offset in ``gates`` first waits
+    for its event, and one in ``fail_at`` then raises. ``returned`` is set as each read returns."""
+
+    def __init__(self, data: bytes, *, delay: float = 0.0) -> None:
+        self.data, self.delay = data, delay
+        self.lock = threading.Lock()
+        self.ranges: list[tuple[int, int]] = []
+        self.gates: dict[int, threading.Event] = {}
+        self.fail_at: set[int] = set()
+        self.returned: dict[int, threading.Event] = {}
+
+    def read(self, offset: int, size: int) -> bytes:
+        with self.lock:
+            self.ranges.append((offset, size))
+            returned = self.returned.setdefault(offset, threading.Event())
+        gate = self.gates.get(offset)
+        if gate is not None:
+            gate.wait(30)
+        if self.delay:
+            time.sleep(self.delay)
+        if offset in self.fail_at:
+            raise RhfsError("the server said no", errno_=errno.EIO)
+        returned.set()
+        return self.data[offset : offset + size] if self.data else bytes(size)
+
+    def close(self) -> None:
+        pass
+
+
+def within(seconds: float, fn, *args):  # type: ignore[no-untyped-def]
+    """``fn(*args)`` in a thread: its result or its exception, or a failure if it is still
+    waiting after ``seconds`` (the thread is a daemon: a hang fails the test, not the run)."""
+    box: dict[str, object] = {}
+
+    def call() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as e:
+            box["error"] = e
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{getattr(fn, '__name__', fn)}{args} still waiting after {seconds}s"
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]
+
+
+def eventually(check, seconds: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "condition never came true"
+        time.sleep(0.005)
+
+
+def assert_served_once(
+    thread: threading.Thread,
+    got: list[bytes],
+    expected: bytes,
+    reader: GatedReader,
+    ra: ReadAhead,
+    pool: BufferPool,
+) -> None:
+    """The read in ``thread`` returned ``expected``, no byte was fetched twice, and closing
+    the file gives every piece back."""
+    thread.join(5)
+    assert not thread.is_alive(), f"{thread.name}: the read never returned"
+    assert got == [expected]
+    offsets = [off for off, _ in reader.ranges]
+    assert len(offsets) == len(set(offsets)), sorted(offsets)
+    ra.close()
+    assert drained(pool)
+
+
+def test_a_waiter_s_first_piece_is_kept_while_the_run_s_other_readers_go_far_ahead(
+    pool: BufferPool,
+) -> None:
+    """A read straddling two pieces waits for the second, slow to come; the run's other
+    readers meanwhile go more than KEEP_BEHIND past the first. The first piece must stay:
+    once dropped it is never fetched again, and the waiter would wait for it forever."""
+    piece = readahead.RANGED_PIECE
+    data = payload(64 * MiB)
+    reader = GatedReader(data)
+    reader.gates[piece] = slow = threading.Event()
+    ra = ReadAhead(reader, len(data))
+    assert ra.read(0, MiB) == data[:MiB]  # a run: pieces 0, 1 (held back) and 2 on their way
+    waiter = threading.Thread(target=lambda: got.append(ra.read(piece - 4096, 8192)), daemon=True)
+    got: list[bytes] = []
+    waiter.start()
+    eventually(lambda: len(ra._runs[0].waiting) == 1)
+    for off in range(2 * piece, 17 * MiB, MiB):  # the kernel's readahead, far ahead
+        assert within(5, ra.read, off, MiB) == data[off : off + MiB]
+    slow.set()
+    assert_served_once(waiter, got, data[piece - 4096 : piece + 4096], reader, ra, pool)
+
+
+def test_a_reader_routed_to_a_run_keeps_its_bytes_until_it_takes_them(
+    pool: BufferPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel request routed to a run, whose thread then runs late (a loaded machine), while
+    the run's other readers go more than KEEP_BEHIND past it: its bytes must still be there."""
+    data = payload(64 * MiB)
+    reader = GatedReader(data)
+    ra = ReadAhead(reader, len(data))
+    routed, resume = threading.Event(), threading.Event()
+    take = ReadAhead._take
+
+    def late_take(self: ReadAhead, run: object, offset: int, end: int) -> bytes | None:
+        if threading.current_thread().name == "late":
+            routed.set()
+            resume.wait(10)
+        return take(self, run, offset, end)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ReadAhead, "_take", late_take)
+    assert ra.read(0, MiB) == data[:MiB]
+    got: list[bytes] = []
+    late = threading.Thread(target=lambda: got.append(ra.read(MiB, MiB)), name="late", daemon=True)
+    late.start()
+    assert routed.wait(5)
+    for off in range(2 * MiB, 18 * MiB, MiB):
+        assert within(5, ra.read, off, MiB) == data[off : off + MiB]
+    resume.set()
+    assert_served_once(late, got, data[MiB : 2 * MiB], reader, ra, pool)
+
+
+def test_a_read_whose_run_makes_no_progress_fails_instead_of_hanging(
+    pool: BufferPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever the bug that leaves a waiter with nothing to wake it (here a backend read
+    that never returns, which a guard would not allow), the read fails with EIO, one log line."""
+    data = payload(16 * MiB)
+    reader = GatedReader(data)
+    reader.gates[0] = never = threading.Event()
+    ra = ReadAhead(reader, len(data))
+    ra.stall_timeout = 0.3
+    try:
+        with caplog.at_level("ERROR", logger="rhfs.vfs.readahead"), pytest.raises(ReadStalled) as caught:
+            within(5, ra.read, 0, MiB)
+        assert caught.value.errno == errno.EIO
+        assert len([r for r in caplog.records if "stalled" in r.getMessage()]) == 1
+    finally:
+        never.set()
+    assert within(5, ra.read, 0, MiB) == data[:MiB]  # the next read starts afresh
+    ra.close()
+    assert drained(pool)
+
+
+def test_a_failed_run_gives_its_pieces_back_to_the_pool(pool: BufferPool) -> None:
+    """A run fails while it holds pieces and others are still being fetched: all of them go
+    back to the pool shared by every open file, not only those of runs closed normally."""
+    piece = readahead.RANGED_PIECE
+    data = payload(32 * MiB)
+    reader = GatedReader(data)
+    reader.gates[2 * piece] = first_served = threading.Event()
+    reader.returned[2 * piece] = third = threading.Event()
+    reader.gates[piece] = third  # the second piece fails once the third has come
+    reader.fail_at.add(piece)
+    ra = ReadAhead(reader, len(data))
+    assert ra.read(0, MiB) == data[:MiB]
+    first_served.set()
+    with pytest.raises(RhfsError):
+        within(5, ra.read, piece, MiB)
+    ra.close()
+    assert drained(pool)
+
+
+def test_busy_runs_do_not_starve_a_new_run_of_producers(
+    pool: BufferPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs whose readers keep up with their producers must not hold the shared pool's
+    threads for as long as they read: a file opened meanwhile gets its bytes at once."""
+    workers = ThreadPoolExecutor(max_workers=readahead.RANGED_PARALLEL, thread_name_prefix="t-ra")
+    monkeypatch.setattr(readahead, "_producers", workers)
+    monkeypatch.setattr(readahead, "RANGED_PIECE", 64 << 10)
+    for name in ("MIN_WINDOW", "MAX_WINDOW", "REACH", "KEEP_BEHIND"):
+        monkeypatch.setattr(readahead, name, MiB)
+    busy = ReadAhead(GatedReader(b"", delay=0.002), 1 << 40)
+    stop = threading.Event()
+
+    def read_on() -> None:
+        off = 0
+        while not stop.is_set():
+            busy.read(off, 64 << 10)
+            off += 64 << 10
+
+    reading = threading.Thread(target=read_on, daemon=True)
+    reading.start()
+    try:
+        time.sleep(0.2)  # its producers are all busy now, and stay so while it reads
+        data = payload(4 * MiB)
+        other = ReadAhead(ScriptedReader(data, streams=False), len(data))
+        assert within(3, other.read, 0, MiB) == data[:MiB]
+        other.close()
+    finally:
+        stop.set()
+        reading.join(10)
+        busy.close()
+        workers.shutdown(wait=True)
+    assert drained(pool)
+
+
+def test_a_producer_that_cannot_be_queued_leaves_no_phantom(
+    pool: BufferPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared pool refusing work (shut down at exit) fails the read and counts no producer
+    that will never run: once it takes work again, reads are served, not left waiting."""
+    live, dead = readahead._producers, ThreadPoolExecutor(max_workers=1)
+    dead.shutdown()
+    monkeypatch.setattr(readahead, "_producers", dead)
+    data = payload(8 * MiB)
+    ra = ReadAhead(GatedReader(data), len(data))
+    for _ in range(readahead.RANGED_PARALLEL):
+        with pytest.raises(RuntimeError):
+            within(5, ra.read, 0, MiB)
+    monkeypatch.setattr(readahead, "_producers", live)
+    assert within(5, ra.read, 0, MiB) == data[:MiB]
+    ra.close()
+    assert drained(pool)
 
 
 # -- BodyStream over an async body ------------------------------------------------------------

@@ -35,7 +35,7 @@ from rhfs.errors import BadHandle, RhfsError
 from rhfs.tree import Location
 from rhfs.vfs import recovery
 from rhfs.vfs.open_files import OpenFile
-from rhfs.vfs.readahead import ReadAhead
+from rhfs.vfs.readahead import DEFAULT_OP_TIMEOUT, ReadAhead
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +226,9 @@ class HandleTable:
             reader = backend.open_reader(handle.location.rel, entry)
             if open_now:
                 reader.read(0, 0)  # a cluster's reader opens its remote file on first read
-            if backend.traits.remote:
-                reader = ReadAhead(reader, entry.size)
+            if backend.traits.remote:  # a guard bounds each call: read-ahead's waits follow
+                op_timeout = getattr(backend, "op_timeout", DEFAULT_OP_TIMEOUT)
+                reader = ReadAhead(reader, entry.size, op_timeout=op_timeout)
             with self.lock:
                 if handle.reader is None:
                     handle.reader = reader

@@ -28,9 +28,19 @@ Memory: every buffered byte of every run is charged to the process-wide
 reader is waiting for is always fetched. Bytes a run's reader has passed are
 dropped, but for ``KEEP_BEHIND`` bytes kept for requests the kernel sends out of
 order and for the slower readers of a shared run (pyarrow reads a row group's column
-chunks side by side): it is at least ``REACH``, so no byte is fetched twice. Producers
-never wait for room or for the reader: they stop, and the next read starts them again,
-so the shared thread pool cannot be exhausted by idle runs.
+chunks side by side): it is at least ``REACH``, so no byte is fetched twice. Nor are the
+pieces a reader waits for dropped, however far the run's other readers have gone: a
+reader is registered with its run in the step that routes it there, and the run keeps
+the pieces from its offset on until it is served. Producers never wait for room or
+for the reader: they stop, and the next read starts them again, so the shared thread
+pool cannot be exhausted by idle runs. A producer fetches one piece per task and queues
+itself again: busy runs take turns on the pool with new ones, rather than holding its
+threads for as long as their readers keep up.
+
+No reader waits forever: a wait re-checks its run's progress, and a run that stores no
+piece for ``stall_timeout`` seconds while a reader waits on it fails with
+:class:`~rhfs.errors.ReadStalled` (EIO), once, with one log line. That is a bug (every
+piece is one backend call, which its guard bounds), and it costs a read an error, not a hang.
 
 Locks (the thread model is in :mod:`rhfs.vfs.core`): ``ReadAhead._cond`` guards every
 run of its handle and is never held during a backend call; ``BufferPool._lock`` is a leaf
@@ -44,10 +54,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from rhfs.backends.base import Reader
-from rhfs.errors import BadHandle, RhfsError, ShortRead
+from rhfs.errors import BadHandle, ReadStalled, RhfsError, ShortRead
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +74,11 @@ RANDOM_AFTER = 2  # exact reads after which a large request no longer starts a r
 TAIL = MiB
 MAX_RUNS = 8
 POOL_BYTES = 256 * MiB
+# A run storing no piece for this many op timeouts is stuck: a backend call is bounded by one,
+# and the slowest legitimate piece (a stream's read, reopened once) takes four. A stream's
+# reads wait up to their own 30 s whatever the op timeout: never fewer than 30 s count.
+STALL_OP_TIMEOUTS = 6
+DEFAULT_OP_TIMEOUT = 30.0
 
 _producers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rhfs-readahead")
 
@@ -110,7 +125,8 @@ class _Run:
     stream: Any = None
     error: BaseException | None = None
     closed: bool = False
-    waiters: int = 0
+    waiting: list[int] = field(default_factory=list)  # offsets of the readers routed here, not yet served
+    stored: int = 0  # pieces stored so far: a waiter's measure of progress
     used_at: float = 0.0
 
     piece: int = 0  # piece size, fixed for the run's life
@@ -129,14 +145,27 @@ class _Run:
     def reaches(self, offset: int) -> bool:
         return self.base <= offset < self.end and offset < max(self.fetch_pos, self.wanted) + REACH
 
+    @property
+    def finished(self) -> bool:
+        """Evicted, closed or failed: nothing more is stored in it."""
+        return self.closed or self.error is not None
+
 
 class ReadAhead:
     """Adaptive read-ahead over a ranged :class:`Reader` (optionally with ``stream``)."""
 
-    def __init__(self, reader: Reader, size: int, *, pool: BufferPool | None = None) -> None:
+    def __init__(
+        self,
+        reader: Reader,
+        size: int,
+        *,
+        pool: BufferPool | None = None,
+        op_timeout: float = DEFAULT_OP_TIMEOUT,
+    ) -> None:
         self.reader = reader
         self.size = size
         self.pool = pool or POOL
+        self.stall_timeout = STALL_OP_TIMEOUTS * max(op_timeout, DEFAULT_OP_TIMEOUT)
         self._cond = threading.Condition(threading.Lock())
         self._runs: list[_Run] = []
         self._last_end = -1  # end of the previous exact read
@@ -165,10 +194,15 @@ class ReadAhead:
                 return data
             taken = self._take(run, offset, end)
             if taken is not None:
-                return taken  # else the run was cut short before offset: route again
+                return taken  # else the run was cut short before offset or dropped: route again
 
     def _route(self, offset: int, end: int) -> _Run | None:
-        """The run that serves ``offset`` (started if the read looks sequential), or None: exact."""
+        """The run that serves ``offset`` (started if the read looks sequential), or None: exact.
+
+        The reader is registered with the run it is given (``waiting``), in the same step
+        as it is found there, and :meth:`_take` lets it go: from here on the run keeps its
+        bytes, however far its other readers go.
+        """
         with self._cond:
             if self._closed:
                 raise BadHandle("read of a closed file")
@@ -187,6 +221,7 @@ class ReadAhead:
             run.wanted = max(run.wanted, min(end, run.end))
             run.used_at = time.monotonic()
             self._feed(run)
+            run.waiting.append(offset)
             return run
 
     def _looks_sequential(self, offset: int, end: int) -> bool:
@@ -213,16 +248,19 @@ class ReadAhead:
         self._runs.append(run)
         log.debug("run %d-%d of %d (%s)", start, run.end, self.size, "stream" if streamed else "ranges")
         if len(self._runs) > MAX_RUNS:
-            idle = [r for r in self._runs if r.waiters == 0 and r is not run]
+            idle = [r for r in self._runs if not r.waiting and r is not run]
             if idle:
                 self._drop(min(idle, key=lambda r: r.used_at))
         return run
 
     def _take(self, run: _Run, offset: int, end: int) -> bytes | None:
-        """The run's bytes of ``offset:end``, cut at the run's end; None if it ends before offset."""
+        """The run's bytes of ``offset:end``, cut at the run's end; None if it ends before offset.
+
+        The caller was registered with ``run`` by :meth:`_route`; this lets it go.
+        """
         with self._cond:
-            run.waiters += 1
             try:
+                seen, since = run.stored, time.monotonic()
                 while True:
                     stop = min(end, run.end)
                     if stop <= offset:
@@ -233,13 +271,24 @@ class ReadAhead:
                         raise run.error
                     if run.closed:  # evicted before we waited: route again (EBADF if the file is)
                         return None
+                    if run.piece_at(offset) < run.base:  # never so while we are registered
+                        return None  # but were it: these bytes will not come again, route again
                     if run.streamed and not run.reading:
+                        pulled = run.stored
                         self._pull(run, stop)
-                        continue
+                        if run.stored != pulled or run.finished or not run.streamed:
+                            continue
+                        # nothing to pull, yet not ready: wait (bounded) rather than spin
                     self._feed(run)
-                    self._cond.wait()
+                    now = time.monotonic()
+                    if run.stored != seen:
+                        seen, since = run.stored, now
+                    left = since + self.stall_timeout - now
+                    if left <= 0:
+                        self._stalled(run, offset, stop, now - since)
+                    self._cond.wait(timeout=left)
             finally:
-                run.waiters -= 1
+                run.waiting.remove(offset)
             data = self._slice(run, offset, stop)
             run.served = max(run.served, stop)
             self._trim(run)
@@ -270,8 +319,10 @@ class ReadAhead:
         return b"".join(parts)
 
     def _trim(self, run: _Run) -> None:
-        """Drop the pieces the reader has passed, but for KEEP_BEHIND."""
+        """Drop the pieces the reader has passed, but for KEEP_BEHIND and those a reader waits for."""
         keep_from = run.served - KEEP_BEHIND
+        if run.waiting:
+            keep_from = min(keep_from, min(run.waiting))
         while run.base < keep_from:
             piece = run.pieces.get(run.base)
             if piece is None or run.base + len(piece) > keep_from:
@@ -295,7 +346,7 @@ class ReadAhead:
         """
         run.reading = True
         try:
-            while run.streamed and run.fetch_pos < stop and not run.closed and run.error is None:
+            while run.streamed and run.fetch_pos < min(stop, run.end) and not run.finished:
                 pos = run.fetch_pos
                 n = run.piece_len(pos)
                 self.pool.try_take(n, force=True)  # a reader is waiting for it
@@ -308,35 +359,72 @@ class ReadAhead:
                     data, failure = None, e
                 finally:
                     self._cond.acquire()
-                if data is None or run.closed:
+                if data is None or run.finished:
                     self.pool.give(n)
-                    if failure is not None and not run.closed:
+                    if failure is not None and not run.finished:
                         self._fail(run, failure)
                     return
-                run.pieces[pos] = data
-                run.held += n
-                self._cond.notify_all()
+                self._store(run, pos, data)
             if run.fetch_pos >= run.end:
                 self._close_stream(run)  # read to its end (or cut short): free the connection
         finally:
             run.reading = False
             self._cond.notify_all()
 
+    def _store(self, run: _Run, pos: int, data: bytes) -> None:
+        run.pieces[pos] = data
+        run.held += len(data)
+        run.stored += 1
+        self._cond.notify_all()
+
     def _fail(self, run: _Run, error: BaseException) -> None:
-        """The run cannot go on: its waiters get the error, the next read starts afresh (lock held)."""
+        """The run cannot go on: its waiters get the error, the next read starts afresh (lock held).
+
+        Its pieces go back to the pool now; what its producers still fetch, when they finish.
+        """
         run.error = error
         if run in self._runs:
             self._runs.remove(run)
+        self._release(run)
         self._close_stream(run)
         self._cond.notify_all()
+
+    def _stalled(self, run: _Run, offset: int, stop: int, waited: float) -> NoReturn:
+        """A reader waited ``stall_timeout`` and its run stored nothing: fail the run (lock held)."""
+        log.error(
+            "read-ahead stalled: a read of %d-%d of %d bytes waited %.0fs; its run %d-%d holds %d-%d, "
+            "claimed to %d, %d producers, %s",
+            offset,
+            stop,
+            self.size,
+            waited,
+            run.start,
+            run.end,
+            run.base,
+            run.served,
+            run.fetch_pos,
+            run.producers,
+            "a reader pulling its stream" if run.reading else "no reader pulling",
+        )
+        error = ReadStalled(f"a read at {offset} got no data from read-ahead for {waited:.0f}s")
+        self._fail(run, error)
+        raise error
 
     def _feed(self, run: _Run) -> None:
         """Start producers while a ranged run has room to fetch (called with the lock held)."""
         if run.streamed:
             return
         while run.producers < RANGED_PARALLEL and self._claimable(run):
-            run.producers += 1
+            self._submit(run)
+
+    def _submit(self, run: _Run) -> None:
+        """Queue one producer task for ``run`` (lock held); its count is kept right if it cannot be."""
+        run.producers += 1
+        try:
             _producers.submit(self._produce, run)
+        except BaseException:  # the pool is shut down (interpreter exit): no task will run
+            run.producers -= 1
+            raise
 
     def _claimable(self, run: _Run) -> bool:
         return (
@@ -363,29 +451,34 @@ class ReadAhead:
             return pos, n
 
     def _produce(self, run: _Run) -> None:
-        while True:
-            claimed = self._claim(run)
-            if claimed is None:
-                return
-            pos, n = claimed
-            try:
-                data = self._fetch(run, pos, n)
-            except BaseException as e:
-                self.pool.give(n)
-                with self._cond:
-                    run.producers -= 1
-                    if not run.closed:
-                        self._fail(run, e)
-                    self._cond.notify_all()
-                return
+        """One producer task: fetch one piece, then queue the next behind the other runs' tasks."""
+        claimed = self._claim(run)
+        if claimed is None:
+            return
+        pos, n = claimed
+        try:
+            data = self._fetch(run, pos, n)
+        except BaseException as e:
+            self.pool.give(n)
             with self._cond:
-                if run.closed:
-                    self.pool.give(n)
-                    run.producers -= 1
-                    return
-                run.pieces[pos] = data
-                run.held += n
+                run.producers -= 1
+                if not run.finished:
+                    self._fail(run, e)
                 self._cond.notify_all()
+            return
+        with self._cond:
+            if run.finished:
+                self.pool.give(n)
+                run.producers -= 1
+                self._cond.notify_all()
+                return
+            self._store(run, pos, data)
+            run.producers -= 1  # this task's turn ends; the next one queues behind the others
+            if self._claimable(run):
+                try:
+                    self._submit(run)
+                except BaseException as e:
+                    self._fail(run, e)
 
     def _fetch(self, run: _Run, pos: int, n: int) -> bytes:
         data = self._stream_read(run, pos, n) if run.streamed else self.reader.read(pos, n)
@@ -428,13 +521,17 @@ class ReadAhead:
         if stream is not None:
             stream.close()  # never blocks (see rhfs.backends.streams)
 
+    def _release(self, run: _Run) -> None:
+        """Give the run's pieces back to the pool (lock held)."""
+        self.pool.give(run.held)
+        run.held = 0
+        run.pieces.clear()
+
     def _drop(self, run: _Run) -> None:
         run.closed = True
         if run in self._runs:
             self._runs.remove(run)
-        self.pool.give(run.held)
-        run.held = 0
-        run.pieces.clear()
+        self._release(run)
         self._close_stream(run)
         self._cond.notify_all()
 
