@@ -7,6 +7,7 @@ One command, from a fresh clone (after ``scripts/install-system-deps.sh`` and
     python scripts/bench.py                  # everything, in under 10 minutes on 2 cores
     python scripts/bench.py --quick          # smaller sizes, a few minutes
     python scripts/bench.py --only seq,random --contenders rhfs,direct
+    python scripts/bench.py --only folders   # the folders section (bench_folders.py) alone
 
 It starts its own moto and s3rver on 127.0.0.1, creates the data, then for each
 repeat and each contender mounts fresh, runs the read workloads (seq, random, ls,
@@ -22,6 +23,10 @@ the first round, which runs everything, the repeats run cheapest session first w
 they fit in ``--budget`` seconds (counted from the start, data creation included).
 Each cell shows how many runs its median has (``n=``).
 
+``folders`` (:mod:`bench_folders`: whole trees between clusters, s3 and ``here/``
+beside rsync, rclone and scp, on its own testbed) runs only when ``--only`` names it;
+``--quick`` makes its folder 200 x 4 KiB + 64 MiB, and it has ``--repeats`` runs.
+
 ``--profile DIR`` records py-spy on the rhfs daemon during rhfs's first run of each
 workload (see :mod:`bench_profile`), and prints, for each workload with a missed
 target, the frames with the most self time.
@@ -31,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -43,6 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_env as env
+import bench_folders as folders
 import bench_profile as prof
 import bench_work as work
 
@@ -88,7 +92,9 @@ def _le(a: float | None, b: float | None, k: float) -> bool | None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="", help=f"comma-separated workloads: {','.join(WORKLOADS)}")
+    p.add_argument(
+        "--only", default="", help=f"comma-separated workloads: {','.join(WORKLOADS)}, and folders"
+    )
     p.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated contenders")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a couple of minutes")
     p.add_argument("--repeats", type=int, default=3, help="runs per workload (the median is reported)")
@@ -110,10 +116,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    only = [w for w in args.only.split(",") if w] or list(WORKLOADS)
+    """The mount workloads named by ``--only`` (all by default), then the folders section if named."""
+    named = [w for w in args.only.split(",") if w]
+    only = [w for w in named if w != "folders"] if named else list(WORKLOADS)
     unknown = set(only) - set(WORKLOADS)
     if unknown:
         raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))}")
+    results = run_mounts(args, only) if only else {}
+    if "folders" in named:
+        argv = ["--repeats", str(args.repeats)]
+        argv += ["--files", "200", "--big-mib", "64"] if args.quick else []
+        argv += ["--workdir", str(Path(args.workdir) / "folders")] if args.workdir else []
+        argv += ["--keep"] if args.keep else []
+        results["folders"] = folders.run(folders.parse_args(argv))
+    return results
+
+
+def run_mounts(args: argparse.Namespace, only: list[str]) -> dict[str, Any]:
     contenders = [c for c in args.contenders.split(",") if c]
     if args.profile and not prof.available():
         raise SystemExit("--profile needs py-spy: pip install py-spy (or pip install -e '.[test]')")
@@ -150,12 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-            "load_average": os.getloadavg(),
-        },
+        "machine": env.machine(),
         "quick": args.quick,
         "repeats": args.repeats,
         "budget_s": args.budget,
@@ -345,16 +359,21 @@ def _missed(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = run(args)
-    text = table(results)
-    print(text)
-    profiles = missed_profiles(results, text)
-    if profiles:
-        print(f"\nrhfs's top frames by self time holding the GIL, where a target is missed ({args.profile}):")
-        print(profiles)
-    spent = f"data {results['sizes'].get('data_created_s')} s, mounting {results['mounting_s']} s"
-    print(f"\nelapsed {results['elapsed_s']} s ({spent}); medians of up to {args.repeats}")
+    if "medians" in results:
+        text = table(results)
+        print(text)
+        profiles = missed_profiles(results, text)
+        if profiles:
+            missed = f"where a target is missed ({args.profile})"
+            print(f"\nrhfs's top frames by self time holding the GIL, {missed}:")
+            print(profiles)
+        spent = f"data {results['sizes'].get('data_created_s')} s, mounting {results['mounting_s']} s"
+        print(f"\nelapsed {results['elapsed_s']} s ({spent}); medians of up to {args.repeats}")
+        results["table"] = text
+    if "folders" in results:
+        text = results["folders"]["table"] = folders.table(results["folders"])
+        print(f"\nfolders:\n{text}\n\nfolders: elapsed {results['folders']['elapsed_s']} s")
     print(f"results in {args.json}")
-    results["table"] = text
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)
     return 0

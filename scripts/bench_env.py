@@ -24,6 +24,7 @@ import contextlib
 import http.client
 import json
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -98,6 +99,16 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
             return
         time.sleep(interval)
     raise RuntimeError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def machine() -> dict[str, Any]:
+    """What the results were measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average": os.getloadavg(),
+    }
 
 
 def proc_io(pid: int) -> dict[str, int]:
