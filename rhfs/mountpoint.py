@@ -89,7 +89,8 @@ def probe(path: str, timeout: float = PROBE_TIMEOUT) -> str:
     """'unmounted', 'ok' (mounted and answering), 'stale' (daemon gone) or 'hung' (no answer)."""
     if mount_entry(path) is None:
         return "unmounted"
-    finished, result = _timed(lambda: os.stat(path), timeout)
+    # statfs, unlike stat, is never answered from the kernel's attribute cache: it asks the daemon
+    finished, result = _timed(lambda: os.statvfs(path), timeout)
     if not finished:
         return "hung"
     if isinstance(result, OSError):

@@ -213,7 +213,9 @@ def test_after_kill_9_the_next_mount_cleans_up_the_stale_mount(config: Path, tmp
 
 def test_unmount_cleans_up_a_stale_mount(config: Path, tmp_path: Path) -> None:
     with mounted(config, tmp_path / "mnt") as mnt:
-        os.kill(daemon_pid(mnt), signal.SIGKILL)
+        pid = daemon_pid(mnt)
+        os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: not pid_alive(pid), 10)  # the daemon is gone, not only signalled
         result = run("unmount", str(mnt))
         assert result.returncode == 0, result.stderr
         assert "cleaned up the stale mount" in result.stdout
