@@ -95,7 +95,7 @@ def makedirs(loc: Location) -> None:
             pass
         try:
             loc.backend.mkdir(sub)
-        except AlreadyExists:
+        except (AlreadyExists, FileExistsError):  # made meanwhile, by another process or thread
             pass
 
 

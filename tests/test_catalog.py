@@ -16,12 +16,15 @@ from pathlib import Path
 import pytest
 from testbed import Testbed
 
+from rhfs.backends.base import Entry
 from rhfs.backends.guard import Guarded
 from rhfs.backends.local import LocalBackend
 from rhfs.catalog import Catalog, CatalogConflict, NotInCatalog, Resource, open_catalog
 from rhfs.config import load_file
 from rhfs.errors import AlreadyExists, InvalidArgument, NameTooLong, NotFound
+from rhfs.location_io import makedirs
 from rhfs.stats import Stats
+from rhfs.tree import Location
 from rhfs.views.systems import Systems
 from rhfs.wiring import make_store
 
@@ -190,3 +193,17 @@ def test_a_local_address_is_in_the_tree_where_here_serves_it(tmp_path: Path) -> 
         assert (loc.path, loc.in_tree, loc.backend.system) == (str(path), False, "file")
     with pytest.raises(NotFound, match="no configured store speaks"):
         systems.parse_url("s3://nowhere/x")  # these systems were given no factory for default stores
+
+
+class _MadeMeanwhile(LocalBackend):
+    """A directory another process makes between our look-up and our mkdir."""
+
+    def stat(self, path: str) -> Entry:
+        raise FileNotFoundError(path)
+
+
+def test_a_directory_made_meanwhile_by_another_writer_is_not_an_error(tmp_path: Path) -> None:
+    (tmp_path / "catalog" / "tables").mkdir(parents=True)
+    backend = _MadeMeanwhile(str(tmp_path), system="file")
+    makedirs(Location(path=str(tmp_path / "catalog/tables"), backend=backend, rel="catalog/tables"))  # type: ignore[arg-type]
+    assert (tmp_path / "catalog" / "tables").is_dir()
