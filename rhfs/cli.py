@@ -1,4 +1,4 @@
-"""The ``rhfs`` command line (PRODUCT.md §5), and the entry point of ``mount.rhfs`` (see ``fstab``).
+"""The ``rhfs`` command line (the README's "Command line"), and ``mount.rhfs`` (see ``fstab``).
 
 Each subcommand is one parser plus one handler (``set_defaults(handler=...)``);
 adding a command touches nothing else. Errors are turned into one line on

@@ -1,4 +1,4 @@
-"""Configuration: the TOML file of PRODUCT.md §6, its search order and its defaults.
+"""Configuration: the TOML file of docs/SEMANTICS.md "Configuration", its search order and its defaults.
 
 Every option and its default is declared once, in the dataclasses below; the
 loader checks each table and key against those declarations. It collects every

@@ -1,6 +1,6 @@
 """How users name places on the command line and in the config: URLs to tree paths.
 
-Forms (PRODUCT.md §5): ``PROTO://bucket/key`` for a store, ``rhfs://path`` for a
+Forms (docs/SEMANTICS.md "Copies"): ``PROTO://bucket/key`` for a store, ``rhfs://path`` for a
 tree path, ``CLUSTER:path`` for a cluster (relative to its root, or absolute
 under it), and a bare tree path. A protocol is matched to a configured store by
 provider (:data:`rhfs.backends.providers.PROVIDER_OF`), so ``s3a://`` finds an

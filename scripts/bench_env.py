@@ -278,7 +278,7 @@ def create_data(servers: Servers, sizes: Sizes, scratch: Path) -> dict[str, Any]
     moto, s3r = servers.fs("moto"), servers.fs("s3r")
     moto.mkdir(BUCKET)
     # rclone sends HEAD ?versionId=null after a multipart upload, which moto answers with
-    # 400 on an unversioned bucket (BACKENDS.md): every contender gets this versioned bucket.
+    # 400 on an unversioned bucket: every contender gets this versioned bucket.
     moto.call_s3("put_bucket_versioning", Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     s3r.mkdir(BUCKET)
 

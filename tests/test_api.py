@@ -1,4 +1,4 @@
-"""The Python API (PRODUCT.md §4) against the local servers: the tutorial, then each promise.
+"""The Python API (docs/SEMANTICS.md) against the local servers: the tutorial, then each promise.
 
 ``rhfs.api`` runs over the testbed config, so its catalog is the one the ``mnt``
 mount shows; names are unique per test.

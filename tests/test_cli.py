@@ -1,4 +1,4 @@
-"""The command line (PRODUCT.md §5), always through the real installed binaries.
+"""The command line (the README's "Command line"), always through the real installed binaries.
 
 Covers every command's help and exit codes, the mount life cycle (mount, status,
 ls, unmount), busy, stale and hung mount points, a missing libfuse3, and the

@@ -1,4 +1,4 @@
-"""Configuration (PRODUCT.md §6): bad configs, the search order, ``~``, the 0600 rule, redaction.
+"""Configuration (docs/SEMANTICS.md): bad configs, the search order, ``~``, the 0600 rule, redaction.
 
 Every bad config is run through the installed ``rhfs``: ``rhfs mount`` must refuse it
 with exit 2 and exactly one line naming the file and the key, and ``rhfs config

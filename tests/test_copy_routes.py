@@ -1,4 +1,4 @@
-"""Copies through the real mount with coreutils ``cp``, ``cp -r`` and ``mv``: every row of PRODUCT.md §2.
+"""Copies through the real mount with coreutils ``cp``, ``cp -r`` and ``mv``: each route of docs/SEMANTICS.md.
 
 For each pair of systems the test writes the source straight to its server, copies it
 inside the mount, reads the destination straight from its server, and reads

@@ -1,4 +1,4 @@
-"""Copies between any two places of the tree, by the best route (PRODUCT.md §2).
+"""Copies between any two places of the tree, by the best route (docs/SEMANTICS.md "Copies").
 
 :func:`build_planner` gives the :class:`~rhfs.transfer.planner.Planner` the mount
 uses for ``copy_file_range`` and ``rhfs cp`` uses outside a mount. Routes, in the

@@ -1,6 +1,6 @@
 """The copy planner: picks the route for one whole-file copy, falling back while a route cannot run.
 
-A :class:`Route` is one small class per way of moving bytes (PRODUCT.md §2). The
+A :class:`Route` is one small class per way of moving bytes (docs/SEMANTICS.md "Copies"). The
 planner tries them in order; the first whose :meth:`Route.applies` is true runs.
 A route that cannot serve this copy raises :class:`CantCopy` *before anything
 is written*; the planner logs why and tries the next. Any other failure is final:
