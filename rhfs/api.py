@@ -36,7 +36,7 @@ from typing import Any
 from rhfs.catalog import Address, Catalog, Resource
 from rhfs.config import Config
 from rhfs.errors import InvalidArgument, NotFound, NotSupported
-from rhfs.location_io import NOT_FOUND, makedirs, read_bytes, remove_tree
+from rhfs.location_io import NOT_FOUND, makedirs, read_bytes, remove_tree, write_bytes
 from rhfs.transfer.trees import SomeFilesFailed, TreeCopy, TreeResult
 from rhfs.tree import Location, TreeDir
 from rhfs.vfs.core import Vfs
@@ -375,10 +375,7 @@ class Blob(_Resource):
         raw = bytes(self._data) if self.serializer == "raw" else pickle.dumps(self._data, protocol=5)
         loc = self._location()
         makedirs(loc.parent)
-        with tempfile.NamedTemporaryFile(prefix="rhfs-blob-") as tmp:
-            tmp.write(raw)
-            tmp.flush()
-            loc.backend.upload(tmp.name, loc.rel)
+        write_bytes(loc, raw)
         self._changed(loc, subtree=False)
         return self
 

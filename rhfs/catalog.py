@@ -25,9 +25,7 @@ location's (guarded) backend, never fsspec directly.
 from __future__ import annotations
 
 import json
-import os
 import posixpath
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -36,7 +34,7 @@ from typing import Any
 from rhfs import __version__
 from rhfs.backends.base import check_name
 from rhfs.errors import AlreadyExists, InvalidArgument, NotFound, RhfsError
-from rhfs.location_io import NOT_FOUND, makedirs, read_bytes
+from rhfs.location_io import NOT_FOUND, makedirs, read_bytes, write_bytes
 from rhfs.tree import Location
 
 KINDS = ("table", "blob", "folder")
@@ -173,13 +171,7 @@ class Catalog:
         doc = self.document(stored.kind, stored.name)
         self._ensure_dir(stored.kind)
         data = stored.to_json()
-        fd, tmp = tempfile.mkstemp(prefix="rhfs-catalog-", suffix=".json")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            doc.backend.upload(tmp, doc.rel)
-        finally:
-            os.unlink(tmp)
+        write_bytes(doc, data)
         if doc.backend.traits.versioned_objects and self._read(doc) != data:
             self._forget((stored.kind, stored.name))
             raise CatalogConflict(f"{stored.kind} {stored.name!r} was written by another process at once")

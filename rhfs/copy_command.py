@@ -18,12 +18,12 @@ One failed file does not stop the others; the result says which failed.
 from __future__ import annotations
 
 import os
-import posixpath
 from collections.abc import Callable
 
 from rhfs import mountpoint as mp
 from rhfs.config import Config
-from rhfs.errors import AlreadyExists, IsADirectory, NotFound
+from rhfs.errors import IsADirectory, NotFound
+from rhfs.location_io import makedirs
 from rhfs.transfer.trees import TreeCopy, TreeOptions, TreeResult, into_directory, stat_or_none
 from rhfs.tree import Location
 from rhfs.wiring import Core, build_core
@@ -40,31 +40,6 @@ def endpoint(core: Core, arg: str, tree_path: Callable[[str, Config], str]) -> L
             rel = os.path.relpath(local, mount)
             return core.vfs.locate("/" if rel == "." else "/" + rel)
     return core.systems.outside_tree(local)
-
-
-def _make_parents(core: Core, dst: Location) -> None:
-    """DST's missing parents, as ``mkdir -p`` (a prefix, on a store, needs none)."""
-    if not dst.in_tree:
-        os.makedirs(os.path.dirname(dst.path), exist_ok=True)
-        return
-    missing: list[str] = []
-    parent = posixpath.dirname(dst.path)
-    while parent not in ("/", "") and _missing(core, parent):
-        missing.append(parent)
-        parent = posixpath.dirname(parent)
-    for path in reversed(missing):
-        try:
-            core.vfs.mkdir(path)
-        except AlreadyExists:
-            pass
-
-
-def _missing(core: Core, tree_path: str) -> bool:
-    try:
-        core.vfs.getattr(tree_path)
-    except NotFound:
-        return True
-    return False
 
 
 def run_cp(
@@ -89,6 +64,6 @@ def run_cp(
         raise IsADirectory(f"{source.path} is a directory (use -r)")
     if not (entry.is_dir and src.endswith("/")):
         target = into_directory(source, target)
-    _make_parents(core, target)
+    makedirs(target.parent)  # as mkdir -p
     with tqdm(total=None, unit="B", unit_scale=True, disable=None if progress else True, leave=False) as bar:
         return TreeCopy(core.planner, options=options, progress=bar).run(source, target)

@@ -4,9 +4,9 @@
   local one: parallel ranged reads (``FETCH_IN_FLIGHT`` of ``FETCH_CHUNK`` bytes), each
   written at its offset. The copy routes, the VFS (an open file's old content), the
   tables view (a source to convert) and the faces all read whole files with it;
-- :func:`read_bytes` reads a small file into memory (catalog documents, blobs);
-- :func:`makedirs`, :func:`remove_tree` and :func:`walk_files` make, remove and list
-  directory trees.
+- :func:`read_bytes` reads a small file into memory and :func:`write_bytes` writes one
+  from memory, by the system's own atomic upload (catalog documents, blobs, empty files);
+- :func:`makedirs` and :func:`remove_tree` make and remove directory trees.
 
 Invariants: a file that shrinks or grows while it is read is a failure, never a short
 or mixed copy; a full local disk fails the read (:func:`rhfs.local_writes.pwrite_all`); after
@@ -18,6 +18,7 @@ layer, the catalog and the views, and imports none of them.
 from __future__ import annotations
 
 import os
+import tempfile
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from rhfs.backends.base import Entry, join
@@ -83,6 +84,17 @@ def read_bytes(loc: Location, *, limit: int | None = None) -> bytes:
     return data
 
 
+def write_bytes(loc: Location, data: bytes) -> None:
+    """Replace the file at ``loc`` with ``data``, atomically (the backend's upload of a temporary file)."""
+    fd, tmp = tempfile.mkstemp(prefix="rhfs-write-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        loc.backend.upload(tmp, loc.rel)
+    finally:
+        os.unlink(tmp)
+
+
 def makedirs(loc: Location) -> None:
     """Make the directory at ``loc`` and any missing parents (a store's bucket must exist)."""
     parts = [p for p in loc.rel.split("/") if p]
@@ -121,15 +133,3 @@ def remove_tree(loc: Location) -> None:
         backend.rmdir(loc.rel)
     except NOT_FOUND:
         pass
-
-
-def walk_files(loc: Location, prefix: str = "") -> list[tuple[str, Entry]]:
-    """Every file under the directory ``loc`` as (path relative to it, entry), depth first, by name."""
-    out: list[tuple[str, Entry]] = []
-    for child in sorted(loc.backend.list(loc.rel), key=lambda e: e.name):
-        rel = join(prefix, child.name)
-        if child.is_dir:
-            out.extend(walk_files(loc.child(child.name), rel))
-        else:
-            out.append((rel, child))
-    return out

@@ -17,7 +17,8 @@ Every face that copies a folder (``rhfs cp -r``, ``rh.folder(...).to()``,
    time, each by :meth:`Planner.copy_or_relay`: the planner's route (server-side
    where one exists), or, where no route may take it (a write into a table, which
    its view checks), the relay between the two places as they are.
-4. With ``delete``, destination files and directories that the source lacks are removed.
+4. With ``delete``, destination files and directories that the source lacks are removed
+   (``deleted`` counts the names removed, a directory with everything under it as one).
 
 Each file appears whole or not at all (every route writes a temporary sibling or an
 unfinished upload first). A file that fails is named in :attr:`TreeResult.failed`;
@@ -29,16 +30,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import posixpath
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from rhfs.backends.base import Entry
 from rhfs.errors import AlreadyExists, IsADirectory, NotADirectory, NotFound, RhfsError
+from rhfs.location_io import remove_tree, write_bytes
 from rhfs.transfer.planner import CopyFailed, Planner
 from rhfs.tree import Location
 
@@ -66,7 +66,7 @@ class TreeResult:
     failed: list[str] = field(default_factory=list)  # "src -> dst: why", one per failed file
 
 
-class Progress:
+class Progress(Protocol):
     """What a tree job reports to: a tqdm bar fits (``total`` and ``update(n)``)."""
 
     total: int | None
@@ -96,15 +96,13 @@ class TreeCopy:
         *,
         options: TreeOptions | None = None,
         progress: Progress | None = None,
-        spool_dir: str | None = None,
     ) -> None:
         self.planner = planner
         self.options = options or TreeOptions()
         self.progress = progress
-        self.spool_dir = spool_dir or planner.ctx.spool_dir  # where an empty file is made
         self.result = TreeResult()
         self._lock = threading.Lock()
-        self._implied: set[str] = set()  # directories left to their names (see _mkdir)
+        self._implied: dict[str, Location] = {}  # directories left to their names (see _mkdir)
 
     # -- the job ----------------------------------------------------------------------------
     def run(self, src: Location, dst: Location) -> TreeResult:
@@ -159,25 +157,20 @@ class TreeCopy:
                 files.append((s, d, entry, existing))
         if self.options.delete:
             names = {e.name for e in entries}
-            for name, existing in there.items():
+            for name in there:
                 if name not in names:
-                    self._delete(dst.child(name), existing)
+                    self._delete(dst.child(name))
 
     def _mkdir(self, dst: Location, *, empty: bool) -> None:
         """A directory at ``dst``. Where names imply their directories (a store), only an empty
         one is made (its marker), after the unmade directories above it."""
         if dst.backend.traits.implicit_directories:
             if not empty:
-                self._implied.add(dst.path)
+                self._implied[dst.path] = dst
                 return
             above = [p for p in self._implied if dst.path.startswith(p + "/")]
             for path in sorted(above, key=len):
-                self._make(
-                    Location(
-                        path, dst.backend, dst.rel[: len(dst.rel) - len(dst.path) + len(path)], dst.mount
-                    )
-                )
-                self._implied.discard(path)
+                self._make(self._implied.pop(path))
         self._make(dst)
 
     @staticmethod
@@ -187,14 +180,9 @@ class TreeCopy:
         except AlreadyExists:
             pass
 
-    def _delete(self, loc: Location, entry: Entry) -> None:
+    def _delete(self, loc: Location) -> None:
         try:
-            if entry.is_dir:
-                for inner in loc.backend.list(loc.rel):
-                    self._delete(loc.child(inner.name), inner)
-                loc.backend.rmdir(loc.rel)
-            else:
-                loc.backend.remove(loc.rel)
+            remove_tree(loc)
         except RhfsError as e:
             with self._lock:
                 self.result.failed.append(f"delete {loc.path}: {e}")
@@ -244,13 +232,7 @@ class TreeCopy:
     def _copy(self, src: Location, dst: Location, entry: Entry) -> str:
         if entry.size > 0:
             return self.planner.copy_or_relay(src, dst, entry)
-        os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
-        fd, empty = tempfile.mkstemp(prefix="rhfs-empty-", dir=self.spool_dir)
-        os.close(fd)
-        try:
-            dst.backend.upload(empty, dst.rel)
-        finally:
-            os.unlink(empty)
+        write_bytes(dst, b"")
         self.planner.ctx.stats.add_copy("empty", 0)
         return "empty"
 
