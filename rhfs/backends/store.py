@@ -128,8 +128,8 @@ class StoreBackend:
         self.configured_buckets = tuple(buckets) if buckets is not None else None
         self._api = api
         self._api_lock = threading.Lock()
-        self._provider: Provider | None = None
-        self._provider_lock = threading.Lock()
+        # the protocol's provider adapter; it makes no client of its own until it needs one
+        self.provider: Provider = provider_type(provider_of(protocol))(self)
         self.abilities = Abilities(
             copy_within=self.copy_within,
             check_path=self.check_path,
@@ -146,15 +146,6 @@ class StoreBackend:
                 if self._api is None:
                     self._api = open_object_api(self.protocol, self.options)
         return self._api
-
-    @property
-    def provider(self) -> Provider:
-        """The protocol's provider, for this store (it makes no client of its own until it needs one)."""
-        if self._provider is None:
-            with self._provider_lock:
-                if self._provider is None:
-                    self._provider = provider_type(provider_of(self.protocol))(self)
-        return self._provider
 
     def _run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         from fsspec.asyn import sync
