@@ -12,9 +12,10 @@ shares), built from the config found the usual way (``RHFS_CONFIG``, ...;
 as the mount, with no mount needed. Every read, write, copy and removal goes through
 the :class:`~rhfs.tree.Location` of the resource's address, on the tree's own guarded
 backends; the VFS then forgets exactly what changed (the place's tree path, and the
-``tables/``/``blobs/`` entry of the resource's name). ``.to()`` copies file by file with
-the tree's copy planner, so each file takes the route a ``cp`` in the mount would
-(server-side where one exists). Catalog look-ups read fresh, whatever a mount caches.
+``tables/``/``blobs/`` entry of the resource's name). ``.to()`` is one tree job
+(:class:`~rhfs.transfer.trees.TreeCopy`) over the tree's copy planner: each file takes the
+route a ``cp`` in the mount would (server-side where one exists), and onto an existing
+copy only what changed moves. Catalog look-ups read fresh, whatever a mount caches.
 
 Errors are :mod:`rhfs.errors` exceptions; a name missing from the catalog is
 :class:`rhfs.catalog.NotInCatalog`, whose message names the catalog.
@@ -44,7 +45,6 @@ from rhfs.views import tabledata
 from rhfs.views.systems import LOCAL, LOCAL_ALIASES, Systems
 from rhfs.wiring import Core
 
-COPIES_IN_FLIGHT = 8
 VIEW_KINDS = {"tables": "table", "blobs": "blob"}  # the views' mount keys, and the kind each shows
 
 __all__ = ["Blob", "Cluster", "Folder", "Table", "blob", "cluster", "configure", "folder", "table"]
