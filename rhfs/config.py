@@ -87,6 +87,7 @@ class StoreConfig:
     protocol: str
     buckets: tuple[str, ...] | None = None
     transfer_cluster: str | None = None
+    files_in_flight: int = 8  # files a tree job moves at once to or from this store
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,6 +102,7 @@ class ClusterConfig:
     root: str = "~"  # on the cluster: never expanded here
     internal_host: str | None = None
     session_idle: float = 60.0  # seconds a kept ssh session for copies outlives its last job; 0: none
+    files_in_flight: int = 8  # files a tree job moves at once to or from this cluster
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,8 @@ def _validate(config: Config, problems: _Problems) -> None:
         for bucket in store.buckets or ():
             if not bucket or "/" in bucket:
                 problems.add(f"{where} buckets", f"{bucket!r} is not a bucket name")
+        if store.files_in_flight < 1:
+            problems.add(f"{where} files_in_flight", f"must be >= 1, got {store.files_in_flight}")
         if store.transfer_cluster and store.transfer_cluster not in config.clusters:
             hint = _did_you_mean(store.transfer_cluster, config.clusters)
             problems.add(f"{where} transfer_cluster", f"no cluster named '{store.transfer_cluster}'{hint}")
@@ -380,6 +384,8 @@ def _validate(config: Config, problems: _Problems) -> None:
             problems.add(f"{where} port", f"must be 1-65535, got {cluster.port}")
         if cluster.session_idle < 0:
             problems.add(f"{where} session_idle", f"must be >= 0, got {cluster.session_idle:g}")
+        if cluster.files_in_flight < 1:
+            problems.add(f"{where} files_in_flight", f"must be >= 1, got {cluster.files_in_flight}")
         if cluster.identity_file and not os.path.isfile(cluster.identity_file):
             problems.add(f"{where} identity_file", f"{cluster.identity_file}: no such file")
         if cluster.known_hosts and not os.path.isfile(cluster.known_hosts):

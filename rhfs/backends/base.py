@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from rhfs.errors import InvalidArgument, IsADirectory, NameTooLong, NotADirectory
+from rhfs.errors import InvalidArgument, IsADirectory, NameTooLong, NotADirectory, RhfsError
 
 if TYPE_CHECKING:
     from rhfs.backends.providers import Provider
@@ -147,6 +147,15 @@ class SshHop:
 Progress = Callable[[int], None]  # bytes done so far, called now and then while a job runs
 
 
+@dataclass(frozen=True, slots=True)
+class FileCopy:
+    """One file of a job that moves many: absolute paths on the cluster(s), and its size."""
+
+    src: str
+    dst: str
+    size: int
+
+
 class ClusterSessions(Protocol):
     """A cluster's persistent ssh session, whose helper runs copy jobs there (a cluster's ``session``).
 
@@ -198,6 +207,22 @@ class ClusterSessions(Protocol):
         progress: Progress | None = None,
     ) -> list[str]:
         """Stream an object from one store into another's parts; each part's ETag."""
+        ...
+
+    def copy_many(
+        self, files: list[FileCopy], *, timeout: float, progress: Progress | None = None
+    ) -> list[RhfsError | None]:
+        """Copy several files within the cluster as one job; each file's failure (None: copied)."""
+        ...
+
+    def push_many(
+        self, files: list[FileCopy], hop: SshHop, *, timeout: float, progress: Progress | None = None
+    ) -> list[RhfsError | None]:
+        """Send several files to another cluster as one job, over the one connection to it."""
+        ...
+
+    def warm(self, hop: SshHop | None = None) -> None:
+        """Start opening the session (and its connection to ``hop``) in the background."""
         ...
 
     def close(self) -> None:

@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 
 from rhfs.backends import agent as agents
 from rhfs.backends import remote_helper
-from rhfs.backends.base import Progress, SshEndpoint, SshHop, tmp_sibling
+from rhfs.backends.base import FileCopy, Progress, SshEndpoint, SshHop, tmp_sibling
 from rhfs.backends.cluster import CONNECT_TIMEOUT
 from rhfs.backends.signed import HttpRequest
 from rhfs.errors import CantCopy, NoSession, RhfsError, TimedOut, Unavailable
@@ -296,13 +296,17 @@ class ClusterSession:
     def push(
         self, src: str, hop: SshHop, dst: str, size: int, *, timeout: float, progress: Progress | None = None
     ) -> None:
-        identity = hop.identity_file
-        if identity is None:
+        fields, identity = self._push_fields(hop)
+        fields.update({"op": "push", "src": src, "dst": dst, "tmp": tmp_sibling(dst), "size": size})
+        self._job(fields, timeout, progress, before=lambda helper: helper.agent.add(identity, KEY_SECONDS))
+
+    def _push_fields(self, hop: SshHop) -> tuple[dict[str, Any], str]:
+        """A push's destination, as the helper takes it, and the key that logs in there."""
+        if hop.identity_file is None:
             raise NoSession(f"{self.system}: a push to {hop.host} needs the daemon's own agent")
         to = {"host": hop.host, "port": hop.port, "user": hop.user, "alias": agents.HOST_KEY_ALIAS}
         to["host_keys"] = list(hop.host_keys)
-        fields = {"op": "push", "src": src, "dst": dst, "tmp": tmp_sibling(dst), "size": size, "to": to}
-        self._job(fields, timeout, progress, before=lambda helper: helper.agent.add(identity, KEY_SECONDS))
+        return {"to": to}, hop.identity_file
 
     def upload(
         self,
@@ -335,6 +339,40 @@ class ClusterSession:
         fields = {"op": "relay", "read": request.as_json(), "size": size, "parts": _parts(parts)}
         return _etags(self._job(fields, timeout, progress))
 
+    def copy_many(
+        self, files: list[FileCopy], *, timeout: float, progress: Progress | None = None
+    ) -> list[RhfsError | None]:
+        return self._many({"op": "copy-many"}, files, timeout, progress)
+
+    def push_many(
+        self, files: list[FileCopy], hop: SshHop, *, timeout: float, progress: Progress | None = None
+    ) -> list[RhfsError | None]:
+        fields, identity = self._push_fields(hop)
+        fields["op"] = "push-many"
+        return self._many(
+            fields, files, timeout, progress, before=lambda h: h.agent.add(identity, KEY_SECONDS)
+        )
+
+    def warm(self, hop: SshHop | None = None) -> None:
+        """Open the session now, in the background, and the connection to ``hop`` on it; a
+        failure here is only logged (the job that needs it then meets it)."""
+
+        def opening() -> None:
+            try:
+                if hop is None:
+                    self._acquire()
+                    self._release()
+                else:
+                    fields, identity = self._push_fields(hop)
+                    fields["op"] = "connect"
+                    self._job(
+                        fields, START_SECONDS, None, before=lambda h: h.agent.add(identity, KEY_SECONDS)
+                    )
+            except RhfsError as e:
+                log.debug("%s: opening the session ahead of its jobs: %s", self.system, e)
+
+        threading.Thread(target=opening, name=f"rhfs-{self.system}-warm", daemon=True).start()
+
     def close(self) -> None:
         """Close the session now, if one is open."""
         with self._lock:
@@ -358,12 +396,31 @@ class ClusterSession:
             self._release()
         if answer.get("ok"):
             return answer
-        error = f"{self.system}: {scrub(str(answer.get('error') or 'no message'))}"
-        if answer.get("kind") == "unsupported":
-            raise NoSession(error)
-        if answer.get("kind") == "cant":
-            raise CantCopy(error)
-        raise RhfsError(error)
+        raise self._failure(answer.get("error"), answer.get("kind"))
+
+    def _many(
+        self,
+        fields: dict[str, Any],
+        files: list[FileCopy],
+        timeout: float,
+        progress: Progress | None,
+        before: Callable[[_Helper], None] | None = None,
+    ) -> list[RhfsError | None]:
+        """One job over ``files``; each file's failure, None where it was copied."""
+        fields["files"] = [[f.src, f.dst, tmp_sibling(f.dst), f.size] for f in files]
+        outcomes: list[RhfsError | None] = [None] * len(files)
+        for index, error, kind in self._job(fields, timeout, progress, before).get("failed") or []:
+            outcomes[int(index)] = self._failure(error, kind)
+        return outcomes
+
+    def _failure(self, error: object, kind: object) -> RhfsError:
+        """A job's (or one file's) failure, as the helper answered it."""
+        text = f"{self.system}: {scrub(str(error or 'no message'))}"
+        if kind == "unsupported":
+            return NoSession(text)
+        if kind == "cant":
+            return CantCopy(text)
+        return RhfsError(text)
 
     def _acquire(self) -> _Helper:
         """The open session, opened now if there is none (or it ended); counted as opened or reused."""

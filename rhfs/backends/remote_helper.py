@@ -14,11 +14,15 @@ many jobs run at once (a thread each). Every job has an ``id``; its answer repea
     {"id": 3, "op": "upload", "file": P, "size": N, "parts": [[offset, length, request], ...]}
     {"id": 4, "op": "download", "read": request, "file": P, "tmp": P, "size": N}
     {"id": 5, "op": "relay", "read": request, "size": N, "parts": [...]}  store to store
+    {"id": 6, "op": "copy-many", "files": [[src, dst, tmp, size], ...]}  many files, one job
+    {"id": 7, "op": "push-many", "files": [...], "to": {...}}
+    {"id": 8, "op": "connect", "to": {...}}   open the connection that pushes there will take
     {"id": 2, "op": "cancel"}                                        give up job 2
 
     {"ready": true, "pid": N, "python": "3.x.y"}       once, at the start
     {"id": 2, "progress": BYTES}                       now and then while a job runs
     {"id": 2, "ok": true, "bytes": BYTES, "etags": [...]}   uploads and relays give ETags
+    {"id": 6, "ok": true, "bytes": BYTES, "failed": [[index, TEXT, K], ...]}  the files that failed
     {"id": 2, "ok": false, "error": TEXT, "kind": K}   K: "cant" (nothing was written, and the
         route cannot run here), "unsupported" (nothing was written; a per-file command may do
         it), or absent (it failed)
@@ -59,7 +63,9 @@ from concurrent.futures import ThreadPoolExecutor
 CHUNK = 1 << 20  # bytes per read and write of a file
 FRAME = 256 << 10  # bytes per data frame sent to a peer
 PARTS_IN_FLIGHT = 4
+FILES_IN_FLIGHT = 8  # files of one copy-many or push-many job moving at once
 TIMEOUT = 120  # seconds an HTTP request may stall
+REFUSED_SECONDS = 60  # a push's destination that refused is not tried again this long
 PROGRESS_EVERY = 0.5  # seconds between two progress answers of one job
 TMP_MARK = ".rhfs-tmp-"
 NOT_FOUND = 127  # the exit code of COMMAND where python3 is missing
@@ -435,7 +441,8 @@ class Server:
         self.refused = set()  # ids whose file failed: their remaining frames are dropped
         self.peers = {}
         self.openings = {}  # a lock per destination, held while its connection opens
-        self.peers_lock = threading.Lock()  # guards peers and openings
+        self.refusals = {}  # destinations that refused a push: until when, and why
+        self.peers_lock = threading.Lock()  # guards peers, openings and refusals
 
     def answer(self, message):
         data = (json.dumps(message) + "\n").encode()
@@ -483,15 +490,24 @@ class Server:
         self.answer(answer)
 
     def peer(self, hop):
-        """The connection to ``hop``, opened now if there is none (one per destination)."""
+        """The connection to ``hop``, opened now if there is none (one per destination). A
+        destination that refused (no python3 there, no ssh here) is not tried again for
+        :data:`REFUSED_SECONDS`: its pushes are refused at once."""
         key = json.dumps(hop, sort_keys=True)
         with self.peers_lock:
             opening = self.openings.setdefault(key, threading.Lock())
         with opening:  # pushes elsewhere do not wait for this connection
             with self.peers_lock:
-                peer = self.peers.get(key)
+                peer, refused = self.peers.get(key), self.refusals.get(key)
+            if refused is not None and time.monotonic() < refused[0]:
+                raise refused[1]
             if peer is None or peer.dead:
-                peer = Peer(self, hop)
+                try:
+                    peer = Peer(self, hop)
+                except Refused as e:
+                    with self.peers_lock:
+                        self.refusals[key] = (time.monotonic() + REFUSED_SECONDS, e)
+                    raise
                 with self.peers_lock:
                     self.peers[key] = peer
             return peer
@@ -563,7 +579,44 @@ def _relay(server, job, m):
     return {"etags": put_parts(m["parts"], ("http", m["read"]), job)}
 
 
+def _many(one):
+    """An op over ``m["files"]``, ``[src, dst, tmp, size]`` each, run a few at a time as one job:
+    its progress counts them all; its answer lists the files that failed, ``[index, error, kind]``."""
+
+    def run(server, job, m):
+        failed = []
+
+        def each(index, file):
+            try:
+                one(server, job, m, *file)
+            except Cancelled:
+                raise
+            except Refused as e:
+                failed.append([index, describe(e), e.kind])
+            except Exception as e:
+                failed.append([index, describe(e), None])
+
+        with ThreadPoolExecutor(FILES_IN_FLIGHT) as pool:
+            list(pool.map(each, range(len(m["files"])), m["files"]))
+        return {"failed": failed}
+
+    return run
+
+
+def _copy_one(server, job, m, src, dst, tmp, size):
+    copy(src, dst, tmp, size, job)
+
+
+def _push_one(server, job, m, src, dst, tmp, size):
+    server.peer(m["to"]).send_file(job, src, dst, tmp, size)
+
+
+def _connect(server, job, m):
+    server.peer(m["to"])
+
+
 OPS = {"copy": _copy, "push": _push, "upload": _upload, "download": _download, "relay": _relay}
+OPS.update({"copy-many": _many(_copy_one), "push-many": _many(_push_one), "connect": _connect})
 
 
 def _stop(signum, _frame):

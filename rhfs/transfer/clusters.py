@@ -26,12 +26,13 @@ import logging
 import os
 import shlex
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 
 from rhfs.backends import agent
-from rhfs.backends.base import ClusterSessions, SshEndpoint, SshHop, tmp_sibling
+from rhfs.backends.base import ClusterSessions, FileCopy, Progress, SshEndpoint, SshHop, tmp_sibling
 from rhfs.errors import CantCopy, NoSession
-from rhfs.transfer.planner import Job, Route, runs_commands
+from rhfs.transfer.planner import Job, Route, one_by_one, retry_per_file, runs_commands
 from rhfs.transfer.shell import NO_AGENT, raise_for_exit, remote_path, require
 
 log = logging.getLogger(__name__)
@@ -73,19 +74,67 @@ def push_command(src: str, host: str, port: int, user: str, remote: str, *, chec
     )
 
 
+@dataclass(frozen=True)
+class _Destination:
+    """Where a push from A to B goes, as seen from A."""
+
+    hop: SshHop
+    host_lines: list[str]  # B's known_hosts lines (none: B's host key is not checked)
+    has_python: bool  # B may run the session's helper (not known to lack python3)
+
+
 class ClusterPush(Route):
     name = "cluster-push"
+    batches = True
 
     def applies(self, job: Job) -> bool:
         return runs_commands(job.src) and runs_commands(job.dst) and job.src.backend is not job.dst.backend
 
+    def prepare(self, job: Job) -> None:
+        session = self.ctx.session(job.src.backend)
+        if session is None:
+            return
+        try:
+            to = self._destination(job)
+        except CantCopy:
+            return
+        session.warm(to.hop if to.has_python and to.hop.identity_file else None)
+
     def run(self, job: Job) -> None:
+        to, limit = self._destination(job), self.ctx.time_limit(job.size)
+        src, dst = remote_path(job.src), remote_path(job.dst)
+
+        def in_session(session: ClusterSessions) -> None:
+            self._require_helper(job, to)
+            try:
+                session.push(src, to.hop, dst, job.size, timeout=limit, progress=job.progress)
+            except NoSession as e:
+                self._say_per_file(job, e)
+                raise
+
+        self.in_session_or(job.src.backend, limit, in_session, lambda: self._per_file(job, to))
+
+    def run_many(self, jobs: list[Job], progress: Progress | None) -> list[BaseException | None]:
+        to, limit = self._destination(jobs[0]), self.ctx.batch_time_limit(jobs)
+        files = [FileCopy(remote_path(job.src), remote_path(job.dst), job.size) for job in jobs]
+
+        def in_session(session: ClusterSessions) -> list[BaseException | None]:
+            self._require_helper(jobs[0], to)
+            outcomes = session.push_many(files, to.hop, timeout=limit, progress=progress)
+            for outcome in outcomes:
+                if isinstance(outcome, NoSession):
+                    self._say_per_file(jobs[0], outcome)
+            return list(outcomes)
+
+        per_file = partial(one_by_one, partial(self._per_file, to=to))
+        outcomes = self.in_session_or(jobs[0].src.backend, limit, in_session, lambda: per_file(jobs))
+        return retry_per_file(jobs, outcomes, partial(self._per_file, to=to))
+
+    def _destination(self, job: Job) -> _Destination:
         a, b = job.src.backend, job.dst.backend
-        a_inner, b_inner = a.abilities.ssh, b.abilities.ssh
-        if a_inner is None or b_inner is None:
+        b_inner = b.abilities.ssh
+        if a.abilities.ssh is None or b_inner is None:
             raise CantCopy("not two SSH clusters")
-        if not self.ctx.tools.has(a, "ssh"):
-            raise CantCopy(f"{a.system} has no ssh client")
         b_config = self.ctx.cluster_config(b.system)
         host = (b_config.internal_host if b_config else None) or b_inner.host
         lines: list[str] = []
@@ -100,35 +149,46 @@ class ClusterPush(Route):
                 b.system,
                 a.system,
             )
-        src, dst = remote_path(job.src), remote_path(job.dst)
-        user, limit = b_inner.user or getpass.getuser(), self.ctx.time_limit(job.size)
+        user = b_inner.user or getpass.getuser()
         hop = SshHop(host, b_inner.port, user, tuple(lines), b_inner.identity_file)
-        b_has_python = self.ctx.tools.has(b, "python3")
+        return _Destination(hop, lines, not self.ctx.tools.lacks(b, "python3"))
 
-        def in_session(session: ClusterSessions) -> None:
-            why = "" if b_has_python else "has no python3"
-            why = why or ("" if hop.identity_file else "has no identity_file")
-            if why:
-                self.ctx.say_once(f"{b.system}/push", f"{b.system} {why}: pushes to it run one ssh per file")
-                raise NoSession(f"{b.system} {why}")
-            session.push(src, hop, dst, job.size, timeout=limit)
+    def _require_helper(self, job: Job, to: _Destination) -> None:
+        """NoSession where B cannot take a push from A's helper (the per-file command may)."""
+        b = job.dst.backend.system
+        why = "" if to.has_python else "has no python3"
+        why = why or ("" if to.hop.identity_file else "has no identity_file")
+        if why:
+            self.ctx.say_once(f"{b}/push", f"{b} {why}: pushes to it run one ssh per file")
+            raise NoSession(f"{b} {why}")
 
-        def per_file() -> None:
-            receive = receive_command(dst, job.size)
-            command = push_command(src, host, b_inner.port, user, receive, check_host=bool(lines))
-            with self._agent_for(b_inner, int(limit)) as agent_path:
-                run = partial(
-                    agent.run_forwarding_agent,
-                    a_inner,
-                    command,
-                    agent_path=agent_path,
-                    stdin=("\n".join(lines) + "\n").encode(),
-                    timeout=limit,
-                )
-                code, _, err = a.call_within(limit + 15, "push", run)
-            raise_for_exit(code, err, a.system)
+    def _say_per_file(self, job: Job, why: NoSession) -> None:
+        b = job.dst.backend.system
+        self.ctx.say_once(f"{b}/push", f"{why}: pushes to {b} run one ssh per file")
 
-        self.in_session_or(a, limit, in_session, per_file)
+    def _per_file(self, job: Job, to: _Destination) -> None:
+        """One ssh command on A for the file, with B's identity in a private forwarded agent."""
+        a, b_inner = job.src.backend, job.dst.backend.abilities.ssh
+        a_inner = a.abilities.ssh
+        assert a_inner is not None and b_inner is not None  # _destination said so
+        if not self.ctx.tools.has(a, "ssh"):
+            raise CantCopy(f"{a.system} has no ssh client")
+        limit, hop = self.ctx.time_limit(job.size), to.hop
+        receive = receive_command(remote_path(job.dst), job.size)
+        command = push_command(
+            remote_path(job.src), hop.host, hop.port, hop.user, receive, check_host=bool(to.host_lines)
+        )
+        with self._agent_for(b_inner, int(limit)) as agent_path:
+            run = partial(
+                agent.run_forwarding_agent,
+                a_inner,
+                command,
+                agent_path=agent_path,
+                stdin=("\n".join(to.host_lines) + "\n").encode(),
+                timeout=limit,
+            )
+            code, _, err = a.call_within(limit + 15, "push", run)
+        raise_for_exit(code, err, a.system)
 
     @staticmethod
     @contextlib.contextmanager

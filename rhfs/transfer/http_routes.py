@@ -82,6 +82,11 @@ class ClusterCurl(Route):
             signs_requests(job.src) and runs_commands(job.dst)
         )
 
+    def prepare(self, job: Job) -> None:
+        session = self.ctx.session((job.src if runs_commands(job.src) else job.dst).backend)
+        if session is not None:
+            session.warm()
+
     def run(self, job: Job) -> None:
         uploading = runs_commands(job.src)
         cluster = (job.src if uploading else job.dst).backend
@@ -105,7 +110,7 @@ class ClusterCurl(Route):
             return self.upload_command(cluster, src, job.size, plan, limit)
 
         def in_session(session: ClusterSessions) -> list[str]:
-            return session.upload(src, job.size, plan.parts, timeout=limit)
+            return session.upload(src, job.size, plan.parts, timeout=limit, progress=job.progress)
 
         upload_with_plan(dst, plan, lambda: self.in_session_or(cluster, limit, in_session, per_file))
 
@@ -120,7 +125,7 @@ class ClusterCurl(Route):
             self.download_command(cluster, request, dst, job.size, limit)
 
         def in_session(session: ClusterSessions) -> None:
-            session.download(request, dst, job.size, timeout=limit)
+            session.download(request, dst, job.size, timeout=limit, progress=job.progress)
 
         self.in_session_or(cluster, limit, in_session, per_file)
 
@@ -203,6 +208,6 @@ class TransferCluster(Route):
             return parse_etags(out)
 
         def in_session(session: ClusterSessions) -> list[str]:
-            return session.relay(request, job.size, plan.parts, timeout=limit)
+            return session.relay(request, job.size, plan.parts, timeout=limit, progress=job.progress)
 
         upload_with_plan(dst, plan, lambda: self.in_session_or(cluster, limit, in_session, per_file))

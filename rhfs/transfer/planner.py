@@ -20,6 +20,12 @@ A route that runs on a cluster submits its job to the cluster's kept session
 (:meth:`Context.session`) where it has one that can run it, and otherwise runs one command
 for the file (:meth:`Route.in_session_or`).
 
+Many files at once (:meth:`Planner.copy_many`, a tree job's files): each file gets the same
+routes, in the same order, as a copy of its own. Files whose route moves many files as one
+job (``Route.batches``: a push between two clusters, a copy within one) go to it in
+batches of up to :data:`BATCH_FILES` files and :data:`BATCH_BYTES` bytes; the others go one
+by one; ``in_flight`` jobs run at once. A file its route cannot take goes on to the next.
+
 Invariants:
 - a route counts, in :class:`Stats`, every data byte that passes through the daemon
   (read from, written to, relayed); routes run elsewhere count none;
@@ -32,10 +38,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import ClassVar, TypeVar
 
-from rhfs.backends.base import ClusterSessions, Entry
+from rhfs.backends.base import ClusterSessions, Entry, Progress
 from rhfs.backends.guard import Guarded
 from rhfs.config import ClusterConfig, Config
 from rhfs.errors import CantCopy, NoSession, RhfsError
@@ -55,11 +63,18 @@ class CopyFailed(RhfsError):
     """A route started and failed; its message names the route. Always EIO."""
 
 
+BATCH_FILES = 200  # files in one job of a route that moves many at once
+BATCH_BYTES = 256 << 20  # bytes in one such job (a bigger file goes alone)
+FILE_SECONDS = 0.5  # the time limit a batch allows for each file, on top of its bytes
+FILES_IN_FLIGHT = 8  # files a route that runs commands one by one moves at once
+
+
 @dataclass(frozen=True)
 class Job:
     src: Location
     dst: Location
     entry: Entry
+    progress: Progress | None = None  # told the bytes moved so far, where the route can say
 
     @property
     def size(self) -> int:
@@ -87,7 +102,7 @@ class Context:
         session = cluster.abilities.session
         if session is None:
             return None
-        if not self.tools.has(cluster, "python3"):
+        if self.tools.lacks(cluster, "python3"):
             message = f"{cluster.system} has no python3: its copies run one command per file"
             self.say_once(cluster.system, message)
             return None
@@ -104,8 +119,21 @@ class Context:
     def time_limit(self, size: int) -> float:
         return self.op_timeout + size / MIN_RATE
 
+    def batch_time_limit(self, jobs: list[Job]) -> float:
+        """The time limit of one job moving ``jobs``: their bytes, and a little for each file."""
+        return self.time_limit(sum(job.size for job in jobs)) + len(jobs) * FILE_SECONDS
+
     def url_lifetime(self, size: int) -> int:
         return int(self.time_limit(size)) + URL_SLACK
+
+    def files_in_flight(self, *locations: Location) -> int:
+        """Files a tree job between ``locations`` moves at once: the least their systems allow."""
+        limits = [FILES_IN_FLIGHT]
+        for loc in locations:
+            system = loc.backend.system
+            config = self.config.clusters.get(system) or self.config.stores.get(system)
+            limits.append(config.files_in_flight if config else FILES_IN_FLIGHT)
+        return min(limits[1:] or limits)
 
     def cluster_config(self, system: str) -> ClusterConfig | None:
         return self.config.clusters.get(system)
@@ -129,8 +157,20 @@ class Route:
         """Is this route meant for these two systems? Pure: no request is sent."""
         raise NotImplementedError
 
+    batches: ClassVar[bool] = False  # moves many files as one job (run_many)
+
+    def prepare(self, job: Job) -> None:
+        """Get ready, without blocking, for files like ``job``'s (a tree's two directories): open
+        a session ahead of its jobs, say. Nothing by default."""
+
     def run(self, job: Job) -> None:
         """Copy the file; CantCopy (only before anything is written) to let the next route try."""
+        raise NotImplementedError
+
+    def run_many(self, jobs: list[Job], progress: Progress | None) -> list[BaseException | None]:
+        """Copy ``jobs`` (all between the same two systems) as one job, for a route that
+        ``batches``; each file's failure, None where it was copied, CantCopy where nothing was
+        written and the next route may try. ``progress``: the bytes of all moved so far."""
         raise NotImplementedError
 
     def in_session_or(
@@ -151,6 +191,33 @@ class Route:
             except NoSession:
                 pass  # nothing was written; the session said why, once
         return per_file()
+
+
+def one_by_one(run: Callable[[Job], None], jobs: list[Job]) -> list[BaseException | None]:
+    """``run(job)`` of each job, a few at once: for a route that batches, where it cannot; each
+    file's failure, None where it was copied."""
+
+    def outcome(job: Job) -> BaseException | None:
+        try:
+            run(job)
+        except Exception as e:
+            return e
+        return None
+
+    with ThreadPoolExecutor(min(FILES_IN_FLIGHT, len(jobs)) or 1, thread_name_prefix="rhfs-file") as pool:
+        return list(pool.map(outcome, jobs))
+
+
+def retry_per_file(
+    jobs: list[Job], outcomes: list[BaseException | None], run: Callable[[Job], None]
+) -> list[BaseException | None]:
+    """``outcomes`` of a batch, with the files the session could not take (NoSession, nothing
+    written) run one by one by ``run``."""
+    again = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, NoSession)]
+    if again:
+        for i, outcome in zip(again, one_by_one(run, [jobs[i] for i in again]), strict=True):
+            outcomes[i] = outcome
+    return outcomes
 
 
 def holds_bytes(loc: Location) -> bool:
@@ -207,6 +274,75 @@ class Planner:
             log.debug("copy %s -> %s: %s; relaying it through this process", src.path, dst.path, e)
         return self._run(self.relay, Job(src, dst, entry))
 
+    def prepare(self, src: Location, dst: Location) -> None:
+        """Get the route that files from ``src`` to ``dst`` (two directories) will take ready."""
+        try:
+            job = Job(
+                self.underlying(src, for_write=False), self.underlying(dst, for_write=True), Entry("", True)
+            )
+        except CantCopy:
+            return
+        route = next((route for route in self.routes if route.applies(job)), None)
+        if route is not None:
+            route.prepare(job)
+
+    def copy_many(
+        self, items: list[tuple[Location, Location, Entry]], *, in_flight: int, moved: Progress | None = None
+    ) -> list[str | BaseException]:
+        """:meth:`copy_or_relay` of every file in ``items``, many at once (see the module's
+        docstring); each file's route name, or why it was not copied. ``moved(n)``: ``n``
+        more bytes moved, as the routes tell."""
+        outcomes: list[str | BaseException] = [CantCopy("no route")] * len(items)
+        tries = {index: self._candidates(*item) for index, item in enumerate(items)}
+        with ThreadPoolExecutor(max(1, in_flight), thread_name_prefix="rhfs-copy") as pool:
+            while tries := {index: left for index, left in tries.items() if left}:
+                units = _units({index: left[0] for index, left in tries.items()})
+                for unit, results in zip(
+                    units, pool.map(partial(self._run_unit, moved=moved), units), strict=True
+                ):
+                    for (index, (route, job)), result in zip(unit, results, strict=True):
+                        outcomes[index] = route.name if result is None else result
+                        if isinstance(result, CantCopy):
+                            log.info("copy %s: route %s cannot run (%s)", job, route.name, result)
+                            tries[index] = tries[index][1:]
+                        else:
+                            tries[index] = []
+        return outcomes
+
+    def _candidates(self, src: Location, dst: Location, entry: Entry) -> list[tuple[Route, Job]]:
+        """The routes that apply to one file, in order, each with its job; the relay last."""
+        candidates: list[tuple[Route, Job]] = []
+        try:
+            job = Job(self.underlying(src, for_write=False), self.underlying(dst, for_write=True), entry)
+            candidates = [(route, job) for route in self.routes if route.applies(job)]
+        except CantCopy as e:
+            log.debug("copy %s -> %s: %s", src.path, dst.path, e)
+        if self.relay is not None:
+            candidates.append((self.relay, Job(src, dst, entry)))
+        return candidates
+
+    def _run_unit(
+        self, unit: list[tuple[int, tuple[Route, Job]]], moved: Progress | None
+    ) -> list[BaseException | None]:
+        """Run one file, or one batch of files on one route; each file's failure (None: copied)."""
+        route, meter = unit[0][1][0], _Meter(moved)
+        jobs = [replace(job, progress=meter) for _, (_, job) in unit]
+        if not route.batches:
+            try:
+                self._run(route, jobs[0])
+            except Exception as e:
+                return [e]
+            return [None]
+        try:
+            results = route.run_many(jobs, meter)
+        except Exception as e:
+            results = [e] * len(jobs)
+        for job, result in zip(jobs, results, strict=True):
+            if result is None:
+                self.ctx.stats.add_copy(route.name, job.size)
+        meter(sum(job.size for job, result in zip(jobs, results, strict=True) if result is None))
+        return [_final(route, job, result) for job, result in zip(jobs, results, strict=True)]
+
     def _run(self, route: Route, job: Job) -> str:
         """Run one route; count the copy under its name. CantCopy passes; any other failure is final."""
         try:
@@ -216,6 +352,8 @@ class Planner:
         except Exception as e:
             raise CopyFailed(f"copy {job}: route {route.name} failed: {e}") from e
         self.ctx.stats.add_copy(route.name, job.size)
+        if job.progress is not None:
+            job.progress(job.size)
         return route.name
 
     def underlying(self, loc: Location, *, for_write: bool) -> Location:
@@ -226,3 +364,43 @@ class Planner:
         if underlying is None:
             raise CantCopy(f"{loc.path}: this view keeps its bytes to itself")
         return underlying(loc.rel, for_write)
+
+
+def _final(route: Route, job: Job, result: BaseException | None) -> BaseException | None:
+    """One file's outcome in a batch, as :meth:`Planner._run` gives a file's alone."""
+    if result is None or isinstance(result, (CantCopy, CopyFailed)):
+        return result
+    return CopyFailed(f"copy {job}: route {route.name} failed: {result}")
+
+
+class _Meter:
+    """A job's :data:`Progress` (bytes so far), passed on as the bytes more since last told."""
+
+    def __init__(self, moved: Progress | None) -> None:
+        self.moved, self.told = moved, 0
+        self._lock = threading.Lock()  # guards told; a leaf
+
+    def __call__(self, done: int) -> None:
+        with self._lock:
+            more, self.told = done - self.told, max(done, self.told)
+        if more > 0 and self.moved is not None:
+            self.moved(more)
+
+
+def _units(first: dict[int, tuple[Route, Job]]) -> list[list[tuple[int, tuple[Route, Job]]]]:
+    """Each file's next try as a unit of work: alone, or, on a route that ``batches``, in a
+    batch with other files between the same two systems."""
+    units: list[list[tuple[int, tuple[Route, Job]]]] = []
+    open_batches: dict[tuple[int, int, int], list[tuple[int, tuple[Route, Job]]]] = {}
+    for index, (route, job) in first.items():
+        if not route.batches:
+            units.append([(index, (route, job))])
+            continue
+        key = (id(route), id(job.src.backend), id(job.dst.backend))
+        batch = open_batches.get(key)
+        size = sum(j.size for _, (_, j) in batch) if batch else 0
+        if batch is None or len(batch) >= BATCH_FILES or size + job.size > BATCH_BYTES:
+            batch = open_batches[key] = []
+            units.append(batch)
+        batch.append((index, (route, job)))
+    return units

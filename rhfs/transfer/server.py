@@ -8,8 +8,8 @@
 
 from __future__ import annotations
 
-from rhfs.backends.base import copy_then_rename
-from rhfs.transfer.planner import Job, Route, runs_commands, signs_requests
+from rhfs.backends.base import ClusterSessions, FileCopy, Progress, copy_then_rename
+from rhfs.transfer.planner import Job, Route, one_by_one, retry_per_file, runs_commands, signs_requests
 from rhfs.transfer.shell import raise_for_exit, remote_path, run_on
 
 
@@ -31,16 +31,39 @@ class StoreCopy(Route):
 
 class ClusterCp(Route):
     name = "cluster-cp"
+    batches = True
 
     def applies(self, job: Job) -> bool:
         return runs_commands(job.src) and job.src.backend is job.dst.backend
 
+    def prepare(self, job: Job) -> None:
+        session = self.ctx.session(job.src.backend)
+        if session is not None:
+            session.warm()
+
     def run(self, job: Job) -> None:
-        src, dst, cluster = remote_path(job.src), remote_path(job.dst), job.src.backend
-        limit = self.ctx.time_limit(job.size)
+        src, dst, limit = remote_path(job.src), remote_path(job.dst), self.ctx.time_limit(job.size)
 
-        def per_file() -> None:
-            code, _, err = run_on(cluster, copy_then_rename(src, dst), stdin=None, timeout=limit)
-            raise_for_exit(code, err, cluster.system)
+        def in_session(session: ClusterSessions) -> None:
+            session.copy(src, dst, job.size, timeout=limit, progress=job.progress)
 
-        self.in_session_or(cluster, limit, lambda s: s.copy(src, dst, job.size, timeout=limit), per_file)
+        self.in_session_or(job.src.backend, limit, in_session, lambda: self._per_file(job))
+
+    def run_many(self, jobs: list[Job], progress: Progress | None) -> list[BaseException | None]:
+        files = [FileCopy(remote_path(job.src), remote_path(job.dst), job.size) for job in jobs]
+        limit = self.ctx.batch_time_limit(jobs)
+
+        def in_session(session: ClusterSessions) -> list[BaseException | None]:
+            return list(session.copy_many(files, timeout=limit, progress=progress))
+
+        outcomes = self.in_session_or(
+            jobs[0].src.backend, limit, in_session, lambda: one_by_one(self._per_file, jobs)
+        )
+        return retry_per_file(jobs, outcomes, self._per_file)
+
+    def _per_file(self, job: Job) -> None:
+        """``cp`` run on the cluster, into a temporary sibling renamed over the target."""
+        cluster, limit = job.src.backend, self.ctx.time_limit(job.size)
+        command = copy_then_rename(remote_path(job.src), remote_path(job.dst))
+        code, _, err = run_on(cluster, command, stdin=None, timeout=limit)
+        raise_for_exit(code, err, cluster.system)

@@ -2,7 +2,9 @@
 
 Routes that run a command on a cluster check here first, so that a cluster
 without curl or python3 costs one short probe, not a failed transfer, before
-the planner falls back to the next route.
+the planner falls back to the next route. A cluster's session asks nothing first: its
+helper says when python3 is missing there (or at a push's destination), and only what is
+already known to be missing (:meth:`ToolCache.lacks`) sends a job to a command at once.
 """
 
 from __future__ import annotations
@@ -44,3 +46,10 @@ class ToolCache:
 
     def has(self, cluster: Guarded, tool: str) -> bool:
         return tool in self.tools(cluster)
+
+    def lacks(self, cluster: Guarded, tool: str) -> bool:
+        """Is the cluster known to lack ``tool``? Asks nothing: for a step that finds out itself
+        (a session's helper, which says so when python3 is missing) and need not pay a probe."""
+        with self._lock:
+            known = self._known.get(cluster.system)
+        return known is not None and known[0] > time.monotonic() and tool not in known[1]

@@ -13,17 +13,23 @@ Every face that copies a folder (``rhfs cp -r``, ``rh.folder(...).to()``,
    contents are compared instead. So a rerun of an
    interrupted job resumes where it stopped, and a rerun on an unchanged tree moves
    no file bytes.
-3. Directories are made first (empty ones too), then files are copied a few at a
-   time, each by :meth:`Planner.copy_or_relay`: the planner's route (server-side
-   where one exists), or, where no route may take it (a write into a table, which
-   its view checks), the relay between the two places as they are.
+3. Directories are made first (empty ones too), empty files are written, and then the
+   other files are handed to :meth:`Planner.copy_many` all at once: each takes the route a
+   copy of its own would (server-side where one exists; the relay between the two places
+   as they are where no route may take it, such as a write into a table, which its view
+   checks), files whose route moves many as one job going in batches (a push from one
+   cluster to another, a copy within one: one job of the cluster's session, on its one
+   connection). ``files_in_flight`` jobs run at once: the option, or the least that the
+   two systems' config allows (``files_in_flight``, 8 by default).
 4. With ``delete``, destination files and directories that the source lacks are removed
    (``deleted`` counts the names removed, a directory with everything under it as one).
 
 Each file appears whole or not at all (every route writes a temporary sibling or an
 unfinished upload first). A file that fails is named in :attr:`TreeResult.failed`;
 the others complete. Stats count each job under ``trees`` by route, with its files,
-bytes and skipped files.
+bytes and skipped files. ``progress`` advances as bytes move, as far as the routes tell (a
+cluster session's jobs report their bytes every half second), and by each file's size when
+it is skipped or done.
 """
 
 from __future__ import annotations
@@ -44,7 +50,6 @@ from rhfs.tree import Location
 
 log = logging.getLogger(__name__)
 
-FILES_IN_FLIGHT = 8
 HASH_CHUNK = 8 << 20
 MODIFY_WINDOW = 1.0  # seconds: SFTP keeps whole seconds, so times are compared to the second
 
@@ -53,7 +58,7 @@ MODIFY_WINDOW = 1.0  # seconds: SFTP keeps whole seconds, so times are compared 
 class TreeOptions:
     delete: bool = False  # remove what the destination has and the source lacks
     checksum: bool = False  # skip by content, not by size and time
-    files_in_flight: int = FILES_IN_FLIGHT
+    files_in_flight: int | None = None  # None: the least the two systems' config allows
 
 
 @dataclass
@@ -66,12 +71,17 @@ class TreeResult:
     failed: list[str] = field(default_factory=list)  # "src -> dst: why", one per failed file
 
 
+File = tuple[Location, Location, Entry, Entry | None]  # source, destination, and what each holds
+
+
 class Progress(Protocol):
     """What a tree job reports to: a tqdm bar fits (``total`` and ``update(n)``)."""
 
     total: int | None
 
     def update(self, n: int) -> Any: ...
+
+    def refresh(self) -> Any: ...
 
 
 def into_directory(src: Location, dst: Location) -> Location:
@@ -111,32 +121,33 @@ class TreeCopy:
         if entry is None:
             raise NotFound(src.path)
         target = stat_or_none(dst)
+        files: list[File] = []
         if not entry.is_dir:
             if target is not None and target.is_dir:
                 raise IsADirectory(f"{dst.path} is a directory")
-            self._set_total(entry.size)
-            self._file(src, dst, entry, target)
-            return self.result
-        if target is not None and not target.is_dir:
+            files.append((src, dst, entry, target))
+        elif target is not None and not target.is_dir:
             raise NotADirectory(f"{dst.path} is not a directory")
-        files: list[tuple[Location, Location, Entry, Entry | None]] = []
-        self._plan(src, dst, target is not None, files)
+        else:
+            self.planner.prepare(src, dst)  # sessions open while the trees are listed
+            self._plan(src, dst, target is not None, files)
         self._set_total(sum(e.size for _, _, e, _ in files))
-        with ThreadPoolExecutor(self.options.files_in_flight, thread_name_prefix="rhfs-tree") as pool:
-            list(pool.map(lambda job: self._file(*job), files))
-        self.planner.ctx.stats.add_tree(self.result.routes, self.result.bytes, self.result.skipped)
+        self._copy_files(files, self.options.files_in_flight or self.planner.ctx.files_in_flight(src, dst))
+        if entry.is_dir:
+            self.planner.ctx.stats.add_tree(self.result.routes, self.result.bytes, self.result.skipped)
         return self.result
 
     def _set_total(self, total: int) -> None:
         if self.progress is not None:
             self.progress.total = total
+            self.progress.refresh()
 
     def _plan(
         self,
         src: Location,
         dst: Location,
         dst_exists: bool,
-        files: list[tuple[Location, Location, Entry, Entry | None]],
+        files: list[File],
     ) -> None:
         """Walk ``src``: make each directory at ``dst``, list what is there, and queue the files."""
         entries = src.backend.list(src.rel)
@@ -190,23 +201,54 @@ class TreeCopy:
         with self._lock:
             self.result.deleted += 1
 
-    # -- one file -----------------------------------------------------------------------------
-    def _file(self, src: Location, dst: Location, entry: Entry, existing: Entry | None) -> None:
+    # -- the files ----------------------------------------------------------------------------
+    def _copy_files(self, files: list[File], in_flight: int) -> None:
+        """Skip the files that match, write the empty ones, and copy the others all at once
+        (:meth:`Planner.copy_many`), the progress advancing as their bytes move."""
+        with ThreadPoolExecutor(in_flight, thread_name_prefix="rhfs-tree") as pool:
+            todo = [
+                file for file, same in zip(files, pool.map(self._matching, files), strict=True) if not same
+            ]
+            empty = [file for file in todo if file[2].size == 0]
+            list(pool.map(self._empty, empty))
+        full = [(s, d, e) for s, d, e, _ in todo if e.size > 0]
+        outcomes = self.planner.copy_many(full, in_flight=in_flight, moved=self._advance)
+        for (s, d, e), outcome in zip(full, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self._fail(s, d, outcome)
+            else:
+                self._done(e, outcome)
+
+    def _matching(self, file: File) -> bool:
+        """Does the destination already hold this file (skipped, and counted so)? A failure to
+        tell is the file's failure."""
+        src, dst, entry, existing = file
         try:
-            if existing is not None and self._matches(src, entry, dst, existing):
-                with self._lock:
-                    self.result.skipped += 1
-                self._advance(entry.size)
-                return
-            route = self._copy(src, dst, entry)
+            same = existing is not None and self._matches(src, entry, dst, existing)
+        except (RhfsError, OSError) as e:
+            self._fail(src, dst, e)
+            return True
+        if same:
+            with self._lock:
+                self.result.skipped += 1
+            self._advance(entry.size)
+        return same
+
+    def _empty(self, file: File) -> None:
+        src, dst, entry, _ = file
+        try:
+            write_bytes(dst, b"")
         except (RhfsError, OSError) as e:
             self._fail(src, dst, e)
             return
+        self.planner.ctx.stats.add_copy("empty", 0)
+        self._done(entry, "empty")
+
+    def _done(self, entry: Entry, route: str) -> None:
         with self._lock:
             self.result.files += 1
             self.result.bytes += entry.size
             self.result.routes[route] = self.result.routes.get(route, 0) + 1
-        self._advance(entry.size)
 
     def _fail(self, src: Location, dst: Location, error: BaseException) -> None:
         log.warning("copy %s -> %s failed: %s", src.path, dst.path, error)
@@ -228,13 +270,6 @@ class TreeCopy:
         if entry.etag and entry.etag == existing.etag and provider and other and provider.same_account(other):
             return True
         return existing.mtime + MODIFY_WINDOW > entry.mtime
-
-    def _copy(self, src: Location, dst: Location, entry: Entry) -> str:
-        if entry.size > 0:
-            return self.planner.copy_or_relay(src, dst, entry)
-        write_bytes(dst, b"")
-        self.planner.ctx.stats.add_copy("empty", 0)
-        return "empty"
 
 
 class SomeFilesFailed(CopyFailed):
