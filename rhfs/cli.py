@@ -351,6 +351,8 @@ def _cp(args: argparse.Namespace) -> int:
     )
     for failure in result.failed:
         _error(failure)
+    if result.failed:
+        _error(f"{len(result.failed)} file(s) failed; the others were copied (run it again to retry them)")
     return EXIT_FAILED if result.failed else EXIT_OK
 
 

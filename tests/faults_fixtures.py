@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-from testbed import Testbed
+from testbed import Testbed, pid_alive
 
 FAST_TIMEOUT = 2.0  # op_timeout of the fault configs, in seconds
 # A system that is down answers within op_timeout; the margin covers the kernel and
@@ -175,6 +175,21 @@ def descendants(pid: int) -> list[int]:
             out.append(child)
             todo.append(child)
     return out
+
+
+HELPER_MARK = "PROGRAM=sys.stdin"  # in the argv of every session helper (and of the ssh that starts a peer)
+
+
+def argv(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def helpers_under(pid: int) -> set[int]:
+    """Live processes of session helpers under ``pid`` (a cluster's sshd): helpers, and their ssh."""
+    return {p for p in descendants(pid) if HELPER_MARK in argv(p) and pid_alive(p)}
 
 
 def _port_answers(port: int) -> bool:

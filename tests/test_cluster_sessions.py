@@ -41,7 +41,7 @@ from typing import Any, cast
 import pytest
 import tomli_w
 from conftest import mounted
-from faults_fixtures import daemon_pid, descendants, wait_for, write_config
+from faults_fixtures import HELPER_MARK, argv, daemon_pid, descendants, helpers_under, wait_for, write_config
 from testbed import Testbed, pid_alive
 
 from rhfs.backends import cluster_session, remote_helper, s3
@@ -54,7 +54,6 @@ from rhfs.wiring import build_core
 pytestmark = pytest.mark.servers
 MiB = 1 << 20
 IDLE = 1.5  # the session_idle of this file's own VFS
-HELPER_MARK = "PROGRAM=sys.stdin"  # in the argv of every helper (and of the ssh that starts a peer)
 DATA = ("bytes_read", "bytes_written", "bytes_relayed")
 
 
@@ -153,16 +152,9 @@ def jobs(snapshot: dict[str, Any], cluster: str) -> tuple[int, int]:
     return counts.get("opened", 0), counts.get("reused", 0)
 
 
-def argv(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def helper_processes(tb: Testbed, cluster: str) -> set[int]:
     """Live processes of session helpers on ``cluster`` (under its sshd): helpers, and their ssh."""
-    return {p for p in descendants(tb.pids[cluster]) if HELPER_MARK in argv(p) and pid_alive(p)}
+    return helpers_under(tb.pids[cluster])
 
 
 def helpers(pids: set[int]) -> set[int]:

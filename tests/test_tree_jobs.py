@@ -104,6 +104,7 @@ def _read(loc: Location, entry: Entry) -> bytes:
 
 ROUTES = [
     ("here", "cluster-a"),
+    ("cluster-a", "cluster-a"),
     ("cluster-a", "cluster-b"),
     ("cluster-a", "s3"),
     ("s3", "cluster-b"),
@@ -177,3 +178,60 @@ def test_a_failed_file_is_named_and_the_others_complete(vfs: Vfs, testbed: Testb
     assert len(result.failed) == 1 and "a.txt" in result.failed[0]
     assert result.files == len(FILES) - 1
     assert read_tree(dst)[0] == {k: v for k, v in FILES.items() if k != "a.txt"}
+
+
+@pytest.mark.parametrize(("source", "target"), [("cluster-a", "cluster-b"), ("cluster-b", "cluster-b")])
+def test_a_failed_file_in_a_batch_is_named_and_the_others_complete(
+    vfs: Vfs, testbed: Testbed, tmp_path: Path, source: str, target: str
+) -> None:
+    src, dst = place(vfs, testbed, source), place(vfs, testbed, target)
+    make_tree(src, tmp_path)
+    dst.backend.mkdir(dst.rel)
+    dst.backend.mkdir(f"{dst.rel}/d")
+    dst.backend.mkdir(f"{dst.rel}/d/b.bin")  # a directory where a file goes
+    planner = vfs.copier
+    assert isinstance(planner, Planner)
+    result = TreeCopy(planner).run(src, dst)
+    assert len(result.failed) == 1 and "d/b.bin" in result.failed[0], result.failed
+    assert result.files == len(FILES) - 1
+    assert read_tree(dst)[0] == {k: v for k, v in FILES.items() if k != "d/b.bin"}
+
+
+class Recorded:
+    """A progress bar that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.updates: list[int] = []
+
+    def update(self, n: int) -> None:
+        self.updates.append(n)
+
+    def refresh(self) -> None:
+        pass
+
+
+def test_many_files_between_clusters_go_in_a_few_session_jobs_and_progress_counts_bytes(
+    vfs: Vfs, testbed: Testbed, tmp_path: Path
+) -> None:
+    src, dst = place(vfs, testbed, "cluster-a"), place(vfs, testbed, "cluster-b")
+    src.backend.mkdir(src.rel)
+    files = {f"f{i:03d}": os.urandom(1000 + i) for i in range(250)} | {"big.bin": os.urandom(40 * MiB)}
+    for rel, data in files.items():
+        put(src, rel, data, tmp_path)
+    planner = vfs.copier
+    assert isinstance(planner, Planner)
+    before = vfs.stats.snapshot()["sessions"]["systems"].get("cluster-a", {})
+    progress = Recorded()
+
+    result = TreeCopy(planner, progress=progress).run(src, dst)
+    assert (result.files, result.failed) == (len(files), [])
+    assert read_tree(dst)[0] == files
+    after = vfs.stats.snapshot()["sessions"]["systems"]["cluster-a"]
+    jobs = sum(after.get(k, 0) - before.get(k, 0) for k in ("opened", "reused"))
+    assert 0 < jobs <= 4, after  # two batches (200 files a job at most), one early opening
+    total = sum(len(data) for data in files.values())
+    assert progress.total == total and sum(progress.updates) == total
+    assert any(0 < n < 40 * MiB for n in progress.updates), (
+        progress.updates
+    )  # the big file's bytes, as they moved

@@ -66,6 +66,7 @@ PARTS_IN_FLIGHT = 4
 FILES_IN_FLIGHT = 8  # files of one copy-many or push-many job moving at once
 TIMEOUT = 120  # seconds an HTTP request may stall
 REFUSED_SECONDS = 60  # a push's destination that refused is not tried again this long
+UNREACHED_SECONDS = 5  # nor one that could not be reached, this long
 PROGRESS_EVERY = 0.5  # seconds between two progress answers of one job
 TMP_MARK = ".rhfs-tmp-"
 NOT_FOUND = 127  # the exit code of COMMAND where python3 is missing
@@ -492,7 +493,8 @@ class Server:
     def peer(self, hop):
         """The connection to ``hop``, opened now if there is none (one per destination). A
         destination that refused (no python3 there, no ssh here) is not tried again for
-        :data:`REFUSED_SECONDS`: its pushes are refused at once."""
+        :data:`REFUSED_SECONDS`, one that could not be reached for :data:`UNREACHED_SECONDS`:
+        its pushes fail at once, as the first did, rather than each waiting on its own try."""
         key = json.dumps(hop, sort_keys=True)
         with self.peers_lock:
             opening = self.openings.setdefault(key, threading.Lock())
@@ -504,9 +506,10 @@ class Server:
             if peer is None or peer.dead:
                 try:
                     peer = Peer(self, hop)
-                except Refused as e:
+                except Exception as e:
+                    seconds = REFUSED_SECONDS if isinstance(e, Refused) else UNREACHED_SECONDS
                     with self.peers_lock:
-                        self.refusals[key] = (time.monotonic() + REFUSED_SECONDS, e)
+                        self.refusals[key] = (time.monotonic() + seconds, e)
                     raise
                 with self.peers_lock:
                     self.peers[key] = peer

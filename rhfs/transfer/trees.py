@@ -251,9 +251,13 @@ class TreeCopy:
             self.result.routes[route] = self.result.routes.get(route, 0) + 1
 
     def _fail(self, src: Location, dst: Location, error: BaseException) -> None:
-        log.warning("copy %s -> %s failed: %s", src.path, dst.path, error)
+        """Name the file in the result (the faces report it: ``rhfs cp`` prints each, the API
+        raises :class:`SomeFilesFailed`), with why, once."""
+        pair = f"{src.path} -> {dst.path}"
+        failure = f"{pair}: {str(error).removeprefix(f'copy {pair}: ')}"
+        log.info("copy %s failed", failure)
         with self._lock:
-            self.result.failed.append(f"{src.path} -> {dst.path}: {error}")
+            self.result.failed.append(failure)
 
     def _advance(self, n: int) -> None:
         if self.progress is not None:
