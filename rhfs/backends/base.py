@@ -221,6 +221,13 @@ class ClusterSessions(Protocol):
         """Send several files to another cluster as one job, over the one connection to it."""
         ...
 
+    def receive_many(
+        self, files: list[FileCopy], *, timeout: float, progress: Progress | None = None
+    ) -> list[RhfsError | None]:
+        """Send several files of the daemon host (``src``) to the cluster (``dst``), framed on
+        the session's own connection; each file's failure (None: copied)."""
+        ...
+
     def warm(self, hop: SshHop | None = None) -> None:
         """Start opening the session (and its connection to ``hop``) in the background."""
         ...

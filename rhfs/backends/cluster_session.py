@@ -61,6 +61,8 @@ START_SECONDS = 20.0  # to connect and hear the helper say it is ready
 UNUSABLE_SECONDS = 300  # a cluster whose helper cannot start runs per-file commands this long
 KEY_SECONDS = 120  # a push's key stays in the forwarded agent this long after it was added
 SEND_SECONDS = 30.0  # to hand one job line to the connection
+FRAME_BYTES = 256 << 10  # file bytes per frame sent to the helper
+FLUSH_BYTES = 1 << 20  # bytes of frames handed to the connection at once
 CLOSE_SECONDS = 5.0  # for the helper to clean up and exit, then for the connection to close
 PROGRAM = (Path(remote_helper.__file__).read_text() + "\nserve(PROGRAM)\n").encode()
 
@@ -213,6 +215,49 @@ class _Helper:
             with self._lock:
                 self._pending.pop(ident, None)
 
+    def send_files(
+        self, files: list[FileCopy], timeout: float, progress: Progress | None
+    ) -> list[RhfsError | None]:
+        """Send files of this host to the helper, framed on its stdin as a push's peer frames
+        them (``recv-open``, ``recv-data``, ``recv-close``); each file's failure."""
+        deadline = time.monotonic() + timeout
+        waiting: list[tuple[int, concurrent.futures.Future[Answer]] | RhfsError] = []
+        stream = _FrameStream(self, progress)
+        try:
+            for file in files:
+                ident = next(self._ids)
+                future: concurrent.futures.Future[Answer] = concurrent.futures.Future()
+                with self._lock:
+                    if self.ended is not None:
+                        raise self._ended_error()
+                    self._pending[ident] = (future, None)
+                waiting.append(stream.file(ident, file) or (ident, future))
+            stream.flush()
+            return [w if isinstance(w, RhfsError) else self._received(*w, deadline) for w in waiting]
+        finally:
+            with self._lock:
+                for w in waiting:
+                    if not isinstance(w, RhfsError):
+                        self._pending.pop(w[0], None)
+
+    def _received(
+        self, ident: int, future: concurrent.futures.Future[Answer], deadline: float
+    ) -> RhfsError | None:
+        try:
+            answer = future.result(max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            with contextlib.suppress(RhfsError):
+                self._send({"op": "recv-abort", "id": ident})
+            return TimedOut(f"{self.system}: a file sent took too long")
+        except RhfsError as e:
+            return e
+        if answer.get("ok"):
+            return None
+        return RhfsError(f"{self.system}: {scrub(str(answer.get('error') or 'no message'))}")
+
+    def send_bytes(self, data: bytes) -> None:
+        _on_loop(self._write(data), SEND_SECONDS, f"{self.system}: sending a file")
+
     def _send(self, message: dict[str, Any]) -> None:
         _on_loop(self._write((json.dumps(message) + "\n").encode()), SEND_SECONDS, f"{self.system}: a job")
 
@@ -245,6 +290,50 @@ class _Helper:
         self.conn.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.conn.wait_closed(), CLOSE_SECONDS)
+
+
+class _FrameStream:
+    """Files of this host, framed for a helper's stdin, written in writes of about
+    :data:`FLUSH_BYTES`; ``progress`` told the bytes of files written so far."""
+
+    def __init__(self, helper: _Helper, progress: Progress | None) -> None:
+        self.helper, self.progress = helper, progress
+        self.frames: list[bytes] = []
+        self.buffered = self.sent = 0
+
+    def file(self, ident: int, file: FileCopy) -> RhfsError | None:
+        """Frame one file; a failure here (it cannot be read, or it changed) is its own."""
+        try:
+            with open(file.src, "rb") as f:
+                self._add({"op": "recv-open", "id": ident, "file": file.dst, "tmp": tmp_sibling(file.dst)})
+                got = 0
+                while data := f.read(FRAME_BYTES):
+                    got += len(data)
+                    if got > file.size:
+                        break
+                    self._add({"op": "recv-data", "id": ident, "len": len(data)}, data)
+        except OSError as e:
+            self._add({"op": "recv-abort", "id": ident})
+            return RhfsError(f"{file.src}: {e.strerror or e}")
+        if got != file.size:
+            self._add({"op": "recv-abort", "id": ident})
+            return RhfsError(f"{file.src} changed during the copy: {got} bytes or more, not {file.size}")
+        self._add({"op": "recv-close", "id": ident, "size": file.size})
+        return None
+
+    def _add(self, header: dict[str, Any], payload: bytes = b"") -> None:
+        self.frames.append(json.dumps(header).encode() + b"\n" + payload)
+        self.buffered += len(self.frames[-1])
+        if self.buffered >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.frames:
+            self.helper.send_bytes(b"".join(self.frames))
+            self.sent += self.buffered
+            self.frames, self.buffered = [], 0
+            if self.progress is not None:
+                self.progress(self.sent)
 
 
 async def _hello(process: Any) -> Answer | None:
@@ -352,6 +441,15 @@ class ClusterSession:
         return self._many(
             fields, files, timeout, progress, before=lambda h: h.agent.add(identity, KEY_SECONDS)
         )
+
+    def receive_many(
+        self, files: list[FileCopy], *, timeout: float, progress: Progress | None = None
+    ) -> list[RhfsError | None]:
+        helper = self._acquire()
+        try:
+            return helper.send_files(files, timeout, progress)
+        finally:
+            self._release()
 
     def warm(self, hop: SshHop | None = None) -> None:
         """Open the session now, in the background, and the connection to ``hop`` on it; a

@@ -85,10 +85,12 @@ class _Destination:
 
 class ClusterPush(Route):
     name = "cluster-push"
-    batches = True
 
     def applies(self, job: Job) -> bool:
         return runs_commands(job.src) and runs_commands(job.dst) and job.src.backend is not job.dst.backend
+
+    def batches(self, job: Job) -> bool:
+        return True
 
     def prepare(self, job: Job) -> None:
         session = self.ctx.session(job.src.backend)

@@ -1,7 +1,9 @@
 """Routes whose bytes pass through the daemon: all of them are counted in stats.
 
 - ``here-upload``: a file of the daemon host to any system, with the system's own
-  parallel upload (S3 and Azure multipart, SFTP with many requests in flight);
+  parallel upload (S3 and Azure multipart, SFTP with many requests in flight); many files
+  to a cluster with a session (a tree job's) go framed on the session's one connection,
+  whose helper writes each whole, with no request to wait for between two files;
 - ``here-download``: any system to the daemon host, with parallel ranged reads
   (:func:`rhfs.location_io.fetch`) into a hidden temporary sibling renamed over the target;
 - ``relay``: anything else (another provider's store, or a cluster that cannot
@@ -20,10 +22,11 @@ from __future__ import annotations
 import os
 import uuid
 
-from rhfs.backends.base import upload_tmp_name
+from rhfs.backends.base import ClusterSessions, FileCopy, Progress, upload_tmp_name
 from rhfs.errors import CantCopy
 from rhfs.location_io import fetch
-from rhfs.transfer.planner import Job, Route, holds_bytes
+from rhfs.transfer.planner import Job, Route, holds_bytes, one_by_one, retry_per_file, runs_commands
+from rhfs.transfer.shell import remote_path
 from rhfs.tree import Location
 
 
@@ -45,9 +48,34 @@ class HereUpload(Route):
     def applies(self, job: Job) -> bool:
         return on_this_host(job.src) and holds_bytes(job.dst)
 
+    def batches(self, job: Job) -> bool:
+        return runs_commands(job.dst) and self.ctx.session(job.dst.backend) is not None
+
+    def prepare(self, job: Job) -> None:
+        if self.batches(job):
+            session = self.ctx.session(job.dst.backend)
+            assert session is not None  # batches() said so
+            session.warm()
+
     def run(self, job: Job) -> None:
         job.dst.backend.upload(local_path(job.src), job.dst.rel)  # atomic, counted as written
         self.ctx.stats.add_read(job.src.backend.system, job.size)
+
+    def run_many(self, jobs: list[Job], progress: Progress | None) -> list[BaseException | None]:
+        """The files framed on the cluster's session, whose helper writes each whole."""
+        files = [FileCopy(local_path(job.src), remote_path(job.dst), job.size) for job in jobs]
+        cluster, limit = jobs[0].dst.backend, self.ctx.batch_time_limit(jobs)
+
+        def in_session(session: ClusterSessions) -> list[BaseException | None]:
+            outcomes = session.receive_many(files, timeout=limit, progress=progress)
+            for job, outcome in zip(jobs, outcomes, strict=True):
+                if outcome is None:
+                    self.ctx.stats.add_read(job.src.backend.system, job.size)
+                    self.ctx.stats.add_written(cluster.system, job.size)
+            return list(outcomes)
+
+        outcomes = self.in_session_or(cluster, limit, in_session, lambda: one_by_one(self.run, jobs))
+        return retry_per_file(jobs, outcomes, self.run)
 
 
 class HereDownload(Route):

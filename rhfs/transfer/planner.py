@@ -22,7 +22,8 @@ for the file (:meth:`Route.in_session_or`).
 
 Many files at once (:meth:`Planner.copy_many`, a tree job's files): each file gets the same
 routes, in the same order, as a copy of its own. Files whose route moves many files as one
-job (``Route.batches``: a push between two clusters, a copy within one) go to it in
+job (:meth:`Route.batches`: a push between two clusters, a copy within one, files of this
+host sent to a cluster's session) go to it in
 batches of up to :data:`BATCH_FILES` files and :data:`BATCH_BYTES` bytes; the others go one
 by one; ``in_flight`` jobs run at once. A file its route cannot take goes on to the next.
 
@@ -157,7 +158,9 @@ class Route:
         """Is this route meant for these two systems? Pure: no request is sent."""
         raise NotImplementedError
 
-    batches: ClassVar[bool] = False  # moves many files as one job (run_many)
+    def batches(self, job: Job) -> bool:
+        """Does this route move files like ``job``'s many at once, as one job (:meth:`run_many`)?"""
+        return False
 
     def prepare(self, job: Job) -> None:
         """Get ready, without blocking, for files like ``job``'s (a tree's two directories): open
@@ -327,7 +330,7 @@ class Planner:
         """Run one file, or one batch of files on one route; each file's failure (None: copied)."""
         route, meter = unit[0][1][0], _Meter(moved)
         jobs = [replace(job, progress=meter) for _, (_, job) in unit]
-        if not route.batches:
+        if not route.batches(jobs[0]):
             try:
                 self._run(route, jobs[0])
             except Exception as e:
@@ -393,7 +396,7 @@ def _units(first: dict[int, tuple[Route, Job]]) -> list[list[tuple[int, tuple[Ro
     units: list[list[tuple[int, tuple[Route, Job]]]] = []
     open_batches: dict[tuple[int, int, int], list[tuple[int, tuple[Route, Job]]]] = {}
     for index, (route, job) in first.items():
-        if not route.batches:
+        if not route.batches(job):
             units.append([(index, (route, job))])
             continue
         key = (id(route), id(job.src.backend), id(job.dst.backend))

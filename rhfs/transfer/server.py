@@ -31,10 +31,12 @@ class StoreCopy(Route):
 
 class ClusterCp(Route):
     name = "cluster-cp"
-    batches = True
 
     def applies(self, job: Job) -> bool:
         return runs_commands(job.src) and job.src.backend is job.dst.backend
+
+    def batches(self, job: Job) -> bool:
+        return True
 
     def prepare(self, job: Job) -> None:
         session = self.ctx.session(job.src.backend)
