@@ -40,7 +40,7 @@ from typing import Any, cast
 
 import pytest
 import tomli_w
-from conftest import mounted
+from conftest import RHFS, mounted
 from faults_fixtures import HELPER_MARK, argv, daemon_pid, descendants, helpers_under, wait_for, write_config
 from testbed import Testbed, pid_alive
 
@@ -374,6 +374,44 @@ def test_no_signed_request_is_in_any_argv_on_the_clusters(testbed: Testbed, mnt:
     finally:
         for folder in (s3, gs, az, ca, cb):
             shutil.rmtree(folder, ignore_errors=True)
+    assert any(HELPER_MARK in args for args in watch.seen), "the watch never saw a helper"
+    for args in watch.seen:
+        assert not any(m in args for m in markers), args
+        assert not any(f"127.0.0.1:{port}" in args for port in ports), args  # no store's address
+
+
+def test_no_signed_request_is_in_any_argv_on_the_clusters_during_tree_copies(
+    testbed: Testbed, tmp_path: Path
+) -> None:
+    tag = f"argv-tree-{uuid.uuid4().hex[:8]}"
+    source = testbed.cluster_roots["cluster-a"] / tag
+    for i in range(30):
+        (source / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (source / f"d{i % 3}" / f"f{i}").write_bytes(os.urandom(20_000 + i))
+    (source / "big.bin").write_bytes(os.urandom(3 * MiB))
+    ports = [str(testbed.ports[server]) for server in testbed.ports if not server.startswith("cluster")]
+    markers = ("Signature", "sig=", "X-Amz-", "access_token", "Bearer", "token=", "GoogleAccessId")
+    trips = [
+        (f"rhfs://clusters/cluster-a/{tag}", f"rhfs://s3/{testbed.bucket}/{tag}"),
+        (f"rhfs://s3/{testbed.bucket}/{tag}", f"rhfs://clusters/cluster-b/{tag}"),
+        (f"rhfs://clusters/cluster-b/{tag}", f"rhfs://gs/{testbed.bucket}/{tag}"),
+        (f"rhfs://clusters/cluster-a/{tag}", f"rhfs://clusters/cluster-b/{tag}-pushed"),
+    ]
+    try:
+        with PsWatch([os.getpid(), testbed.pids["cluster-a"], testbed.pids["cluster-b"]]) as watch:
+            for src, dst in trips:
+                argv = [RHFS, "cp", "-r", "--config", str(testbed.config_path), src, dst]
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+                assert done.returncode == 0 and "copied 31 files" in done.stdout, done.stderr
+        for name in (tag, f"{tag}-pushed"):
+            copied = testbed.cluster_roots["cluster-b"] / name
+            assert sorted(p.relative_to(copied) for p in copied.rglob("*")) == sorted(
+                p.relative_to(source) for p in source.rglob("*")
+            )
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
+        for name in (tag, f"{tag}-pushed"):
+            shutil.rmtree(testbed.cluster_roots["cluster-b"] / name, ignore_errors=True)
     assert any(HELPER_MARK in args for args in watch.seen), "the watch never saw a helper"
     for args in watch.seen:
         assert not any(m in args for m in markers), args
