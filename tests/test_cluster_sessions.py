@@ -44,7 +44,7 @@ from conftest import RHFS, mounted
 from faults_fixtures import HELPER_MARK, argv, daemon_pid, descendants, helpers_under, wait_for, write_config
 from testbed import Testbed, pid_alive
 
-from rhfs.backends import cluster_session, remote_helper, s3
+from rhfs.backends import helper_link, remote_helper, s3
 from rhfs.config import load_file
 from rhfs.transfer.planner import Planner
 from rhfs.transfer.tools import ToolCache
@@ -526,11 +526,9 @@ def test_what_a_login_prints_before_the_helper_is_passed_over(
 ) -> None:
     chatty = "echo 'Welcome to the cluster {\"ready\": false}'; "
     monkeypatch.setattr(remote_helper, "COMMAND", chatty + remote_helper.COMMAND)
-    program = cluster_session.PROGRAM.replace(
-        b'COMMAND = "command -v', b'COMMAND = "echo Welcome; command -v'
-    )
-    assert program != cluster_session.PROGRAM
-    monkeypatch.setattr(cluster_session, "PROGRAM", program)  # the helper's own COMMAND, for its peers
+    program = helper_link.PROGRAM.replace(b'COMMAND = "command -v', b'COMMAND = "echo Welcome; command -v')
+    assert program != helper_link.PROGRAM
+    monkeypatch.setattr(helper_link, "PROGRAM", program)  # the helper's own COMMAND, for its peers
     data = os.urandom(100_000)
     places.put("cluster-a", "a.bin", data)
     assert copy(vfs, places.tree("cluster-a", "a.bin"), places.tree("cluster-b", "a.bin")) == "cluster-push"

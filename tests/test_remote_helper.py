@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from rhfs.backends import remote_helper
-from rhfs.backends.cluster_session import PROGRAM
+from rhfs.backends.helper_link import PROGRAM
 
 OLDEST = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.6*/bin/python3.6")))
 PYTHONS = [

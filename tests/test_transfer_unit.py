@@ -22,7 +22,7 @@ import pytest
 import tomli_w
 from testbed import Testbed
 
-from rhfs.backends import cluster_session, remote_helper, s3
+from rhfs.backends import helper_link, remote_helper, s3
 from rhfs.backends.signed import HttpRequest
 from rhfs.backends.store import StoreBackend
 from rhfs.config import load_file
@@ -58,13 +58,13 @@ def commands(vfs: Vfs, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[s
     """Every (command, stdin) run on a cluster by the planner: a command per file, or a job of a
     session (the helper's command, and the job's line on its stdin)."""
     seen: list[tuple[str, bytes]] = []
-    submit = cluster_session._Helper.submit
+    submit = helper_link.Helper.submit
 
     def recording_submit(helper: Any, fields: dict[str, Any], *args: Any) -> Any:
         seen.append((remote_helper.COMMAND, json.dumps(fields).encode()))
         return submit(helper, fields, *args)
 
-    monkeypatch.setattr(cluster_session._Helper, "submit", recording_submit)
+    monkeypatch.setattr(helper_link.Helper, "submit", recording_submit)
     for guard in vfs.table.backends():
         run = guard.abilities.run
         if run is None:

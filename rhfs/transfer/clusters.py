@@ -32,7 +32,8 @@ from functools import partial
 from rhfs.backends import agent
 from rhfs.backends.base import ClusterSessions, FileCopy, Progress, SshEndpoint, SshHop, tmp_sibling
 from rhfs.errors import CantCopy, NoSession
-from rhfs.transfer.planner import Job, Route, one_by_one, retry_per_file, runs_commands
+from rhfs.transfer.batches import one_by_one, retry_per_file
+from rhfs.transfer.planner import Job, Route, runs_commands
 from rhfs.transfer.shell import NO_AGENT, raise_for_exit, remote_path, require
 
 log = logging.getLogger(__name__)

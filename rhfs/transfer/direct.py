@@ -25,7 +25,8 @@ import uuid
 from rhfs.backends.base import ClusterSessions, FileCopy, Progress, upload_tmp_name
 from rhfs.errors import CantCopy
 from rhfs.location_io import fetch
-from rhfs.transfer.planner import Job, Route, holds_bytes, one_by_one, retry_per_file, runs_commands
+from rhfs.transfer.batches import one_by_one, retry_per_file
+from rhfs.transfer.planner import Job, Route, holds_bytes, runs_commands
 from rhfs.transfer.shell import remote_path
 from rhfs.tree import Location
 

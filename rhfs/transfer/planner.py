@@ -20,12 +20,8 @@ A route that runs on a cluster submits its job to the cluster's kept session
 (:meth:`Context.session`) where it has one that can run it, and otherwise runs one command
 for the file (:meth:`Route.in_session_or`).
 
-Many files at once (:meth:`Planner.copy_many`, a tree job's files): each file gets the same
-routes, in the same order, as a copy of its own. Files whose route moves many files as one
-job (:meth:`Route.batches`: a push between two clusters, a copy within one, files of this
-host sent to a cluster's session) go to it in
-batches of up to :data:`BATCH_FILES` files and :data:`BATCH_BYTES` bytes; the others go one
-by one; ``in_flight`` jobs run at once. A file its route cannot take goes on to the next.
+Many files at once (a tree job's) go through :mod:`rhfs.transfer.batches`, which gives each
+file these same routes and batches the files of a route that moves many as one job.
 
 Invariants:
 - a route counts, in :class:`Stats`, every data byte that passes through the daemon
@@ -39,9 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
 from rhfs.backends.base import ClusterSessions, Entry, Progress
@@ -64,8 +58,6 @@ class CopyFailed(RhfsError):
     """A route started and failed; its message names the route. Always EIO."""
 
 
-BATCH_FILES = 200  # files in one job of a route that moves many at once
-BATCH_BYTES = 256 << 20  # bytes in one such job (a bigger file goes alone)
 FILE_SECONDS = 0.5  # the time limit a batch allows for each file, on top of its bytes
 FILES_IN_FLIGHT = 8  # files a route that runs commands one by one moves at once
 
@@ -196,33 +188,6 @@ class Route:
         return per_file()
 
 
-def one_by_one(run: Callable[[Job], None], jobs: list[Job]) -> list[BaseException | None]:
-    """``run(job)`` of each job, a few at once: for a route that batches, where it cannot; each
-    file's failure, None where it was copied."""
-
-    def outcome(job: Job) -> BaseException | None:
-        try:
-            run(job)
-        except Exception as e:
-            return e
-        return None
-
-    with ThreadPoolExecutor(min(FILES_IN_FLIGHT, len(jobs)) or 1, thread_name_prefix="rhfs-file") as pool:
-        return list(pool.map(outcome, jobs))
-
-
-def retry_per_file(
-    jobs: list[Job], outcomes: list[BaseException | None], run: Callable[[Job], None]
-) -> list[BaseException | None]:
-    """``outcomes`` of a batch, with the files the session could not take (NoSession, nothing
-    written) run one by one by ``run``."""
-    again = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, NoSession)]
-    if again:
-        for i, outcome in zip(again, one_by_one(run, [jobs[i] for i in again]), strict=True):
-            outcomes[i] = outcome
-    return outcomes
-
-
 def holds_bytes(loc: Location) -> bool:
     """Does the system keep files as written (not a view)?"""
     return loc.backend.traits.holds_bytes
@@ -257,7 +222,7 @@ class Planner:
             if not route.applies(job):
                 continue
             try:
-                return self._run(route, job)
+                return self.run_route(route, job)
             except CantCopy as e:
                 log.info("copy %s: route %s cannot run (%s); trying the next", job, route.name, e)
         families = job.src.backend.traits.family, job.dst.backend.traits.family
@@ -275,7 +240,7 @@ class Planner:
             if self.relay is None or entry.is_dir:
                 raise
             log.debug("copy %s -> %s: %s; relaying it through this process", src.path, dst.path, e)
-        return self._run(self.relay, Job(src, dst, entry))
+        return self.run_route(self.relay, Job(src, dst, entry))
 
     def prepare(self, src: Location, dst: Location) -> None:
         """Get the route that files from ``src`` to ``dst`` (two directories) will take ready."""
@@ -289,64 +254,7 @@ class Planner:
         if route is not None:
             route.prepare(job)
 
-    def copy_many(
-        self, items: list[tuple[Location, Location, Entry]], *, in_flight: int, moved: Progress | None = None
-    ) -> list[str | BaseException]:
-        """:meth:`copy_or_relay` of every file in ``items``, many at once (see the module's
-        docstring); each file's route name, or why it was not copied. ``moved(n)``: ``n``
-        more bytes moved, as the routes tell."""
-        outcomes: list[str | BaseException] = [CantCopy("no route")] * len(items)
-        tries = {index: self._candidates(*item) for index, item in enumerate(items)}
-        with ThreadPoolExecutor(max(1, in_flight), thread_name_prefix="rhfs-copy") as pool:
-            while tries := {index: left for index, left in tries.items() if left}:
-                units = _units({index: left[0] for index, left in tries.items()})
-                for unit, results in zip(
-                    units, pool.map(partial(self._run_unit, moved=moved), units), strict=True
-                ):
-                    for (index, (route, job)), result in zip(unit, results, strict=True):
-                        outcomes[index] = route.name if result is None else result
-                        if isinstance(result, CantCopy):
-                            log.info("copy %s: route %s cannot run (%s)", job, route.name, result)
-                            tries[index] = tries[index][1:]
-                        else:
-                            tries[index] = []
-        return outcomes
-
-    def _candidates(self, src: Location, dst: Location, entry: Entry) -> list[tuple[Route, Job]]:
-        """The routes that apply to one file, in order, each with its job; the relay last."""
-        candidates: list[tuple[Route, Job]] = []
-        try:
-            job = Job(self.underlying(src, for_write=False), self.underlying(dst, for_write=True), entry)
-            candidates = [(route, job) for route in self.routes if route.applies(job)]
-        except CantCopy as e:
-            log.debug("copy %s -> %s: %s", src.path, dst.path, e)
-        if self.relay is not None:
-            candidates.append((self.relay, Job(src, dst, entry)))
-        return candidates
-
-    def _run_unit(
-        self, unit: list[tuple[int, tuple[Route, Job]]], moved: Progress | None
-    ) -> list[BaseException | None]:
-        """Run one file, or one batch of files on one route; each file's failure (None: copied)."""
-        route, meter = unit[0][1][0], _Meter(moved)
-        jobs = [replace(job, progress=meter) for _, (_, job) in unit]
-        if not route.batches(jobs[0]):
-            try:
-                self._run(route, jobs[0])
-            except Exception as e:
-                return [e]
-            return [None]
-        try:
-            results = route.run_many(jobs, meter)
-        except Exception as e:
-            results = [e] * len(jobs)
-        for job, result in zip(jobs, results, strict=True):
-            if result is None:
-                self.ctx.stats.add_copy(route.name, job.size)
-        meter(sum(job.size for job, result in zip(jobs, results, strict=True) if result is None))
-        return [_final(route, job, result) for job, result in zip(jobs, results, strict=True)]
-
-    def _run(self, route: Route, job: Job) -> str:
+    def run_route(self, route: Route, job: Job) -> str:
         """Run one route; count the copy under its name. CantCopy passes; any other failure is final."""
         try:
             route.run(job)
@@ -367,43 +275,3 @@ class Planner:
         if underlying is None:
             raise CantCopy(f"{loc.path}: this view keeps its bytes to itself")
         return underlying(loc.rel, for_write)
-
-
-def _final(route: Route, job: Job, result: BaseException | None) -> BaseException | None:
-    """One file's outcome in a batch, as :meth:`Planner._run` gives a file's alone."""
-    if result is None or isinstance(result, (CantCopy, CopyFailed)):
-        return result
-    return CopyFailed(f"copy {job}: route {route.name} failed: {result}")
-
-
-class _Meter:
-    """A job's :data:`Progress` (bytes so far), passed on as the bytes more since last told."""
-
-    def __init__(self, moved: Progress | None) -> None:
-        self.moved, self.told = moved, 0
-        self._lock = threading.Lock()  # guards told; a leaf
-
-    def __call__(self, done: int) -> None:
-        with self._lock:
-            more, self.told = done - self.told, max(done, self.told)
-        if more > 0 and self.moved is not None:
-            self.moved(more)
-
-
-def _units(first: dict[int, tuple[Route, Job]]) -> list[list[tuple[int, tuple[Route, Job]]]]:
-    """Each file's next try as a unit of work: alone, or, on a route that ``batches``, in a
-    batch with other files between the same two systems."""
-    units: list[list[tuple[int, tuple[Route, Job]]]] = []
-    open_batches: dict[tuple[int, int, int], list[tuple[int, tuple[Route, Job]]]] = {}
-    for index, (route, job) in first.items():
-        if not route.batches(job):
-            units.append([(index, (route, job))])
-            continue
-        key = (id(route), id(job.src.backend), id(job.dst.backend))
-        batch = open_batches.get(key)
-        size = sum(j.size for _, (_, j) in batch) if batch else 0
-        if batch is None or len(batch) >= BATCH_FILES or size + job.size > BATCH_BYTES:
-            batch = open_batches[key] = []
-            units.append(batch)
-        batch.append((index, (route, job)))
-    return units

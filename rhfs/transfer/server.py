@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 from rhfs.backends.base import ClusterSessions, FileCopy, Progress, copy_then_rename
-from rhfs.transfer.planner import Job, Route, one_by_one, retry_per_file, runs_commands, signs_requests
+from rhfs.transfer.batches import one_by_one, retry_per_file
+from rhfs.transfer.planner import Job, Route, runs_commands, signs_requests
 from rhfs.transfer.shell import raise_for_exit, remote_path, run_on
 
 

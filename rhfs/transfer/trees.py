@@ -14,7 +14,7 @@ Every face that copies a folder (``rhfs cp -r``, ``rh.folder(...).to()``,
    interrupted job resumes where it stopped, and a rerun on an unchanged tree moves
    no file bytes.
 3. Directories are made first (empty ones too), empty files are written, and then the
-   other files are handed to :meth:`Planner.copy_many` all at once: each takes the route a
+   other files are handed to :func:`~rhfs.transfer.batches.copy_many` all at once: each takes the route a
    copy of its own would (server-side where one exists; the relay between the two places
    as they are where no route may take it, such as a write into a table, which its view
    checks), files whose route moves many as one job going in batches (a push from one
@@ -45,6 +45,7 @@ from typing import Any, Protocol
 from rhfs.backends.base import Entry
 from rhfs.errors import AlreadyExists, IsADirectory, NotADirectory, NotFound, RhfsError
 from rhfs.location_io import remove_tree, write_bytes
+from rhfs.transfer.batches import copy_many
 from rhfs.transfer.planner import CopyFailed, Planner
 from rhfs.tree import Location
 
@@ -204,7 +205,7 @@ class TreeCopy:
     # -- the files ----------------------------------------------------------------------------
     def _copy_files(self, files: list[File], in_flight: int) -> None:
         """Skip the files that match, write the empty ones, and copy the others all at once
-        (:meth:`Planner.copy_many`), the progress advancing as their bytes move."""
+        (:func:`~rhfs.transfer.batches.copy_many`), the progress advancing as their bytes move."""
         with ThreadPoolExecutor(in_flight, thread_name_prefix="rhfs-tree") as pool:
             todo = [
                 file for file, same in zip(files, pool.map(self._matching, files), strict=True) if not same
@@ -212,7 +213,7 @@ class TreeCopy:
             empty = [file for file in todo if file[2].size == 0]
             list(pool.map(self._empty, empty))
         full = [(s, d, e) for s, d, e, _ in todo if e.size > 0]
-        outcomes = self.planner.copy_many(full, in_flight=in_flight, moved=self._advance)
+        outcomes = copy_many(self.planner, full, in_flight=in_flight, moved=self._advance)
         for (s, d, e), outcome in zip(full, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 self._fail(s, d, outcome)
