@@ -60,6 +60,10 @@ class ControlView:
         }
 
     def _status(self) -> bytes:
+        return _json(self.status_document())
+
+    def status_document(self) -> dict[str, Any]:
+        """What status.json holds, as a dict (the metrics endpoint serves it too)."""
         now = time.time()
         systems = {}
         for name, health in self.stats.status().items():
@@ -75,7 +79,7 @@ class ControlView:
         }
         if self.extra_status:
             status.update(self.extra_status())
-        return _json(status)
+        return status
 
     def _entry(self, name: str) -> Entry:
         return Entry(
