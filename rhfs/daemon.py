@@ -173,7 +173,7 @@ def run(config: Config, mountpoint: str, *, read_only: bool = False, allow_other
         from rhfs import metrics
 
         metrics.serve(config.mount.metrics_address, core.stats, core.control.status_document)
-    recovery.start(vfs, cache_dir)
+    recovery.start(vfs, cache_dir, config.mount.failed_max_age_days)
     stopper = _Stopper(vfs.shutdown, mountpoint)
 
     def announce_when_ready() -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from conftest import RHFS, mounted
 from faultproxy import FaultProxy
-from faults_fixtures import DEADLINE, errno_of, health, wait_for, write_config
+from faults_fixtures import DEADLINE, cache_dir, errno_of, health, log_text, wait_for, write_config
 from mount_fixtures import let_caches_expire
 from prometheus_client.parser import text_string_to_metric_families
 from testbed import Testbed
@@ -190,3 +190,123 @@ def test_a_malformed_metrics_address_is_a_config_error(bed: OperatorBed, tmp_pat
     result = subprocess.run(argv, capture_output=True, text=True, timeout=90)
     assert result.returncode == 2, result
     assert "[mount] metrics_address: expected HOST:PORT (such as 127.0.0.1:9464), got '9464'" in result.stderr
+
+
+# -- failed uploads -------------------------------------------------------------------------
+def rhfs(bed: OperatorBed, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [RHFS, *argv, "--config", str(bed.config)], capture_output=True, text=True, timeout=120
+    )
+
+
+def listed(bed: OperatorBed, tree_path: str) -> dict[str, Any] | None:
+    result = rhfs(bed, "failed", "list", "--json")
+    assert result.returncode == 0, result
+    found = [k for k in json.loads(result.stdout) if k["target"] == tree_path]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def tree(bed: OperatorBed, path: Path) -> str:
+    return "/" + path.relative_to(bed.mnt).as_posix()
+
+
+def spools_released(bed: OperatorBed) -> bool:
+    """Every file the daemon spooled is released (the kernel's release runs after close returns)."""
+    root = cache_dir(bed.config) / "spool"
+    return all(p.name == ".lock" for d in root.iterdir() if d.is_dir() for p in d.iterdir())
+
+
+def write_during_outage(bed: OperatorBed, target: Path, data: bytes) -> None:
+    f = open(target, "wb", buffering=0)  # noqa: SIM115 - closed below, and its failure is the point
+    f.write(data)
+    bed.s3.down()
+    try:
+        assert errno_of(f.close) in (errno.EIO, errno.ETIMEDOUT)
+        assert wait_for(lambda: spools_released(bed))  # its release's retry failed too
+    finally:
+        bed.s3.pass_through()
+
+
+def test_a_failed_upload_is_listed_counted_and_retried_to_its_target(bed: OperatorBed) -> None:
+    target, data = bed.fresh_dir() / "report.bin", os.urandom(300_000)
+    write_during_outage(bed, target, data)
+    where = tree(bed, target)
+    entry = listed(bed, where)
+    assert entry is not None, "the failed upload is not listed"
+    assert (entry["reason"], entry["retryable"], entry["size"]) == ("failed", True, len(data))
+    assert Path(entry["path"]).read_bytes() == data
+
+    with bed.s3.fault("down"):  # a retry that fails keeps the file
+        result = rhfs(bed, "failed", "retry", where)
+    assert result.returncode == 1, result
+    assert f"{where}: still failing" in result.stderr
+    assert listed(bed, where) is not None
+    assert bed.s3_answers()
+
+    status = json.loads((bed.mnt / ".rhfs" / "status.json").read_text())["failed_uploads"]
+    assert status["count"] >= 1 and status["retryable"] >= 1 and status["bytes"] >= len(data)
+    shown = subprocess.run([RHFS, "status", str(bed.mnt)], capture_output=True, text=True, timeout=30)
+    assert "failed uploads: " in shown.stdout and "see: rhfs failed list" in shown.stdout, shown
+    assert value(scrape(bed), "rhfs_failed_uploads", retryable="true") >= 1
+
+    result = rhfs(bed, "failed", "retry", where)
+    assert result.returncode == 0, result
+    assert f"uploaded {where} ({entry['name']})" in result.stdout
+    assert listed(bed, where) is None
+    assert not Path(entry["path"]).exists()
+    rel = target.relative_to(bed.bucket).as_posix()
+    assert bed.tb.fs("s3").cat_file(f"{bed.tb.bucket}/{rel}") == data
+    let_caches_expire()
+    assert target.read_bytes() == data
+
+
+def refused_part(bed: OperatorBed, table: Path, name: str) -> dict[str, Any]:
+    part = table / name
+    assert errno_of(lambda: part.write_bytes(b"not parquet at all")) == errno.EINVAL
+    assert wait_for(lambda: spools_released(bed))
+    entry = listed(bed, tree(bed, part))
+    assert entry is not None
+    return entry
+
+
+def test_a_part_refused_for_its_content_is_not_retried_and_purge_removes_it(bed: OperatorBed) -> None:
+    table = bed.mnt / "tables" / f"op{uuid.uuid4().hex[:8]}"
+    table.mkdir()
+    entry = refused_part(bed, table, "bad.parquet")
+    assert (entry["reason"], entry["retryable"]) == ("refused", False)
+    assert "not a valid parquet file" in entry["error"]
+
+    result = rhfs(bed, "failed", "retry")
+    assert result.returncode == 0, result
+    assert f"not retried: {entry['target']}: refused for its content" in result.stdout
+    assert listed(bed, entry["target"]) is not None
+    assert os.listdir(table) == []
+
+    assert rhfs(bed, "failed", "purge").returncode == 2  # neither names nor --all
+    result = rhfs(bed, "failed", "purge", entry["target"])
+    assert result.returncode == 0 and "removed 1 kept upload(s)" in result.stdout, result
+    assert listed(bed, entry["target"]) is None
+    assert not Path(entry["path"]).exists()
+
+
+def test_kept_uploads_past_their_age_go_when_a_mount_starts(bed: OperatorBed, tmp_path: Path) -> None:
+    table = bed.mnt / "tables" / f"op{uuid.uuid4().hex[:8]}"
+    table.mkdir()
+    old, new = refused_part(bed, table, "old.parquet"), refused_part(bed, table, "new.parquet")
+    record = cache_dir(bed.config) / "failed-records" / f"{old['name']}.json"
+    doc = json.loads(record.read_text())
+    record.write_text(json.dumps({**doc, "kept_at": doc["kept_at"] - 31 * 86400}))
+
+    def edit(cfg: dict[str, Any]) -> None:  # the same cache_dir, the default age of 30 days
+        cfg["mount"]["cache_dir"] = str(cache_dir(bed.config))
+        cfg["mount"].pop("metrics_address", None)
+
+    second = write_config(bed.tb, tmp_path, s3_port=bed.s3.port, edit=edit)
+    with mounted(second, tmp_path / "mnt"):
+        assert wait_for(lambda: listed(bed, old["target"]) is None), "the old kept upload is still there"
+    assert listed(bed, new["target"]) is not None
+    assert f"removed 1 kept upload(s) older than 30 days from {cache_dir(bed.config) / 'failed'}" in log_text(
+        bed.config
+    )
+    rhfs(bed, "failed", "purge", new["target"])
