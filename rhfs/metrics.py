@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from rhfs import __version__
 from rhfs.config import metrics_endpoint
 from rhfs.errors import RhfsError
 from rhfs.stats import Stats
@@ -82,6 +83,7 @@ def _gauge(name: str, documentation: str, labels: list[str], rows: Rows) -> Metr
 
 
 def _daemon(snapshot: dict[str, Any], status: dict[str, Any]) -> Iterator[Metric]:
+    yield _gauge("rhfs_build_info", "Always 1; the version of the daemon.", ["version"], {(__version__,): 1})
     yield _gauge("rhfs_uptime_seconds", "Seconds since the daemon started.", [], {(): snapshot["uptime_s"]})
     yield _counter(
         "rhfs_ops",

@@ -28,6 +28,8 @@ from mount_fixtures import let_caches_expire
 from prometheus_client.parser import text_string_to_metric_families
 from testbed import Testbed
 
+from rhfs import __version__
+
 MiB = 1 << 20
 
 
@@ -113,6 +115,7 @@ def test_metrics_count_real_traffic_and_agree_with_stats_json(bed: OperatorBed, 
     assert value(before, "rhfs_system_health", system="s3", kind="store", state="ok") == 1
     assert value(before, "rhfs_system_health", system="s3", kind="store", state="down") == 0
     assert value(before, "rhfs_uptime_seconds") > 0
+    assert value(before, "rhfs_build_info", version=__version__) == 1
 
     local = tmp_path / "data.bin"
     local.write_bytes(os.urandom(2 * MiB))

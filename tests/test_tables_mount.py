@@ -315,6 +315,8 @@ def test_csv_json_lines_and_arrow_files_copied_into_a_table_are_read_as_parquet(
         subprocess.run(["cp", str(tmp_path / file_name), str(table)], check=True)
 
     assert sorted(os.listdir(table)) == ["data.parquet", "last.parquet", "more.parquet"]
+    with pytest.raises(FileNotFoundError):
+        os.stat(table / "data.csv")  # shown only as data.parquet
     data_dir = Path(testbed.tables_url) / name
     assert {p.name: p.read_bytes() for p in data_dir.iterdir()} == files  # stored as they are
     expected = normalized(pd.concat(frames))
