@@ -416,9 +416,11 @@ def _failed_list(args: argparse.Namespace) -> int:
     from rhfs import failed_command as fc
 
     config = config_mod.load(args.config)
+    for secret in config.secrets():
+        rhfs_log.register_secret(secret)
     kept = fc.kept_files.listing(fc.failed_dir(config))
     if args.json:
-        print(json.dumps([fc.as_json(k) for k in kept], indent=2))
+        print(rhfs_log.redact(json.dumps([fc.as_json(k) for k in kept], indent=2)))
     elif not kept:
         print(f"no failed uploads are kept under {fc.failed_dir(config)}")
     else:

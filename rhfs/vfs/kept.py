@@ -10,7 +10,8 @@ why they did not get there:
 - ``reason``: ``failed`` (the system refused or could not be reached), ``unfinished`` (its
   daemon stopped before ``close()`` succeeded) or ``refused`` (the content itself was refused,
   such as a table part that is not parquet: uploading it again would be refused again);
-- ``error`` and ``kept_at`` (seconds since the epoch).
+- ``error`` (with every secret of the config shown as ``***``, as in the log) and
+  ``kept_at`` (seconds since the epoch).
 
 ``failed/`` holds nothing but kept bytes, so that a person may look through it. A kept file
 without a record (kept by an older rhfs) is listed with an unknown target and never retried;
@@ -26,6 +27,8 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+
+from rhfs.log import redact
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,7 @@ def _record_path(kept_path: str) -> str:
 def write_record(kept_path: str, target: str, reason: str, error: str) -> None:
     """Record where ``kept_path``'s bytes were going and why they are kept (atomically)."""
     path = _record_path(kept_path)
-    doc = {"target": target, "reason": reason, "error": error, "kept_at": time.time()}
+    doc = {"target": target, "reason": reason, "error": redact(error), "kept_at": time.time()}
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
