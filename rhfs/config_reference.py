@@ -111,8 +111,8 @@ ones most configs need:
 | `az` | `account_name` | the account; alone, `DefaultAzureCredential` finds the credentials |
 | `az` | `account_key`, `sas_token` | static credentials (secrets) |
 
-A misspelt option is not caught when the file is read (each library takes its own): run
-`rhfs config check`, which builds each store and tries it.
+Each library checks its own options: `rhfs config check` builds every store and tries it, and
+names an option its library does not take.
 """
 
 SECRETS = """\
@@ -287,8 +287,9 @@ def render() -> str:
         "rhfs reads one TOML file, the first found of: `--config FILE`, `$RHFS_CONFIG`, "
         f"`{cfg.USER_CONFIG}`, `{cfg.SYSTEM_CONFIG}`. With none, the embedded default applies: "
         "`here/` at your home directory, the local catalog, and a store for each provider whose "
-        "standard credentials are found (`s3` for `AWS_*` variables or `~/.aws/credentials`, `gs` for "
-        "application default credentials, `azure` for `AZURE_STORAGE_CONNECTION_STRING`).",
+        "standard credentials are found (`s3` for `AWS_ACCESS_KEY_ID`, `AWS_PROFILE` or "
+        "`~/.aws/credentials`; `gs` for `GOOGLE_APPLICATION_CREDENTIALS` or gcloud's application default "
+        "credentials; `azure` for `AZURE_STORAGE_CONNECTION_STRING`).",
         "",
         "Every key is optional unless marked required. An unknown table or key, a wrong type or a bad "
         'value is an error that names the file, the table and the key (with "did you mean"); '
