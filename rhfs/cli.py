@@ -396,16 +396,29 @@ def _failed_parsers(command: Callable[..., Any], common: argparse.ArgumentParser
     fsub = f.add_subparsers(dest="failed_command", required=True, metavar="SUBCOMMAND")
     config_help = "config file (default: the search order of rhfs --help)"
     names_help = "kept names or target tree paths, as 'rhfs failed list' prints them (default: all)"
-    listing = fsub.add_parser("list", help="list each kept file, its target and why", parents=[common])
+    listing_help = "list each kept file, its target and why"
+    listing = fsub.add_parser("list", help=listing_help, description=listing_help + ".", parents=[common])
     listing.add_argument("--config", help=config_help)
     listing.add_argument("--json", action="store_true", help="one JSON list")
     listing.set_defaults(handler=_failed_list)
     retry_help = "upload kept files to their targets (not files refused for their content)"
-    retry = fsub.add_parser("retry", help=retry_help, parents=[common])
+    retry = fsub.add_parser(
+        "retry",
+        help=retry_help,
+        description="Upload each kept file (all, or those named) to the tree path it was going to, "
+        "replacing what is there now. Files refused for their content, such as a table part that "
+        "is not parquet, are never retried.",
+        parents=[common],
+    )
     retry.add_argument("names", nargs="*", help=names_help)
     retry.add_argument("--config", help=config_help)
     retry.set_defaults(handler=_failed_retry)
-    purge = fsub.add_parser("purge", help="remove kept files", parents=[common])
+    purge = fsub.add_parser(
+        "purge",
+        help="remove kept files",
+        description="Remove the kept files named, or --all.",
+        parents=[common],
+    )
     purge.add_argument("names", nargs="*", help="kept names or target tree paths")
     purge.add_argument("--all", action="store_true", help="remove every kept file")
     purge.add_argument("--config", help=config_help)
