@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -92,3 +93,35 @@ def test_an_example_with_secrets_is_refused_unless_chmod_600(home: Path, index: 
     with pytest.raises(ConfigError, match=rf"run: chmod 600 {re.escape(str(path))}"):
         cfg.load_file(str(path))
     assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+RHFS = shutil.which("rhfs") or "rhfs"
+
+
+@pytest.mark.parametrize("index", range(len(config_reference.EXAMPLES)))
+def test_each_example_is_shown_by_the_installed_binary(home: Path, index: int) -> None:
+    path = home / f"example-{index}.toml"
+    path.write_text(examples()[index])
+    path.chmod(0o600)
+    env = {**os.environ, "HOME": str(home)}
+    argv = [RHFS, "config", "show", "--config", str(path)]
+    shown = subprocess.run(argv, capture_output=True, text=True, env=env)
+    assert shown.returncode == 0, shown.stderr
+    for secret in cfg.load_file(str(path)).secrets():
+        assert secret not in shown.stdout and "***" in shown.stdout
+
+
+def test_a_readable_file_with_secrets_is_refused_as_the_document_shows(home: Path) -> None:
+    minio = next(e for e in examples() if "[stores.minio" in e)
+    path = home / "config.toml"
+    path.write_text(minio)
+    path.chmod(0o644)
+    env = {**os.environ, "HOME": str(home)}
+    result = subprocess.run(
+        [RHFS, "mount", str(home / "mnt"), "--config", str(path)], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2
+    shown = re.search(r"^rhfs: (/\S+): holds secrets.*$", DOC.read_text(), flags=re.M)
+    assert shown is not None, "the document shows the refusal"
+    assert result.stderr.strip() == shown.group(0).replace(shown.group(1), str(path))
+    assert not (home / "mnt").exists() or not os.path.ismount(home / "mnt")
