@@ -125,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     show = csub.add_parser("show", help="print the effective config, secrets redacted", parents=[common])
     show.add_argument("--config")
     show.set_defaults(handler=_config_show)
+    _failed_parsers(command, common)
     return p
 
 
@@ -388,6 +389,89 @@ def _config_show(args: argparse.Namespace) -> int:
     config = config_mod.load(args.config)
     print(f"# {config.source or 'embedded default'} (defaults filled in, secrets redacted)")
     print(tomli_w.dumps(config_mod.drop_none(config_mod.redacted(config))), end="")
+    return EXIT_OK
+
+
+# -- failed: the uploads kept under cache_dir/failed/ -----------------------------------
+def _failed_parsers(command: Callable[..., Any], common: argparse.ArgumentParser) -> None:
+    f = command("failed", _failed_list, "Uploads kept under cache_dir/failed/: list, retry or purge them.")
+    fsub = f.add_subparsers(dest="failed_command", required=True, metavar="SUBCOMMAND")
+    config_help = "config file (default: the search order of rhfs --help)"
+    names_help = "kept names or target tree paths, as 'rhfs failed list' prints them (default: all)"
+    listing_help = "list each kept file, its target and why"
+    listing = fsub.add_parser("list", help=listing_help, description=listing_help + ".", parents=[common])
+    listing.add_argument("--config", help=config_help)
+    listing.add_argument("--json", action="store_true", help="one JSON list")
+    listing.set_defaults(handler=_failed_list)
+    retry_help = "upload kept files to their targets (not files refused for their content)"
+    retry = fsub.add_parser(
+        "retry",
+        help=retry_help,
+        description="Upload each kept file (all, or those named) to the tree path it was going to, "
+        "replacing what is there now. Files refused for their content, such as a table part that "
+        "is not parquet, are never retried.",
+        parents=[common],
+    )
+    retry.add_argument("names", nargs="*", help=names_help)
+    retry.add_argument("--config", help=config_help)
+    retry.set_defaults(handler=_failed_retry)
+    purge = fsub.add_parser(
+        "purge",
+        help="remove kept files",
+        description="Remove the kept files named, or --all.",
+        parents=[common],
+    )
+    purge.add_argument("names", nargs="*", help="kept names or target tree paths")
+    purge.add_argument("--all", action="store_true", help="remove every kept file")
+    purge.add_argument("--config", help=config_help)
+    purge.set_defaults(handler=_failed_purge)
+
+
+def _failed_list(args: argparse.Namespace) -> int:
+    from rhfs import failed_command as fc
+
+    config = config_mod.load(args.config)
+    for secret in config.secrets():
+        rhfs_log.register_secret(secret)
+    kept = fc.kept_files.listing(fc.failed_dir(config))
+    if args.json:
+        print(rhfs_log.redact(json.dumps([fc.as_json(k) for k in kept], indent=2)))
+    elif not kept:
+        print(f"no failed uploads are kept under {fc.failed_dir(config)}")
+    else:
+        print("\n".join(rhfs_log.redact(line) for line in fc.list_lines(kept)))
+    return EXIT_OK
+
+
+def _failed_retry(args: argparse.Namespace) -> int:
+    from rhfs import failed_command as fc
+
+    config = config_mod.load(args.config)
+    rhfs_log.setup(getattr(args, "log_level", None) or "WARNING")
+    kept = fc.select(fc.kept_files.listing(fc.failed_dir(config)), args.names)
+    result = fc.retry(config, kept)
+    for k in result.uploaded:
+        print(f"uploaded {k.target} ({k.name})")
+    for k in result.not_retried:
+        why = fc.why_not_retried(k)
+        print(f"not retried: {k.target or k.name}: {why}; remove it with: rhfs failed purge {k.name}")
+    for k, why in result.failed:
+        _error(f"{k.target}: still failing: {why}; kept at {k.path}")
+    print(
+        f"{len(result.uploaded)} uploaded, {len(result.failed)} failed, {len(result.not_retried)} not retried"
+    )
+    return EXIT_FAILED if result.failed else EXIT_OK
+
+
+def _failed_purge(args: argparse.Namespace) -> int:
+    from rhfs import failed_command as fc
+
+    if not args.names and not args.all:
+        _error("name the kept files to remove (see: rhfs failed list), or give --all")
+        return EXIT_USAGE
+    config = config_mod.load(args.config)
+    kept = fc.select(fc.kept_files.listing(fc.failed_dir(config)), args.names)
+    print(f"removed {fc.purge(kept)} kept upload(s) from {fc.failed_dir(config)}")
     return EXIT_OK
 
 

@@ -64,6 +64,9 @@ class MountConfig:
     allow_other: bool = False
     op_timeout: float = 30.0
     log_level: str = "INFO"
+    # -- for operators: metrics and kept uploads (validated by _validate_operators) --
+    metrics_address: str = ""  # "HOST:PORT" of the Prometheus endpoint; "" serves none
+    failed_max_age_days: float = 30.0  # kept uploads under cache_dir/failed older than this go; 0: never
 
 
 @dataclass(frozen=True)
@@ -360,6 +363,7 @@ def _validate(config: Config, problems: _Problems) -> None:
         problems.add("[mount] log_level", f"expected one of {', '.join(LOG_LEVELS)}, got {m.log_level!r}")
     if not m.cache_dir:
         problems.add("[mount] cache_dir", "must not be empty")
+    _validate_operators(m, problems)
     if not os.path.isdir(config.here.root):
         problems.add("[here] root", f"{config.here.root} is not a directory")
     for name, store in config.stores.items():
@@ -394,6 +398,26 @@ def _validate(config: Config, problems: _Problems) -> None:
                 f"{cluster.known_hosts}: no such file (host keys are always checked; "
                 'set known_hosts = "" to turn that off on purpose)',
             )
+
+
+# -- for operators: the metrics endpoint and kept uploads ------------------------------
+def metrics_endpoint(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as (host, port); ValueError says what is wrong."""
+    host, colon, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT (such as 127.0.0.1:9464), got {address!r}")
+    return host, int(port)
+
+
+def _validate_operators(m: MountConfig, problems: _Problems) -> None:
+    if m.metrics_address:
+        try:
+            metrics_endpoint(m.metrics_address)
+        except ValueError as e:
+            problems.add("[mount] metrics_address", str(e))
+    if m.failed_max_age_days < 0:
+        problems.add("[mount] failed_max_age_days", f"must be >= 0, got {m.failed_max_age_days:g}")
 
 
 def _is_secret(key: str, value: object) -> bool:

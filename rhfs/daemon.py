@@ -167,8 +167,13 @@ def run(config: Config, mountpoint: str, *, read_only: bool = False, allow_other
 
     cache_dir = expand(config.mount.cache_dir)
     spool_dir = recovery.claim_spool(cache_dir)
-    vfs = build_core(config, mountpoint=mountpoint, read_only=read_only, spool_dir=spool_dir).vfs
-    recovery.start(vfs, cache_dir)
+    core = build_core(config, mountpoint=mountpoint, read_only=read_only, spool_dir=spool_dir)
+    vfs = core.vfs
+    if config.mount.metrics_address:  # before the mount: an address that cannot be served fails it
+        from rhfs import metrics
+
+        metrics.serve(config.mount.metrics_address, core.stats, core.control.status_document)
+    recovery.start(vfs, cache_dir, config.mount.failed_max_age_days)
     stopper = _Stopper(vfs.shutdown, mountpoint)
 
     def announce_when_ready() -> None:

@@ -50,4 +50,16 @@ def format_status(status: dict[str, Any], stats: dict[str, Any]) -> str:
         for route, c in sorted(stats.get("copies", {}).items())
     )
     lines += ["", f"ops {sum(ops.values())}; errors: {errors}" + (f"; copies: {copies}" if copies else "")]
+    lines += _failed_uploads(status.get("failed_uploads") or {})
     return "\n".join(lines)
+
+
+def _failed_uploads(kept: dict[str, Any]) -> list[str]:
+    """One line when uploads are kept under cache_dir/failed/, none otherwise."""
+    if not kept.get("count"):
+        return []
+    refused = f", {kept['refused']} not retryable" if kept.get("refused") else ""
+    return [
+        f"failed uploads: {kept['count']} kept ({human_size(kept.get('bytes', 0))}{refused}) under "
+        f"{kept.get('dir', '?')}; see: rhfs failed list"
+    ]

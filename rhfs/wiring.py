@@ -44,6 +44,7 @@ class Core:
     systems: Systems  # system names and catalog addresses -> locations
     catalog: Catalog
     planner: Planner  # whole-file copies between any two locations
+    control: ControlView  # .rhfs/: status.json and stats.json, also served as metrics
 
 
 def make_store(config: Config, name: str) -> StoreBackend:
@@ -141,10 +142,11 @@ def build_core(
             "read_only": read_only,
             "started_at": stats.started_at,
         }
+    control = ControlView(stats, config, daemon=daemon)
     table = MountTable(
         {
             **mounts,
-            CONTROL_MOUNT: guard(ControlView(stats, config, daemon=daemon)),
+            CONTROL_MOUNT: guard(control),
             "tables": ViewGuard(tables, stats, workers=1),
             "blobs": ViewGuard(blobs, stats, workers=1),
         }
@@ -159,4 +161,12 @@ def build_core(
         copier=planner,
         spool_dir=spool_dir,
     )
-    return Core(config=config, stats=stats, vfs=vfs, systems=systems, catalog=catalog, planner=planner)
+    return Core(
+        config=config,
+        stats=stats,
+        vfs=vfs,
+        systems=systems,
+        catalog=catalog,
+        planner=planner,
+        control=control,
+    )

@@ -64,6 +64,15 @@ def test_the_vfs_never_imports_mfusepy() -> None:
     assert "mfusepy" in {n.split(".")[0] for n in imported(PACKAGE / "fuse_adapter.py")}
 
 
+def test_only_the_metrics_face_imports_prometheus_client() -> None:
+    def breaks(path: Path) -> bool:
+        uses = any(name.split(".")[0] == "prometheus_client" for name in imported(path))
+        return uses and path.name != "metrics.py"
+
+    assert offenders(breaks, modules()) == []
+    assert "prometheus_client" in {n.split(".")[0] for n in imported(PACKAGE / "metrics.py")}
+
+
 def test_nothing_in_transfer_imports_the_vfs_or_a_face() -> None:
     faces = ("rhfs.vfs", "rhfs.api", "rhfs.cli", "rhfs.wiring", "rhfs.mountpoint", "rhfs.fuse_adapter")
 

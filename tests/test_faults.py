@@ -12,7 +12,7 @@ Each test checks one promise of docs/SEMANTICS.md, "Faults", through a real moun
   content or the whole new one;
 - after ``kill -9`` of the daemon no write is claimed, nothing partial is visible, the
   data is kept, and orphaned multipart uploads and a cluster's temporary files are
-  cleaned up at the next start.
+  cleaned up at the next start; `rhfs failed` lists what was kept as unfinished and retries it.
 
 Faults are injected with :class:`faultproxy.FaultProxy` in front of moto (S3) and in
 front of an sshd of our own (cluster-a), which is also crashed and restarted for real.
@@ -22,6 +22,7 @@ Every check asserts an errno *and* that no byte was lost.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import subprocess
@@ -514,6 +515,20 @@ def test_kill_9_mid_write_claims_nothing_shows_nothing_and_recovers(
                 assert kept.read_bytes() == expected[size], name
                 assert errno_of(lambda n=name: os.stat(bucket / prefix / n)) == errno.ENOENT
             assert status(mnt)["s3"]["health"] == "ok"
+
+            # rhfs failed: both are listed as unfinished, and a retry asked for uploads one.
+            listed = subprocess.run(
+                [RHFS, "failed", "list", "--json", "--config", str(config)], capture_output=True, text=True
+            )
+            kept_now = {k["target"]: k for k in json.loads(listed.stdout)}
+            spooled_path = f"/s3/{testbed.bucket}/{prefix}/spooled.bin"
+            for name in ("spooled.bin", "uploading.bin"):
+                entry = kept_now[f"/s3/{testbed.bucket}/{prefix}/{name}"]
+                assert (entry["reason"], entry["retryable"]) == ("unfinished", True), entry
+            argv = [RHFS, "failed", "retry", spooled_path, "--config", str(config)]
+            retried = subprocess.run(argv, capture_output=True, text=True)
+            assert retried.returncode == 0 and f"uploaded {spooled_path}" in retried.stdout, retried
+            assert s3.cat_file(f"{testbed.bucket}/{prefix}/spooled.bin") == expected[spooled_size]
     finally:
         proxy.close()
 

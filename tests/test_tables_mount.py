@@ -8,6 +8,8 @@
 - two mounts sharing a catalog on a moto bucket see each other's new table within
   ``attr_ttl``;
 - a part that is not parquet is refused at close with EINVAL, and the table is unchanged;
+- CSV, JSON Lines and Arrow files copied in are stored as they are and read as parquet by
+  pandas and duckdb; a bad one is EINVAL with a log line saying what was wrong;
 - a missing name is ENOENT in the mount.
 """
 
@@ -31,9 +33,11 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 from conftest import mounted
+from mount_fixtures import daemon_log
 from tables_fixtures import (
     ATTR_TTL,
     api,
@@ -290,3 +294,42 @@ def test_cp_out_of_and_into_a_table(mnt: Path, table_on_s3: tuple[str, Path]) ->
     result = subprocess.run(["cp", str(out / "junk.parquet"), str(path)], capture_output=True, text=True)
     assert result.returncode != 0 and "Invalid argument" in result.stderr  # checked, however it arrives
     assert sorted(os.listdir(path)) == ["part-0.parquet", "part-1.parquet"]
+
+
+def test_csv_json_lines_and_arrow_files_copied_into_a_table_are_read_as_parquet(
+    testbed: Testbed, mnt: Path, tmp_path: Path
+) -> None:
+    name = f"formats-{uuid.uuid4().hex[:8]}"
+    table = mnt / "tables" / name
+    table.mkdir()
+    frames = [sample_frame(3, start) for start in (0, 10, 20)]
+    files = {
+        "data.csv": frames[0].to_csv(index=False).encode(),
+        "more.jsonl": frames[1].to_json(orient="records", lines=True).encode(),
+    }
+    for file_name, data in files.items():
+        (tmp_path / file_name).write_bytes(data)
+    feather.write_feather(pa.Table.from_pandas(frames[2], preserve_index=False), str(tmp_path / "last.arrow"))
+    files["last.arrow"] = (tmp_path / "last.arrow").read_bytes()
+    for file_name in files:
+        subprocess.run(["cp", str(tmp_path / file_name), str(table)], check=True)
+
+    assert sorted(os.listdir(table)) == ["data.parquet", "last.parquet", "more.parquet"]
+    with pytest.raises(FileNotFoundError):
+        os.stat(table / "data.csv")  # shown only as data.parquet
+    data_dir = Path(testbed.tables_url) / name
+    assert {p.name: p.read_bytes() for p in data_dir.iterdir()} == files  # stored as they are
+    expected = normalized(pd.concat(frames))
+    pd.testing.assert_frame_equal(normalized(pd.read_parquet(table)), expected, check_dtype=False)
+    rows = duckdb.sql(f"select id, grade, score from read_parquet('{table}/*.parquet')").df()
+    pd.testing.assert_frame_equal(normalized(rows), expected, check_dtype=False)
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n3\n")
+    result = subprocess.run(["cp", str(bad), str(table)], capture_output=True, text=True)
+    assert result.returncode != 0 and "Invalid argument" in result.stderr
+    said = daemon_log(testbed).read_text(errors="replace")
+    assert f"tables/{name}/bad.csv refused: not a valid CSV file: " in said
+    assert sorted(os.listdir(table)) == ["data.parquet", "last.parquet", "more.parquet"]
+    assert sorted(p.name for p in data_dir.iterdir()) == sorted(files)
+    subprocess.run(["rm", "-r", str(table)], check=True)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
-from tables_fixtures import derived_config, parquet_bytes, put_bytes, put_parquet, sample_frame
+from tables_fixtures import derived_config, normalized, parquet_bytes, put_bytes, put_parquet, sample_frame
 from testbed import Testbed
 
 from rhfs.catalog import Catalog, Resource
@@ -185,7 +185,8 @@ def test_an_invalid_part_is_refused_with_einval_and_the_table_is_unchanged(world
     before = world.names("/tables/t")
     assert errno_of(world.write, "/tables/t/bad.parquet", b"this is not parquet") == errno.EINVAL
     assert errno_of(world.write, "/tables/t/p0.parquet", b"PAR1 but not really PAR1") == errno.EINVAL
-    assert errno_of(world.write, "/tables/t/data.csv", b"id\n1\n") == errno.EINVAL  # only *.parquet parts
+    assert errno_of(world.write, "/tables/t/notes.txt", b"id\n1\n") == errno.EINVAL  # not a part's name
+    assert errno_of(world.write, "/tables/t/data.csv", b"a,b\n1,2\n3\n") == errno.EINVAL  # a short row
     world.vfs.cache.clear()
     assert world.names("/tables/t") == before
     assert world.read("/tables/t/p0.parquet") == parquet_bytes(sample_frame())
@@ -202,6 +203,34 @@ def test_writing_parts_and_replacing_a_converted_one(world: World) -> None:
     assert world.names("/tables/w") == ["new.parquet", "old.parquet"]
     assert world.read("/tables/w/old.parquet") == parquet_bytes(replacement)
     assert sorted(world.tb.fs("s3").ls(base, detail=False)) == [f"{base}/new.parquet", f"{base}/old.parquet"]
+
+
+def test_csv_json_lines_and_arrow_parts_are_stored_as_they_are_and_shown_as_parquet(world: World) -> None:
+    base = f"rhfs-test/{world.prefix}"
+    put_parquet(world.tb, "s3", f"{base}/c.parquet", sample_frame(2))
+    world.table("m", "s3", base)
+    frame = sample_frame(5)
+    arrow = io.BytesIO()
+    feather.write_feather(pa.Table.from_pandas(frame, preserve_index=False), arrow)
+    parts = {
+        "a.csv": frame.to_csv(index=False).encode(),
+        "b.jsonl": frame.to_json(orient="records", lines=True).encode(),
+        "c.arrow": arrow.getvalue(),  # replaces the native c.parquet shown under the same name
+    }
+    for name, data in parts.items():
+        world.write(f"/tables/m/{name}", data)
+    fs = world.tb.fs("s3")
+    stored = {key.rsplit("/", 1)[1]: fs.cat_file(key) for key in fs.ls(base, detail=False)}
+    assert stored == parts
+    world.vfs.cache.clear()
+    assert world.names("/tables/m") == ["a.parquet", "b.parquet", "c.parquet"]
+    for name in ("a", "b", "c"):
+        shown = pq.read_table(io.BytesIO(world.read(f"/tables/m/{name}.parquet"))).to_pandas()
+        pd.testing.assert_frame_equal(normalized(shown), normalized(frame), check_dtype=False)
+    for name, junk in (("d.jsonl", b'{"id": 1}\n{"id": \n'), ("e.arrow", b"ARROW1 but no more")):
+        assert errno_of(world.write, f"/tables/m/{name}", junk) == errno.EINVAL
+    world.vfs.cache.clear()
+    assert world.names("/tables/m") == ["a.parquet", "b.parquet", "c.parquet"]
 
 
 def test_rm_of_a_converted_part_removes_its_source(world: World) -> None:

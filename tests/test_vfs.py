@@ -371,7 +371,7 @@ def test_handles_system_roots_and_replaced_versions_have_their_errnos(world: Wor
 
 
 def test_a_kept_name_fits_one_name_and_ends_with_the_file_name() -> None:
-    from rhfs.vfs.recovery import kept_name
+    from rhfs.vfs.kept import kept_name
 
     name = kept_name("/s3/bucket/" + "d" * 250 + "/é" * 100 + "/part-0.parquet")
     assert len(name.encode()) <= 255 and name.endswith("__part-0.parquet")

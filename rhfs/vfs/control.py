@@ -1,9 +1,10 @@
 """``.rhfs/``: read-only control files generated from the daemon's live state.
 
 Files:
-- ``status.json``: the daemon (pid, mount point, config file, version, uptime) and
+- ``status.json``: the daemon (pid, mount point, config file, version, uptime),
   each system's kind, health (``ok``, ``down``, or ``unknown`` before its first
-  call), last error, and latency (a moving average of its calls, in ms);
+  call), last error, and latency (a moving average of its calls, in ms), and the
+  uploads kept under ``cache_dir/failed/`` (``failed_uploads``, :mod:`rhfs.vfs.kept`);
 - ``stats.json``: ops, errors by errno, copies by route, and bytes read, written
   and relayed per system;
 - ``version``: ``rhfs X.Y.Z``;
@@ -26,9 +27,10 @@ import tomli_w
 
 from rhfs import __version__
 from rhfs.backends.base import Abilities, BytesReader, Entry, Traits
-from rhfs.config import Config, drop_none, redacted
+from rhfs.config import Config, drop_none, expand, redacted
 from rhfs.errors import NotADirectory, NotFound, ReadOnly
 from rhfs.stats import Stats
+from rhfs.vfs import kept
 
 CONTROL_MOUNT = ".rhfs"
 
@@ -60,6 +62,10 @@ class ControlView:
         }
 
     def _status(self) -> bytes:
+        return _json(self.status_document())
+
+    def status_document(self) -> dict[str, Any]:
+        """What status.json holds, as a dict (the metrics endpoint serves it too)."""
         now = time.time()
         systems = {}
         for name, health in self.stats.status().items():
@@ -72,10 +78,11 @@ class ControlView:
             "time": now,
             "daemon": {**self.daemon, "uptime_s": round(now - self.stats.started_at, 3)},
             "systems": systems,
+            "failed_uploads": kept.summary(kept.failed_dir(expand(self.config.mount.cache_dir))),
         }
         if self.extra_status:
             status.update(self.extra_status())
-        return _json(status)
+        return status
 
     def _entry(self, name: str) -> Entry:
         return Entry(

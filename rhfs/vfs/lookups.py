@@ -27,6 +27,7 @@ from rhfs.backends.base import Entry, basename, check_name, check_name_length
 from rhfs.errors import IsADirectory, NotFound, ReadOnly, RhfsError, UploadFailed
 from rhfs.stats import Stats
 from rhfs.tree import Location, MountTable, TreeDir, normalize
+from rhfs.vfs import kept
 from rhfs.vfs.attrs import Attr, attr_of
 from rhfs.vfs.cache import MetadataCache
 from rhfs.vfs.handles import HandleTable
@@ -65,7 +66,7 @@ class Lookups:
         self.cache = MetadataCache(attr_ttl)
         self.copier = copier  # None: no copy is routed; the kernel copies by reads and writes
         self.spool_dir = spool_dir or os.path.join(cache_dir, "spool")
-        self.failed_dir = os.path.join(cache_dir, "failed")
+        self.failed_dir = kept.failed_dir(cache_dir)
         os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
         self.handles = HandleTable()
         self._versions: dict[str, tuple[object, ...]] = {}  # path -> the version last opened for reading

@@ -30,6 +30,7 @@ from rhfs.errors import InvalidArgument, UploadFailed
 from rhfs.local_writes import pwrite_all
 from rhfs.location_io import fetch_into
 from rhfs.tree import Location
+from rhfs.vfs import kept as kept_files
 from rhfs.vfs import recovery
 
 log = logging.getLogger(__name__)
@@ -169,10 +170,12 @@ class OpenFile:
             try:
                 backend.upload(self.spool_path, self.location.rel)
             except Exception as e:
+                refused = isinstance(e, InvalidArgument)  # the content itself (a non-parquet table part)
                 kept = self._keep(failed_dir)
+                kept_files.write_record(kept, self.path, "refused" if refused else "failed", str(e))
                 failure = UploadFailed(f"upload of {self.path} failed: {e}; data kept at {kept}", kept)
                 if isinstance(e, InvalidArgument):
-                    failure.errno = e.errno  # the content itself was refused (a non-parquet table part)
+                    failure.errno = e.errno
                 raise failure from e
             self.dirty = False
             self.remote_exists = True
@@ -204,7 +207,7 @@ class OpenFile:
                 shutil.copyfile(self.spool_path, self.kept)
             return self.kept
         os.makedirs(failed_dir, exist_ok=True)
-        kept = os.path.join(failed_dir, recovery.kept_name(self.path))
+        kept = os.path.join(failed_dir, kept_files.kept_name(self.path))
         try:
             os.link(self.spool_path, kept)
         except OSError:
@@ -216,10 +219,7 @@ class OpenFile:
         if self.kept is None:
             return
         log.info("%s: uploaded on retry; removing its kept copy %s", self.path, self.kept)
-        try:
-            os.unlink(self.kept)
-        except FileNotFoundError:
-            pass
+        kept_files.remove(self.kept)
         self.kept = None
 
     def discard(self) -> None:

@@ -20,8 +20,10 @@ daemon was killed, crashed, or lost power):
   directory stays and the next start tries again.
 
 Finally it reports, in one line, how many failed uploads are kept under
-``cache_dir/failed``. Every file kept there, by this module or by a failed upload
-(:mod:`rhfs.vfs.open_files`), is named by :func:`kept_name`.
+``cache_dir/failed``, after removing those older than ``[mount] failed_max_age_days``
+(and again every :data:`PRUNE_INTERVAL` seconds while the daemon runs). Every file kept
+there, by this module or by a failed upload (:mod:`rhfs.vfs.open_files`), is named and
+recorded by :mod:`rhfs.vfs.kept`.
 
 Invariants: a live daemon's spool is never touched (its lock is held); files
 directly under ``cache_dir/spool`` (spooled by in-process faces) are left alone.
@@ -41,6 +43,7 @@ import uuid
 from typing import IO, TYPE_CHECKING
 
 from rhfs.tree import Location
+from rhfs.vfs import kept as kept_files
 
 if TYPE_CHECKING:
     from rhfs.vfs.core import Vfs
@@ -49,7 +52,7 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 TARGET_SUFFIX = ".target"
-KEPT_PATH_BYTES = 180  # the end of a tree path a kept name holds: with its stamp, far below NAME_MAX
+PRUNE_INTERVAL = 6 * 3600.0  # seconds between removals of kept uploads past their age
 _held: list[IO[bytes]] = []  # the locks of this process's spool directories, held until exit
 
 
@@ -86,15 +89,26 @@ def forget_target(spool_path: str) -> None:
         os.unlink(spool_path + TARGET_SUFFIX)
 
 
-def start(vfs: Vfs, cache_dir: str) -> threading.Thread:
+def start(vfs: Vfs, cache_dir: str, max_age_days: float = 0.0) -> threading.Thread:
     """Recover the spool directories of dead daemons in the background; ``vfs`` spools in the
-    directory this daemon claimed (:func:`claim_spool`, given to the VFS when it was built)."""
-    thread = threading.Thread(target=recover, args=(vfs, cache_dir), name="rhfs-recovery", daemon=True)
+    directory this daemon claimed (:func:`claim_spool`, given to the VFS when it was built).
+    Then, and every :data:`PRUNE_INTERVAL`, remove kept uploads older than ``max_age_days``."""
+
+    def run() -> None:
+        recover(vfs, cache_dir, max_age_days)
+        while max_age_days > 0:
+            time.sleep(PRUNE_INTERVAL)
+            try:
+                kept_files.prune(vfs.failed_dir, max_age_days)
+            except OSError as e:
+                log.error("removing old kept uploads from %s failed: %s", vfs.failed_dir, e)
+
+    thread = threading.Thread(target=run, name="rhfs-recovery", daemon=True)
     thread.start()
     return thread
 
 
-def recover(vfs: Vfs, cache_dir: str) -> None:
+def recover(vfs: Vfs, cache_dir: str, max_age_days: float = 0.0) -> None:
     spool_root = os.path.join(cache_dir, "spool")
     try:
         names = sorted(os.listdir(spool_root))
@@ -108,6 +122,10 @@ def recover(vfs: Vfs, cache_dir: str) -> None:
             _recover_dir(vfs, path)
         except Exception as e:  # recovery must never take the daemon down
             log.error("recovering %s failed: %s", path, e)
+    try:
+        kept_files.prune(vfs.failed_dir, max_age_days)
+    except OSError as e:
+        log.error("removing old kept uploads from %s failed: %s", vfs.failed_dir, e)
     _report_kept(vfs.failed_dir)
 
 
@@ -140,6 +158,9 @@ def _recover_spool(vfs: Vfs, spool_path: str) -> bool:
         if os.path.getsize(spool_path) > 0:
             kept = _keep(vfs.failed_dir, spool_path, tree_path)
             pid = target.get("pid", "?") if target else "?"
+            if target:
+                why = f"its daemon, pid {pid}, stopped before close() succeeded"
+                kept_files.write_record(kept, tree_path, "unfinished", why)
             log.error(
                 "unfinished write of %s (its daemon, pid %s, stopped before close() succeeded): "
                 "data kept at %s",
@@ -176,34 +197,19 @@ def _abort_orphans(vfs: Vfs, target: dict[str, str]) -> bool:
     return True
 
 
-def kept_name(tree_path: str) -> str:
-    """The name, under ``cache_dir/failed``, of bytes that were going to ``tree_path``.
-
-    A time stamp, a random part, then the path with ``/`` as ``__``. A path too long for one
-    name keeps its end, the file's own name; a name that is not UTF-8 loses only the bytes
-    that are not.
-    """
-    safe = tree_path.strip("/").replace("/", "__").encode("utf-8", "surrogateescape")[-KEPT_PATH_BYTES:]
-    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}-{safe.decode('utf-8', 'ignore')}"
-
-
 def _keep(failed_dir: str, spool_path: str, tree_path: str) -> str:
     os.makedirs(failed_dir, mode=0o700, exist_ok=True)
-    kept = os.path.join(failed_dir, kept_name(tree_path))
+    kept = os.path.join(failed_dir, kept_files.kept_name(tree_path))
     os.replace(spool_path, kept)
     return kept
 
 
 def _report_kept(failed_dir: str) -> None:
-    try:
-        kept = [e for e in os.scandir(failed_dir) if e.is_file()]
-    except FileNotFoundError:
-        return
+    kept = kept_files.listing(failed_dir)
     if kept:
-        total = sum(e.stat().st_size for e in kept)
         log.warning(
-            "%d failed upload(s), %d bytes, are kept under %s; the log names each one's path",
+            "%d failed upload(s), %d bytes, are kept under %s; see: rhfs failed list",
             len(kept),
-            total,
+            sum(k.size for k in kept),
             failed_dir,
         )

@@ -24,6 +24,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from rhfs.errors import InvalidArgument
 
@@ -80,10 +81,37 @@ def check_parquet(path: str) -> None:
         raise InvalidArgument(f"not a valid parquet file: {e}") from None
 
 
+FORMAT_NAMES = {"csv": "CSV", "json": "JSON Lines", "ipc": "Arrow IPC"}
+PART_NAMES = (
+    "a table part must be named *.parquet, *.csv, *.jsonl, *.ndjson, *.json, *.arrow, *.feather or *.ipc"
+)
+
+
+def check_part(path: str, fmt: str) -> None:
+    """Raise InvalidArgument, saying what is wrong, unless pyarrow reads ``path`` as ``fmt``.
+
+    A parquet file is checked by its footer and row groups; a CSV, JSON Lines or Arrow file is
+    read whole, with the type inference its conversion will use.
+    """
+    if fmt == "parquet":
+        check_parquet(path)
+        return
+    try:
+        read_table(path, fmt)
+    except Exception as e:
+        raise InvalidArgument(f"not a valid {FORMAT_NAMES.get(fmt, fmt)} file: {e}") from None
+
+
 def to_parquet(source: str, fmt: str, target: str) -> None:
     """Convert a local CSV, JSON Lines or Arrow IPC file to parquet at ``target``."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
+
+    pq.write_table(read_table(source, fmt), target)
+
+
+def read_table(source: str, fmt: str) -> Any:
+    """A local CSV, JSON Lines or Arrow IPC file as one pyarrow Table."""
+    import pyarrow as pa
 
     if fmt == "csv":
         import pyarrow.csv as pcsv
@@ -101,7 +129,7 @@ def to_parquet(source: str, fmt: str, target: str) -> None:
                 table = pa.ipc.open_stream(f).read_all()
     else:
         raise InvalidArgument(f"unknown part format {fmt!r}")
-    pq.write_table(table, target)
+    return table
 
 
 def _read_json(source: str) -> object:

@@ -10,11 +10,12 @@ catalog's ``system`` and ``path``). Inside it (see :mod:`rhfs.views.parts`):
 - reads of parquet parts are ranged reads on the table's backend, so reading a
   footer or one column fetches only those bytes.
 
-Writes: a new or replaced part must be a valid parquet file named ``*.parquet``;
-anything else is refused at upload (close) with EINVAL and the table is left as it
-was. ``mkdir tables/<name>`` creates an empty table at ``[tables] default_url``;
-``rmdir`` of an emptied table deletes what is left of its data and its catalog
-entry; ``rm`` of a part deletes its source file.
+Writes: a new or replaced part is a parquet, CSV, JSON Lines or Arrow IPC file, named
+as such, that pyarrow reads; it is stored as it is (and shown as ``<stem>.parquet``).
+Anything else is refused at upload (close) with EINVAL and one log line saying what was
+wrong, and the table is left as it was. ``mkdir tables/<name>`` creates an empty table
+at ``[tables] default_url``; ``rmdir`` of an emptied table deletes what is left of its
+data and its catalog entry; ``rm`` of a part deletes its source file.
 """
 
 from __future__ import annotations
@@ -38,7 +39,15 @@ from rhfs.errors import (
 )
 from rhfs.location_io import NOT_FOUND, fetch, makedirs, remove_tree
 from rhfs.tree import Location
-from rhfs.views.parts import PARQUET_SUFFIX, Converter, check_parquet, is_hidden, shown_name, source_format
+from rhfs.views.parts import (
+    PARQUET_SUFFIX,
+    PART_NAMES,
+    Converter,
+    check_part,
+    is_hidden,
+    shown_name,
+    source_format,
+)
 from rhfs.views.systems import Systems
 
 log = logging.getLogger(__name__)
@@ -182,26 +191,30 @@ class TablesView:
         return self.wrap_reader(reader, part.entry.size) if self.wrap_reader else reader
 
     def upload(self, local_path: str, path: str) -> None:
+        """Store a part as it is, once pyarrow reads it as its name says; it replaces the part
+        shown under the same name (``x.csv`` replaces a shown ``x.parquet``, and the reverse)."""
         name, _, sub = path.partition("/")
         if not sub:
             raise InvalidArgument(f"tables/{path}: tables/ holds only table directories")
-        if not sub.endswith(PARQUET_SUFFIX) or is_hidden(basename(sub)):
-            log.warning("tables/%s refused: a table part must be named *.parquet", path)
-            raise InvalidArgument(f"tables/{path}: a table part must be named *.parquet")
+        fmt = source_format(basename(sub))
+        if fmt is None:
+            log.warning("tables/%s refused: %s", path, PART_NAMES)
+            raise InvalidArgument(f"tables/{path}: {PART_NAMES}")
         try:
-            check_parquet(local_path)
+            check_part(local_path, fmt)
         except InvalidArgument as e:
             log.warning("tables/%s refused: %s", path, e)
             raise
         _, base = self.table(name)
+        shown = join(parent(sub), shown_name(basename(sub)) or basename(sub))
         try:
-            replaced = self.resolve(path)
+            replaced = self.resolve(f"{name}/{shown}")
         except NOT_FOUND:
             replaced = None
         target = base.child(sub)
         target.backend.upload(local_path, target.rel)
-        if replaced is not None and replaced.converted is not None:
-            source = replaced.source  # a converted part is now replaced by a native one
+        if replaced is not None and replaced.source.rel != target.rel:
+            source = replaced.source  # another file showed under this name: the new part replaces it
             source.backend.remove(source.rel)
 
     def remove(self, path: str) -> None:
