@@ -1,9 +1,9 @@
 """Routes whose bytes pass through the daemon: all of them are counted in stats.
 
 - ``here-upload``: a file of the daemon host to any system, with the system's own
-  parallel upload (S3 and Azure multipart, SFTP with many requests in flight); many files
-  to a cluster with a session (a tree job's) go framed on the session's one connection,
-  whose helper writes each whole, with no request to wait for between two files;
+  parallel upload (S3 and Azure multipart, SFTP with many requests in flight); a tree job's
+  files of up to 16 MiB to a cluster with a session go framed on the session's one
+  connection, whose helper writes each whole, with no request to wait for between two files;
 - ``here-download``: any system to the daemon host, with parallel ranged reads
   (:func:`rhfs.location_io.fetch`) into a hidden temporary sibling renamed over the target;
 - ``relay``: anything else (another provider's store, or a cluster that cannot
@@ -30,6 +30,8 @@ from rhfs.transfer.planner import Job, Route, holds_bytes, runs_commands
 from rhfs.transfer.shell import remote_path
 from rhfs.tree import Location
 
+BATCHED_FILE_BYTES = 16 << 20  # files up to this size go to a cluster framed on its session
+
 
 def local_path(loc: Location) -> str:
     """The path of ``loc`` on the daemon host's own disk; CantCopy if it has none."""
@@ -50,7 +52,13 @@ class HereUpload(Route):
         return on_this_host(job.src) and holds_bytes(job.dst)
 
     def batches(self, job: Job) -> bool:
-        return runs_commands(job.dst) and self.ctx.session(job.dst.backend) is not None
+        """Small files to a cluster with a session; a big one takes SFTP's parallel writes on the
+        other connection, beside the batches."""
+        return (
+            job.size <= BATCHED_FILE_BYTES
+            and runs_commands(job.dst)
+            and self.ctx.session(job.dst.backend) is not None
+        )
 
     def prepare(self, job: Job) -> None:
         if self.batches(job):
