@@ -25,7 +25,8 @@ def human_duration(seconds: float) -> str:
 
 
 def format_status(status: dict[str, Any], stats: dict[str, Any]) -> str:
-    """One header line, one row per system, and a line of op, error and copy counts."""
+    """One header line, one row per system (and per configured bucket of a store, with its
+    state: ok, missing, denied, unreachable or failed), and a line of op, error and copy counts."""
     d = status.get("daemon", {})
     lines = [
         f"rhfs {d.get('version', '?')} at {d.get('mountpoint', '?')}  pid {d.get('pid', '?')}  "
@@ -43,6 +44,11 @@ def format_status(status: dict[str, Any], stats: dict[str, Any]) -> str:
             f"{human_size(t.get('bytes_read', 0)):>10} {human_size(t.get('bytes_written', 0)):>10} "
             f"{human_size(t.get('bytes_relayed', 0)):>10}  {s.get('last_error') or '-'}"
         )
+        for bucket, b in sorted(s.get("buckets", {}).items()):  # a store's configured buckets
+            lines.append(
+                f"{name + '/' + bucket:<18} {'bucket':<8} {b.get('state', '?'):<11} {'-':>6} "
+                f"{'-':>10} {'-':>10} {'-':>10}  {b.get('last_error') or '-'}"
+            )
     ops = stats.get("ops", {})
     errors = ", ".join(f"{k} {v}" for k, v in sorted(stats.get("errors", {}).items())) or "none"
     copies = ", ".join(
@@ -51,3 +57,13 @@ def format_status(status: dict[str, Any], stats: dict[str, Any]) -> str:
     )
     lines += ["", f"ops {sum(ops.values())}; errors: {errors}" + (f"; copies: {copies}" if copies else "")]
     return "\n".join(lines)
+
+
+def not_ok(status: dict[str, Any]) -> list[str]:
+    """The systems that are down and the configured buckets that are not ``ok``."""
+    out = []
+    for name, s in sorted(status.get("systems", {}).items()):
+        if s.get("health") == "down":
+            out.append(name)
+        out += [f"{name}/{b}" for b, r in sorted(s.get("buckets", {}).items()) if r.get("state") != "ok"]
+    return out

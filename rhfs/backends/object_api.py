@@ -134,6 +134,54 @@ async def bounded(calls: Iterable[Callable[[], Awaitable[T]]], limit: int = PARA
     return results  # type: ignore[return-value]
 
 
+# Where a provider's filesystem passes its ``**kwargs`` on, beyond the classes of its own MRO:
+# fsspec's listings cache, and s3fs's aiobotocore session (where an unknown key fails, but only
+# at the first request).
+_KWARGS_SINKS: dict[str, tuple[tuple[str, str], ...]] = {
+    "s3": (("fsspec.dircache", "DirCache"), ("aiobotocore.session", "AioSession")),
+    "gs": (("fsspec.dircache", "DirCache"),),
+    "az": (("fsspec.dircache", "DirCache"),),
+}
+_FSSPEC_OPTIONS = frozenset({"skip_instance_cache"})  # read by fsspec's instance cache
+
+
+def accepted_options(protocol: str) -> frozenset[str] | None:
+    """Every option key the filesystem of an S3, GCS or Azure store takes, from its signatures;
+    None for any other protocol, whose filesystem may pass any key on (nothing is checked)."""
+    import importlib
+    import inspect
+
+    import fsspec
+
+    sinks = _KWARGS_SINKS.get(provider_of(protocol))
+    if sinks is None:
+        return None
+    cls = fsspec.get_filesystem_class(protocol)
+    inits = [k.__dict__["__init__"] for k in cls.__mro__ if "__init__" in k.__dict__]
+    inits += [getattr(importlib.import_module(module), name).__init__ for module, name in sinks]
+    names: set[str] = set(_FSSPEC_OPTIONS)
+    for init in inits:
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    names.discard("self")
+    return frozenset(names)
+
+
+def unknown_options(protocol: str, options: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """The keys of ``options`` that ``protocol``'s filesystem does not take, each with the
+    accepted keys closest to it (for a "did you mean")."""
+    import difflib
+
+    accepted = accepted_options(protocol)
+    if accepted is None:
+        return []
+    return [
+        (key, difflib.get_close_matches(key, sorted(accepted), n=1, cutoff=0.6))
+        for key in options
+        if key not in accepted
+    ]
+
+
 def make_filesystem(protocol: str, options: dict[str, Any]) -> Any:
     import fsspec
 
