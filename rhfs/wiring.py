@@ -22,7 +22,7 @@ from rhfs.backends.base import Backend
 from rhfs.backends.cluster import ClusterBackend
 from rhfs.backends.guard import Guarded
 from rhfs.backends.local import LocalBackend
-from rhfs.backends.object_api import unknown_options
+from rhfs.backends.object_api import option_problems
 from rhfs.backends.store import StoreBackend
 from rhfs.catalog import Catalog, open_catalog
 from rhfs.config import Config, ConfigProblems, expand
@@ -57,22 +57,15 @@ def make_store(config: Config, name: str, stats: Stats | None = None) -> StoreBa
 
 
 def construction_problems(config: Config) -> list[str]:
-    """What stops a configured system's backend from being made, one line each, naming the
-    file, the table and the key: an option its provider's filesystem does not take (which
-    its client would refuse only at the first request), or an error making it."""
+    """What stops a configured store from being made, one line each, naming the file, the
+    table and the key: a protocol fsspec does not know, or an option its filesystem does not
+    take (which its client would refuse only at the first request)."""
     source = config.source or "embedded default"
-    lines = []
-    for name, store in config.stores.items():
-        where = f"{source}: [stores.{name}] options"
-        try:
-            unknown = unknown_options(store.protocol, store.options)
-        except (ImportError, ValueError) as e:
-            lines.append(f"{source}: [stores.{name}] protocol: {store.protocol!r}: {e}")
-            continue
-        for key, close in unknown:
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            lines.append(f"{where}: unknown key '{key}' for protocol '{store.protocol}'{hint}")
-    return lines
+    return [
+        f"{source}: [stores.{name}] {key}: {problem}"
+        for name, store in config.stores.items()
+        for key, problem in option_problems(store.protocol, store.options)
+    ]
 
 
 def check_constructible(config: Config) -> None:

@@ -56,6 +56,20 @@ def test_a_bad_store_option_is_a_config_error_at_mount_and_in_config_check(tmp_p
     assert ls.returncode == 2 and expected in ls.stderr
 
 
+def test_mount_names_every_store_it_cannot_make_one_line_each(tmp_path: Path) -> None:
+    config = _bad_store_config(tmp_path)
+    config.write_text(config.read_text() + '[stores.typo]\nprotocol = "s4"\n')
+    mount = run("mount", str(tmp_path / "mnt"), "--config", str(config))
+    assert mount.returncode == 2
+    assert mount.stderr.strip().splitlines() == [
+        f"rhfs: {config}: [stores.minio] options: unknown key 'endpointurl' for protocol 's3' "
+        "(did you mean 'endpoint_url'?)",
+        f"rhfs: {config}: [stores.typo] protocol: unknown protocol 's4'",
+    ]
+    check = run("config", "check", "--config", str(config))
+    assert check.returncode == 2 and f"2 problem(s) in {config}" in check.stderr
+
+
 @pytest.fixture
 def troubled(testbed: Testbed, tmp_path: Path) -> Path:
     """The testbed's config with a missing bucket, a denied store, a dead store and a dead cluster."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from rhfs.backends.providers import provider_of, provider_type
-from rhfs.errors import Stale
+from rhfs.errors import Stale, first_line
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs is imported
 
@@ -167,16 +167,30 @@ def accepted_options(protocol: str) -> frozenset[str] | None:
     return frozenset(names)
 
 
-def unknown_options(protocol: str, options: dict[str, Any]) -> list[tuple[str, list[str]]]:
-    """The keys of ``options`` that ``protocol``'s filesystem does not take, each with the
-    accepted keys closest to it (for a "did you mean")."""
+def option_problems(protocol: str, options: dict[str, Any]) -> list[tuple[str, str]]:
+    """What stops a store of ``protocol`` with ``options`` from working, found without a
+    request: ``(key, what is wrong)`` for a protocol fsspec does not know (or whose package
+    is not installed), and for each option its filesystem does not take."""
     import difflib
 
+    import fsspec
+
+    def hint(name: str, choices: list[str]) -> str:
+        close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+        return f" (did you mean '{close[0]}'?)" if close else ""
+
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as e:
+        return [("protocol", f"'{protocol}' needs a package that is not installed: {first_line(e)}")]
+    except ValueError:
+        known = sorted(fsspec.available_protocols())
+        return [("protocol", f"unknown protocol '{protocol}'{hint(protocol, known)}")]
     accepted = accepted_options(protocol)
     if accepted is None:
         return []
     return [
-        (key, difflib.get_close_matches(key, sorted(accepted), n=1, cutoff=0.6))
+        ("options", f"unknown key '{key}' for protocol '{protocol}'{hint(key, sorted(accepted))}")
         for key in options
         if key not in accepted
     ]
