@@ -79,5 +79,5 @@ done
 log "installed $BIN/rhfs ($("$BIN/rhfs" --version))"
 case ":$PATH:" in
     *":$BIN:"*) ;;
-    *) log "$BIN is not on PATH: add it (Debian's ~/.profile does so at your next login)" ;;
+    *) log "$BIN is not on PATH: call $BIN/rhfs, or add $BIN to PATH (a user's ~/.profile on Debian and Ubuntu does so at the next login)" ;;
 esac
