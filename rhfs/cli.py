@@ -236,7 +236,7 @@ def _mount(args: argparse.Namespace, *, quiet: bool = False) -> int:
     log_path = os.path.join(config.mount.cache_dir, "rhfs.log")
     code = daemon.spawn(argv, mountpoint, log_path)
     if code == 0 and not quiet:
-        print(f"rhfs: mounted {mountpoint} (log: {log_path})")
+        print(f"rhfs: mounted {mountpoint} (log: {log_path})", flush=True)
         _report_mount_check(mountpoint, min(config.mount.op_timeout, MOUNT_CHECK_WAIT) + 1)
     return code
 
