@@ -161,9 +161,13 @@ def test_mount_names_every_bucket_and_system_it_cannot_reach(troubled: Path, tmp
 
 
 # -- rough edges ------------------------------------------------------------------------------
-def test_a_non_empty_mount_point_is_refused_unless_asked(testbed: Testbed, tmp_path: Path) -> None:
+@pytest.fixture
+def config(testbed: Testbed, tmp_path: Path) -> Path:
     require_fuse()
-    config = write_config(testbed, tmp_path / "cfg")
+    return write_config(testbed, tmp_path / "cfg")
+
+
+def test_a_non_empty_mount_point_is_refused_unless_asked(config: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     (mnt / "mine.txt").write_text("still here")
@@ -184,9 +188,7 @@ def test_a_non_empty_mount_point_is_refused_unless_asked(testbed: Testbed, tmp_p
         force_unmount(mnt)
 
 
-def test_unmount_without_an_argument_names_the_mount_point(testbed: Testbed, tmp_path: Path) -> None:
-    require_fuse()
-    config = write_config(testbed, tmp_path / "cfg")
+def test_unmount_without_an_argument_names_the_mount_point(config: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     mnt = home / "rh"
