@@ -27,12 +27,13 @@ from rhfs import log as rhfs_log
 from rhfs import mountpoint as mp
 from rhfs.errors import ConfigError, FuseUnavailable, RhfsError, describe
 from rhfs.reachability import probe_all
-from rhfs.status_report import format_status, human_size
+from rhfs.status_report import format_status, human_size, not_ok
 from rhfs.urls import tree_path
 
 DEFAULT_MOUNTPOINT = "~/rh"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED = 0, 1, 2, 3
 UNMOUNT_TIMEOUT = 600.0
+MOUNT_CHECK_WAIT = 10.0  # seconds rhfs mount waits for the new mount's check of every system
 
 EPILOG = """\
 exit codes:
@@ -51,6 +52,15 @@ examples:
   rhfs unmount ~/rh                    upload pending writes, then unmount
   rhfs config check                    validate the config, try every system
 """
+
+
+SUBCOMMAND_EPILOG = (
+    "exit codes: 0 done, 1 failed, 2 bad usage or config, 3 a system is unreachable (rhfs --help)"
+)
+CONFIG_HELP = (
+    "config file (default: $RHFS_CONFIG, then ~/.config/rhfs/config.toml, then /etc/rhfs/config.toml, "
+    "else the embedded default)"
+)
 
 
 def _level(value: str) -> str:
@@ -76,22 +86,29 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> Any:
-        parser = sub.add_parser(name, help=text, description=text, parents=[common], epilog=EPILOG)
+        parser = sub.add_parser(name, help=text, description=text, parents=[common], epilog=SUBCOMMAND_EPILOG)
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
         parser.set_defaults(handler=handler)
         return parser
 
     m = command("mount", _mount, "Mount the tree; return once it answers.")
     m.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT, help="default: ~/rh")
-    m.add_argument("--config", help="config file (default: the search order below)")
+    m.add_argument("--config", help=CONFIG_HELP)
     m.add_argument(
         "--foreground", action="store_true", help="stay attached; tell systemd READY=1 (Type=notify)"
     )
     m.add_argument("--read-only", action="store_true", help="refuse every write")
     m.add_argument("--allow-other", action="store_true", help="let other users in (with permission checks)")
+    m.add_argument(
+        "--allow-non-empty",
+        action="store_true",
+        help="mount over a directory that holds files (they are hidden until unmounted)",
+    )
 
     u = command("unmount", _unmount, "Upload pending writes, then unmount.")
-    u.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
+    u.add_argument(
+        "mountpoint", nargs="?", default=None, help="default: ~/rh, or the only rhfs mount (it is named)"
+    )
     u.add_argument("--timeout", type=float, default=UNMOUNT_TIMEOUT, help="seconds to wait (default 600)")
 
     s = command("status", _status, "Show each system's health and traffic.")
@@ -103,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         "url", help="s3://bucket/dir, gs://..., az://..., CLUSTER:path, a tree path or a mount path"
     )
     ls.add_argument("-l", "--long", action="store_true", help="kind, size and modification time")
-    ls.add_argument("--config")
+    ls.add_argument("--config", help=CONFIG_HELP)
 
     cp = command("cp", _cp, "Copy files by the mount's server-side routes, outside a mount.")
     cp.add_argument("src", help="s3://bucket/key, CLUSTER:path, rhfs://tree/path, a mount path, a local path")
@@ -111,19 +128,22 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("-r", "--recursive", action="store_true", help="copy directories and their contents")
     cp.add_argument("--checksum", action="store_true", help="skip files by content, not by size and time")
     cp.add_argument("--delete", action="store_true", help="remove files at DST that SRC does not have")
-    cp.add_argument("--config")
+    cp.add_argument("--config", help=CONFIG_HELP)
 
     c = command("config", _config_check, "Configuration commands.")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    check_text = "validate the config and try every system and bucket"
     check = csub.add_parser(
-        "check", help="validate the config and try every system", parents=[common], epilog=EPILOG
+        "check", help=check_text, description=check_text, parents=[common], epilog=SUBCOMMAND_EPILOG
     )
-    check.formatter_class = argparse.RawDescriptionHelpFormatter
-    check.add_argument("--config")
+    check.add_argument("--config", help=CONFIG_HELP)
     check.add_argument("--timeout", type=float, default=15.0, help="seconds per system (default 15)")
     check.set_defaults(handler=_config_check)
-    show = csub.add_parser("show", help="print the effective config, secrets redacted", parents=[common])
-    show.add_argument("--config")
+    show_text = "print the effective config, secrets redacted"
+    show = csub.add_parser(
+        "show", help=show_text, description=show_text, parents=[common], epilog=SUBCOMMAND_EPILOG
+    )
+    show.add_argument("--config", help=CONFIG_HELP)
     show.set_defaults(handler=_config_show)
     _failed_parsers(command, common)
     return p
@@ -179,34 +199,72 @@ def _mountpoint(raw: str) -> str:
 # -- mount / unmount -------------------------------------------------------------------
 def _mount(args: argparse.Namespace, *, quiet: bool = False) -> int:
     from rhfs import daemon
+    from rhfs.wiring import construction_problems
 
     config = config_mod.load(args.config)
     level = getattr(args, "log_level", None) or config.mount.log_level
     rhfs_log.setup(level)
     mountpoint = _mountpoint(args.mountpoint)
+    allow_non_empty = getattr(args, "allow_non_empty", False)
+    problems = construction_problems(config)
+    if problems:  # each one, as config check names them: a store that cannot even be made
+        for line in problems:
+            _error(line)
+        return EXIT_USAGE
     if args.foreground:
-        daemon.run(config, mountpoint, read_only=args.read_only, allow_other=args.allow_other)
+        daemon.run(
+            config,
+            mountpoint,
+            read_only=args.read_only,
+            allow_other=args.allow_other,
+            allow_non_empty=allow_non_empty,
+        )
         return EXIT_OK
     daemon.preflight()
-    daemon.prepare_mountpoint(mountpoint)
+    daemon.prepare_mountpoint(mountpoint, allow_non_empty=allow_non_empty)
     argv = ["mount", mountpoint]
     if config.source:
         argv += ["--config", os.path.abspath(config.source)]
-    if args.read_only:
-        argv.append("--read-only")
-    if args.allow_other:
-        argv.append("--allow-other")
+    for flag, given in (
+        ("--read-only", args.read_only),
+        ("--allow-other", args.allow_other),
+        ("--allow-non-empty", allow_non_empty),
+    ):
+        if given:
+            argv.append(flag)
     if getattr(args, "log_level", None):
         argv += ["--log-level", args.log_level]
     log_path = os.path.join(config.mount.cache_dir, "rhfs.log")
     code = daemon.spawn(argv, mountpoint, log_path)
     if code == 0 and not quiet:
-        print(f"rhfs: mounted {mountpoint} (log: {log_path})")
+        print(f"rhfs: mounted {mountpoint} (log: {log_path})", flush=True)
+        _report_mount_check(mountpoint, min(config.mount.op_timeout, MOUNT_CHECK_WAIT) + 1)
     return code
 
 
+def _report_mount_check(mountpoint: str, wait: float) -> None:
+    """Name, one line each, every system and bucket the new mount's own check found wrong."""
+    check: dict[str, Any] = {}
+
+    def finished() -> bool:
+        nonlocal check
+        try:
+            check = _read_json(os.path.join(mountpoint, ".rhfs", "status.json")).get("startup_check", {})
+        except (OSError, RhfsError, ValueError):
+            return False
+        return bool(check.get("done"))
+
+    mp.wait_until(finished, wait, interval=0.05)
+    for line in check.get("problems", []):
+        _error(line)
+    for where in check.get("pending", []):
+        _error(f"{where}: no answer yet; rhfs status {mountpoint} will show it")
+
+
 def _unmount(args: argparse.Namespace) -> int:
-    path = _mountpoint(args.mountpoint)
+    path = _status_target(args.mountpoint, "unmount")
+    if args.mountpoint is None:
+        print(f"rhfs: unmounting {path} (no mount point given)")
     state = mp.probe(path)
     entry = mp.mount_entry(path)
     if state == "unmounted" or entry is None:
@@ -254,11 +312,10 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps({"status": status, "stats": stats}, indent=2, sort_keys=True))
     else:
         print(format_status(status, stats))
-    down = [name for name, s in status.get("systems", {}).items() if s.get("health") == "down"]
-    return EXIT_DEGRADED if down else EXIT_OK
+    return EXIT_DEGRADED if not_ok(status) else EXIT_OK
 
 
-def _status_target(raw: str | None) -> str:
+def _status_target(raw: str | None, command: str = "status") -> str:
     if raw is not None:
         return _mountpoint(raw)
     default = _mountpoint(DEFAULT_MOUNTPOINT)
@@ -266,7 +323,7 @@ def _status_target(raw: str | None) -> str:
     if default in mounts or len(mounts) != 1:
         if not mounts or default in mounts:
             return default
-        raise RhfsError(f"several rhfs mounts ({', '.join(mounts)}); name one: rhfs status MOUNTPOINT")
+        raise RhfsError(f"several rhfs mounts ({', '.join(mounts)}); name one: rhfs {command} MOUNTPOINT")
     return mounts[0]
 
 
@@ -359,24 +416,30 @@ def _cp(args: argparse.Namespace) -> int:
 
 # -- config ----------------------------------------------------------------------------
 def _config_check(args: argparse.Namespace) -> int:
+    from rhfs.wiring import construction_problems
+
     rhfs_log.setup(getattr(args, "log_level", None) or "ERROR")
     path = config_mod.find_config_file(args.config)
     try:
         config = config_mod.load(args.config)
+        problems = construction_problems(config)
     except config_mod.ConfigProblems as e:
-        for line in e.problems:
+        problems = e.problems
+    if problems:
+        for line in problems:
             print(rhfs_log.redact(line), file=sys.stderr)
-        print(f"rhfs: {len(e.problems)} problem(s) in {path}", file=sys.stderr)
+        print(f"rhfs: {len(problems)} problem(s) in {path or 'the embedded default'}", file=sys.stderr)
         return EXIT_USAGE
     print(f"config: {path}" if path else "config: embedded default (no file found)")
     results = probe_all(config, args.timeout)
     failed = 0
     for r in results:
         failed += not r.ok
-        state = "reachable" if r.ok else "UNREACHABLE"
-        print(f"  {r.name:<24} {r.family:<8} {state}: {rhfs_log.redact(r.detail)}")
+        state = "reachable" if r.ok else r.state.upper()
+        detail = r.detail if r.ok else r.line().partition(": ")[2]
+        print(f"  {r.where:<24} {r.family:<8} {state}: {rhfs_log.redact(detail)}")
     if failed:
-        print(f"rhfs: {failed} system(s) unreachable", file=sys.stderr)
+        print(f"rhfs: {failed} system(s) or bucket(s) not reachable", file=sys.stderr)
     code = EXIT_DEGRADED if failed else EXIT_OK
     sys.stdout.flush()
     sys.stderr.flush()

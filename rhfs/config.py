@@ -149,7 +149,8 @@ _RESERVED_TOP_NAMES = frozenset({"here", "clusters", "tables", "blobs", ".rhfs"}
 
 
 def find_config_file(explicit: str | None = None) -> str | None:
-    """The config file by the search order of §6, or None for the embedded default."""
+    """The config file by its search order (docs/SEMANTICS.md, "Configuration"), or None for the
+    embedded default."""
     if explicit:
         path = expand(explicit)
         if not os.path.exists(path):

@@ -79,8 +79,9 @@ def preflight() -> None:
         raise FuseUnavailable(f"fusermount3 is not installed; install it with: {APT_FUSE}")
 
 
-def prepare_mountpoint(path: str) -> None:
-    """Make ``path`` ready to mount on: clean a stale mount, refuse a live one, create the directory."""
+def prepare_mountpoint(path: str, *, allow_non_empty: bool = False) -> None:
+    """Make ``path`` ready to mount on: clean a stale mount, refuse a live one, create the directory,
+    and refuse a directory that holds anything (the mount would hide it) unless ``allow_non_empty``."""
     state = mp.probe(path)
     if state == "hung":
         pid = mp.daemon_pid(path)
@@ -101,6 +102,11 @@ def prepare_mountpoint(path: str) -> None:
         os.makedirs(path)
     elif not os.path.isdir(path):
         raise RhfsError(f"{path}: not a directory")
+    elif not allow_non_empty and os.listdir(path):
+        raise RhfsError(
+            f"{path}: not empty; mounting there would hide its {len(os.listdir(path))} entries "
+            "until unmounted: choose an empty directory, or pass --allow-non-empty"
+        )
 
 
 class _Stopper:
@@ -155,20 +161,37 @@ class _Stopper:
         signal.pthread_kill(self._main, signal.SIGINT)
 
 
-def run(config: Config, mountpoint: str, *, read_only: bool = False, allow_other: bool = False) -> None:
+def run(
+    config: Config,
+    mountpoint: str,
+    *,
+    read_only: bool = False,
+    allow_other: bool = False,
+    allow_non_empty: bool = False,
+) -> None:
     """Serve the tree at ``mountpoint`` until unmounted or signalled."""
     preflight()
     mountpoint = os.path.abspath(expand(mountpoint))
-    prepare_mountpoint(mountpoint)
+    prepare_mountpoint(mountpoint, allow_non_empty=allow_non_empty)
 
     from rhfs.fuse_adapter import Operations, serve
+    from rhfs.reachability import MountCheck
     from rhfs.vfs import recovery
-    from rhfs.wiring import build_core
+    from rhfs.wiring import build_core, system_keys
 
     cache_dir = expand(config.mount.cache_dir)
     spool_dir = recovery.claim_spool(cache_dir)
-    core = build_core(config, mountpoint=mountpoint, read_only=read_only, spool_dir=spool_dir)
+    checks: list[MountCheck] = []
+    core = build_core(
+        config,
+        mountpoint=mountpoint,
+        read_only=read_only,
+        spool_dir=spool_dir,
+        extra_status=lambda: checks[0].status() if checks else {},
+    )
     vfs = core.vfs
+    checks.append(MountCheck({k: vfs.table.mounts[k] for k in system_keys(config)}, config, core.stats))
+    checks[0].start()
     if config.mount.metrics_address:  # before the mount: an address that cannot be served fails it
         from rhfs import metrics
 

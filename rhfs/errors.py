@@ -180,7 +180,24 @@ def to_errno(exc: BaseException) -> int:
     for cls, code in _OS_EXCEPTION_ERRNO:
         if isinstance(exc, cls):
             return code
+    if http_status(exc) in (401, 403):  # a client library's refusal (Azure's AuthorizationFailure)
+        return errno.EACCES
     return errno.EIO
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a server's reply may follow it), or its type."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a client library's error (azure ``status_code``, gcsfs ``code``)."""
+    for attr in ("status_code", "status", "code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) and 100 <= value < 600:
+            return value
+    return None
 
 
 def describe(exc: RhfsError) -> str:

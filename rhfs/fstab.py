@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from typing import TextIO
 
 EXIT_USAGE, EXIT_FAILED = 1, 32  # mount(8)'s codes for helpers
 FSTAB_LINE = "rhfs  /rh  fuse.rhfs  config=/etc/rhfs/config.toml,allow_other,_netdev  0 0"
@@ -45,13 +46,20 @@ def run(argv: list[str], prog: str, mount: Callable[[argparse.Namespace], int]) 
 
     ``mount`` returns rhfs's exit code (0, 2 for a bad configuration, else a failure).
     """
+    if "--help" in argv or argv == ["-h"]:
+        _usage(prog, sys.stdout)
+        return 0
     positional, options, flags = split_args(argv)
     if len(positional) != 2 or "h" in flags:
-        print(f"usage: {prog} SOURCE MOUNTPOINT [-o config=FILE,allow_other,ro,log_level=L]", file=sys.stderr)
-        print(f"fstab: {FSTAB_LINE}", file=sys.stderr)
+        _usage(prog, sys.stderr)
         return EXIT_USAGE
     args = argparse.Namespace(
-        mountpoint=positional[1], config=None, foreground=False, read_only=False, allow_other=False
+        mountpoint=positional[1],
+        config=None,
+        foreground=False,
+        read_only=False,
+        allow_other=False,
+        allow_non_empty=False,
     )
     for opt in options:
         problem = _apply(args, opt)
@@ -67,6 +75,14 @@ def run(argv: list[str], prog: str, mount: Callable[[argparse.Namespace], int]) 
     return 0 if code == 0 else EXIT_USAGE if code == 2 else EXIT_FAILED
 
 
+def _usage(prog: str, out: TextIO) -> None:
+    print(
+        f"usage: {prog} SOURCE MOUNTPOINT [-sfnv] [-o config=FILE,allow_other,ro,nonempty,log_level=L]",
+        file=out,
+    )
+    print(f"fstab: {FSTAB_LINE}", file=out)
+
+
 def _apply(args: argparse.Namespace, opt: str) -> str | None:
     """Set what one option means on ``args``; a problem's description, or None."""
     key, eq, value = opt.partition("=")
@@ -76,6 +92,8 @@ def _apply(args: argparse.Namespace, opt: str) -> str | None:
         args.allow_other = True
     elif key in ("ro", "read_only") and not eq:
         args.read_only = True
+    elif key == "nonempty" and not eq:  # FUSE's name for it: mount over a non-empty directory
+        args.allow_non_empty = True
     elif key == "log_level" and value:
         if value.upper() not in LOG_LEVELS:
             return f"log_level={value}: expected one of {', '.join(LOG_LEVELS)}"

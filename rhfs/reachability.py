@@ -1,55 +1,163 @@
-"""``rhfs config check``'s probe: can every configured system be reached?
+"""Can every configured system, and every configured bucket, be reached? (``rhfs config check``,
+and the mount's own check at start.)
 
-Each system is listed (a store: its root and each configured bucket) through a
-fresh guarded backend with the caller's time limit, all systems at once, so one
-hung system costs its own time limit and no more.
+A system is tried by listing its root; a store with configured buckets by looking up each
+bucket (one LIST of at most one key). All systems are tried at once, each through its
+guard, so one hung system costs its own time limit and no more. Each result is one
+:class:`Reach` with a state in the user's terms: ``ok``, ``missing`` (no such bucket),
+``denied`` (the credentials may not list it), ``unreachable`` (no answer, or a connection
+failure) or ``failed`` (any other error).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from rhfs.config import Config
+from rhfs.errors import NotFound, PermissionDenied, TimedOut, Unavailable, first_line
+
+log = logging.getLogger(__name__)
+OK, MISSING, DENIED, UNREACHABLE, FAILED = "ok", "missing", "denied", "unreachable", "failed"
+SAYS = {
+    MISSING: "does not exist",
+    DENIED: "access denied",
+    UNREACHABLE: "unreachable",
+    FAILED: "failed",
+}
 
 
 @dataclass(frozen=True)
 class Reach:
     name: str  # the mount key: s3, clusters/cluster-a ...
     family: str  # as the backend declares it: "store", "cluster", ...
-    ok: bool
+    state: str  # ok, missing, denied, unreachable, failed
     detail: str  # the time it took, or why it failed (not yet redacted)
+    bucket: str | None = None  # the configured bucket this is about; None: the system itself
+
+    @property
+    def ok(self) -> bool:
+        return self.state == OK
+
+    @property
+    def where(self) -> str:
+        return f"{self.name}/{self.bucket}" if self.bucket else self.name
+
+    def line(self) -> str:
+        """One line for the user: ``s3/nope: bucket does not exist (no bucket nope)``."""
+        what = "bucket " if self.bucket else ""
+        return f"{self.where}: {what}{SAYS.get(self.state, self.state)} ({self.detail})"
+
+
+def state_of(exc: BaseException) -> str:
+    """A failure, as the guard raised it, in the user's terms."""
+    if isinstance(exc, NotFound):
+        return MISSING
+    if isinstance(exc, PermissionDenied | PermissionError):
+        return DENIED
+    if isinstance(exc, Unavailable | TimedOut):
+        return UNREACHABLE
+    return FAILED
 
 
 def probe_all(config: Config, timeout: float) -> list[Reach]:
-    checks = _checks(config, timeout)
-    with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
-        return list(pool.map(lambda item: _probe(*item), checks.items()))
-
-
-def _checks(config: Config, timeout: float) -> dict[str, tuple[Any, list[str]]]:
-    """Mount key -> (guarded backend, paths to list): a store's buckets, or the system's root."""
+    """Every configured system, each through a fresh guard with ``timeout`` per call."""
     from rhfs.stats import Stats
     from rhfs.wiring import guarded_systems
 
-    checks: dict[str, tuple[Any, list[str]]] = {}
-    for key, guarded in guarded_systems(config, Stats(), op_timeout=timeout, retry_interval=0).items():
-        store = config.stores.get(key)
-        checks[key] = (guarded, ["", *(store.buckets or ())] if store else [""])
-    return checks
+    systems = guarded_systems(config, Stats(), op_timeout=timeout, retry_interval=0)
+    return check(systems, config)
 
 
-def _probe(name: str, item: tuple[Any, list[str]]) -> Reach:
-    backend, paths = item
+def check(
+    systems: Mapping[str, Any], config: Config, on_result: Callable[[Reach], None] | None = None
+) -> list[Reach]:
+    """Try each of ``systems`` (mount key -> guarded backend) at once; ``on_result`` hears each
+    result as it comes."""
+    items = [
+        (key, backend, bucket)
+        for key, backend in systems.items()
+        for bucket in _buckets(config, key) or (None,)
+    ]
+
+    def one(item: tuple[str, Any, str | None]) -> Reach:
+        reach = _probe(*item)
+        if on_result is not None:
+            on_result(reach)
+        return reach
+
+    with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
+        return list(pool.map(one, items))
+
+
+def _buckets(config: Config, key: str) -> tuple[str, ...]:
+    store = config.stores.get(key)
+    return tuple(store.buckets or ()) if store else ()
+
+
+def _probe(name: str, backend: Any, bucket: str | None) -> Reach:
+    family = backend.traits.family
     started = time.monotonic()
     try:
-        for path in paths:
-            backend.list(path)
+        if bucket is None:
+            backend.list("")
+        else:
+            backend.stat(bucket)
     except Exception as e:
-        where = f"{path}: " if path else ""
-        return Reach(name, backend.traits.family, False, f"{where}{e}")
+        detail = f"no bucket {bucket}" if bucket and isinstance(e, NotFound) else first_line(e)
+        return Reach(name, family, state_of(e), detail, bucket)
     ms = (time.monotonic() - started) * 1000
-    listed = f"listed {', '.join(p for p in paths if p)} " if len(paths) > 1 else ""
-    return Reach(name, backend.traits.family, True, f"{listed}in {ms:.0f} ms")
+    return Reach(name, family, OK, f"in {ms:.0f} ms", bucket)
+
+
+class MountCheck:
+    """The mount's own check at start: every configured system and bucket, tried once in the
+    background through the tree's guards, so that the mount answers meanwhile.
+
+    Its :meth:`status` is part of ``.rhfs/status.json`` (``startup_check``): whether it is
+    done, what is still being tried, and one line per problem, which ``rhfs mount`` prints
+    and the daemon logs. Each bucket found not ``ok`` is recorded as such in ``stats`` (the
+    store itself records what each later look-up finds)."""
+
+    def __init__(self, systems: Mapping[str, Any], config: Config, stats: Any) -> None:
+        self.systems, self.config, self.stats = dict(systems), config, stats
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._pending = {
+            Reach(k, "", OK, "", b).where for k in self.systems for b in _buckets(config, k) or (None,)
+        }
+        self._problems: list[str] = []
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="rhfs-mount-check", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            check(self.systems, self.config, self._heard)
+        finally:
+            self.done.set()
+
+    def _heard(self, reach: Reach) -> None:
+        if reach.bucket and not reach.ok:
+            self.stats.record_bucket(self.systems[reach.name].system, reach.bucket, reach.state, reach.detail)
+        if not reach.ok:
+            log.warning("%s", reach.line())
+        with self._lock:
+            self._pending.discard(reach.where)
+            if not reach.ok:
+                self._problems.append(reach.line())
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "startup_check": {
+                    "done": self.done.is_set(),
+                    "pending": sorted(self._pending),
+                    "problems": sorted(self._problems),
+                }
+            }

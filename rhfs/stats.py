@@ -27,6 +27,8 @@ class SystemHealth:
     last_ok_at: float | None = None
     latency_ms: float | None = None  # exponential moving average of call latency
     down_since: float | None = None
+    # each configured bucket's state (ok, missing, denied, unreachable, failed) and last error
+    buckets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,6 +122,20 @@ class Stats:
                 h.down_since = now
             h.healthy = False
 
+    def record_bucket(self, system: str, bucket: str, state: str, error: str | None = None) -> None:
+        """What a look-up of one of ``system``'s configured buckets found; an error is kept
+        until the bucket is found ``ok`` again, as the system's ``last_error`` is."""
+        now = time.time()
+        with self._lock:
+            h = self.health.setdefault(system, SystemHealth(family="?"))
+            previous = h.buckets.get(bucket, {})
+            record = {"state": state, "checked_at": now}
+            if error is None:
+                record |= {k: previous[k] for k in ("last_error", "last_error_at") if k in previous}
+            else:
+                record |= {"last_error": error, "last_error_at": now}
+            h.buckets[bucket] = record
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             systems = sorted(set(self.bytes_read) | set(self.bytes_written) | set(self.health))
@@ -168,6 +184,7 @@ class Stats:
                     "last_ok_at": h.last_ok_at,
                     "latency_ms": None if h.latency_ms is None else round(h.latency_ms, 2),
                     "down_since": h.down_since,
+                    **({"buckets": {b: dict(r) for b, r in sorted(h.buckets.items())}} if h.buckets else {}),
                 }
                 for name, h in sorted(self.health.items())
             }

@@ -25,24 +25,30 @@ def human_duration(seconds: float) -> str:
 
 
 def format_status(status: dict[str, Any], stats: dict[str, Any]) -> str:
-    """One header line, one row per system, and a line of op, error and copy counts."""
+    """One header line, one row per system (and per configured bucket of a store, with its
+    state: ok, missing, denied, unreachable or failed), and a line of op, error and copy counts."""
     d = status.get("daemon", {})
+    traffic = stats.get("systems", {})
+    rows: list[tuple[str, ...]] = [("SYSTEM", "KIND", "HEALTH", "LATENCY", "READ", "WRITTEN", "RELAYED")]
+    errors_of = ["LAST ERROR"]
+    for name, s in sorted(status.get("systems", {}).items()):
+        t = traffic.get(name, {})
+        latency = "-" if s.get("latency_ms") is None else f"{s['latency_ms']:.1f}ms"
+        traffic_of = (human_size(t.get(k, 0)) for k in ("bytes_read", "bytes_written", "bytes_relayed"))
+        rows.append((name, s.get("kind", "?"), s.get("health", "?"), latency, *traffic_of))
+        errors_of.append(s.get("last_error") or "-")
+        for bucket, b in sorted(s.get("buckets", {}).items()):  # a store's configured buckets
+            rows.append((f"{name}/{bucket}", "bucket", b.get("state", "?"), "-", "-", "-", "-"))
+            errors_of.append(b.get("last_error") or "-")
+    width = max(18, *(len(row[0]) for row in rows))
     lines = [
         f"rhfs {d.get('version', '?')} at {d.get('mountpoint', '?')}  pid {d.get('pid', '?')}  "
         f"up {human_duration(d.get('uptime_s', 0))}  config {d.get('config', '?')}",
         "",
-        f"{'SYSTEM':<18} {'KIND':<8} {'HEALTH':<8} {'LATENCY':>9} {'READ':>10} {'WRITTEN':>10} "
-        f"{'RELAYED':>10}  LAST ERROR",
     ]
-    traffic = stats.get("systems", {})
-    for name, s in sorted(status.get("systems", {}).items()):
-        t = traffic.get(name, {})
-        latency = "-" if s.get("latency_ms") is None else f"{s['latency_ms']:.1f}ms"
-        lines.append(
-            f"{name:<18} {s.get('kind', '?'):<8} {s.get('health', '?'):<8} {latency:>9} "
-            f"{human_size(t.get('bytes_read', 0)):>10} {human_size(t.get('bytes_written', 0)):>10} "
-            f"{human_size(t.get('bytes_relayed', 0)):>10}  {s.get('last_error') or '-'}"
-        )
+    for (name, kind, health, latency, *sizes), error in zip(rows, errors_of, strict=True):
+        traffic_columns = " ".join(f"{size:>10}" for size in sizes)
+        lines.append(f"{name:<{width}} {kind:<8} {health:<11} {latency:>9} {traffic_columns}  {error}")
     ops = stats.get("ops", {})
     errors = ", ".join(f"{k} {v}" for k, v in sorted(stats.get("errors", {}).items())) or "none"
     copies = ", ".join(
@@ -63,3 +69,13 @@ def _failed_uploads(kept: dict[str, Any]) -> list[str]:
         f"failed uploads: {kept['count']} kept ({human_size(kept.get('bytes', 0))}{refused}) under "
         f"{kept.get('dir', '?')}; see: rhfs failed list"
     ]
+
+
+def not_ok(status: dict[str, Any]) -> list[str]:
+    """The systems that are down and the configured buckets that are not ``ok``."""
+    out = []
+    for name, s in sorted(status.get("systems", {}).items()):
+        if s.get("health") == "down":
+            out.append(name)
+        out += [f"{name}/{b}" for b, r in sorted(s.get("buckets", {}).items()) if r.get("state") != "ok"]
+    return out

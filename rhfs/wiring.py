@@ -12,16 +12,20 @@ Nothing outside this module and :mod:`rhfs.backends` constructs a backend.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from rhfs import log as rhfs_log
 from rhfs.backends.base import Backend
 from rhfs.backends.cluster import ClusterBackend
 from rhfs.backends.guard import Guarded
 from rhfs.backends.local import LocalBackend
+from rhfs.backends.object_api import option_problems
 from rhfs.backends.store import StoreBackend
 from rhfs.catalog import Catalog, open_catalog
-from rhfs.config import Config, expand
+from rhfs.config import Config, ConfigProblems, expand
 from rhfs.stats import Stats
 from rhfs.transfer import Planner, build_planner
 from rhfs.tree import MountTable
@@ -47,9 +51,29 @@ class Core:
     control: ControlView  # .rhfs/: status.json and stats.json, also served as metrics
 
 
-def make_store(config: Config, name: str) -> StoreBackend:
+def make_store(config: Config, name: str, stats: Stats | None = None) -> StoreBackend:
     store = config.stores[name]
-    return StoreBackend(name, store.protocol, store.options, store.buckets)
+    on_bucket = partial(stats.record_bucket, name) if stats is not None else None
+    return StoreBackend(name, store.protocol, store.options, store.buckets, on_bucket=on_bucket)
+
+
+def construction_problems(config: Config) -> list[str]:
+    """What stops a configured store from being made, one line each, naming the file, the
+    table and the key: a protocol fsspec does not know, or an option its filesystem does not
+    take (which its client would refuse only at the first request)."""
+    source = config.source or "embedded default"
+    return [
+        f"{source}: [stores.{name}] {key}: {problem}"
+        for name, store in config.stores.items()
+        for key, problem in option_problems(store.protocol, store.options)
+    ]
+
+
+def check_constructible(config: Config) -> None:
+    """Raise :class:`ConfigProblems` with every line of :func:`construction_problems`."""
+    problems = construction_problems(config)
+    if problems:
+        raise ConfigProblems(problems)
 
 
 def make_cluster(config: Config, name: str, stats: Stats | None = None) -> ClusterBackend:
@@ -71,14 +95,21 @@ def make_cluster(config: Config, name: str, stats: Stats | None = None) -> Clust
 def raw_backends(
     config: Config, mountpoint: str | None = None, stats: Stats | None = None
 ) -> dict[str, Backend]:
-    """Mount key -> unguarded backend, for every system in the config (sessions counted in ``stats``)."""
+    """Mount key -> unguarded backend, for every system in the config (sessions and bucket
+    states counted in ``stats``); :class:`ConfigProblems` if one cannot be made."""
+    check_constructible(config)
     hidden = (os.path.abspath(mountpoint),) if mountpoint else ()
     backends: dict[str, Backend] = {"here": LocalBackend(expand(config.here.root), hidden=hidden)}
     for name in config.clusters:
         backends[f"clusters/{name}"] = make_cluster(config, name, stats)
     for name in config.stores:
-        backends[name] = make_store(config, name)
+        backends[name] = make_store(config, name, stats)
     return backends
+
+
+def system_keys(config: Config) -> list[str]:
+    """The mount key of every system in the config, as :func:`raw_backends` makes them."""
+    return ["here", *(f"clusters/{name}" for name in config.clusters), *config.stores]
 
 
 def guarded_systems(
@@ -99,12 +130,14 @@ def build_core(
     read_only: bool = False,
     spool_dir: str | None = None,
     stats: Stats | None = None,
+    extra_status: Callable[[], dict[str, Any]] | None = None,
 ) -> Core:
     """The core over ``config``.
 
     The daemon gives ``mountpoint`` (hidden from ``here/`` and the ``file`` system, and
-    shown in ``.rhfs/status.json``), ``read_only`` (``rhfs mount --read-only``, beside the
-    config's own) and the ``spool_dir`` it claimed; in-process faces give none of them.
+    shown in ``.rhfs/status.json``, with what ``extra_status`` adds), ``read_only``
+    (``rhfs mount --read-only``, beside the config's own) and the ``spool_dir`` it claimed;
+    in-process faces give none of them.
     """
     from rhfs.views.blobs import BlobsView
     from rhfs.views.parts import Converter
@@ -142,7 +175,8 @@ def build_core(
             "read_only": read_only,
             "started_at": stats.started_at,
         }
-    control = ControlView(stats, config, daemon=daemon)
+    shown = [backend.system for backend in mounts.values()]  # status.json's systems: the tree's
+    control = ControlView(stats, config, extra_status, daemon=daemon, systems=shown)
     table = MountTable(
         {
             **mounts,

@@ -12,7 +12,8 @@
 # then checks the unit with systemd-analyze verify and, when DIR is / and systemd runs,
 # reloads systemd and enables the unit (start it with: systemctl start rhfs).
 #
-# rhfs must be installed first (pip install .); the Python that has it is $PYTHON (default python3).
+# rhfs must be installed first (scripts/install.sh); the Python that has it is $PYTHON (default: the
+# virtual environment scripts/install.sh made, ~/.local/share/rhfs/venv, if there is one, else python3).
 # Idempotent: running it again rewrites the unit and the link, and keeps the config.
 set -euo pipefail
 
@@ -21,7 +22,10 @@ ROOT=/
 MOUNTPOINT=/rh
 CONFIG=/etc/rhfs/config.toml
 ENABLE=1
-PYTHON="${PYTHON:-python3}"
+DEFAULT_VENV_PYTHON="${RHFS_VENV:-$HOME/.local/share/rhfs/venv}/bin/python"
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$DEFAULT_VENV_PYTHON" ]; then PYTHON="$DEFAULT_VENV_PYTHON"; else PYTHON=python3; fi
+fi
 
 log() { printf '[install-service] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -32,7 +36,7 @@ while [ $# -gt 0 ]; do
         --mountpoint) MOUNTPOINT="$2"; shift 2 ;;
         --config) CONFIG="$2"; shift 2 ;;
         --no-enable) ENABLE=0; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done

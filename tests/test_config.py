@@ -264,10 +264,10 @@ def test_config_check_reaches_every_testbed_system(testbed, tmp_path: Path) -> N
     result = run("config", "check", "--config", str(testbed.config_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"config: {testbed.config_path}" in result.stdout
-    for name in ("here", "clusters/cluster-a", "clusters/cluster-b", "s3", "gs", "azure"):
+    for name in ("here", "clusters/cluster-a", "clusters/cluster-b", "s3/rhfs-test", "gs/rhfs-test"):
         line = next(line for line in result.stdout.splitlines() if line.split()[:1] == [name])
-        assert "reachable" in line and "UNREACHABLE" not in line, line
-    assert "listed rhfs-test" in result.stdout
+        assert line.split()[2] == "reachable:", line
+    assert any(line.split()[:1] == ["azure/rhfs-test"] for line in result.stdout.splitlines())
 
 
 def test_config_check_names_every_system_it_cannot_reach(testbed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -283,10 +283,10 @@ def test_config_check_names_every_system_it_cannot_reach(testbed, tmp_path: Path
     result = run("config", "check", "--config", str(config), "--timeout", "5")
     assert result.returncode == 3, result.stdout + result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
-    for name in ("deads3", "nobucket", "clusters/deadcluster"):
+    for name in ("deads3/x", "clusters/deadcluster"):
         assert "UNREACHABLE" in lines[name], lines[name]
-    assert "no-such-bucket" in lines["nobucket"]
-    for name in ("here", "s3", "gs", "azure", "clusters/cluster-a"):
-        assert "UNREACHABLE" not in lines[name], lines[name]
-    assert "3 system(s) unreachable" in result.stderr
+    assert "MISSING: bucket does not exist (no bucket no-such-bucket)" in lines["nobucket/no-such-bucket"]
+    for name in ("here", "s3/rhfs-test", "gs/rhfs-test", "azure/rhfs-test", "clusters/cluster-a"):
+        assert lines[name].split()[2] == "reachable:", lines[name]
+    assert "3 system(s) or bucket(s) not reachable" in result.stderr
     assert "dead-secret-1" not in result.stdout + result.stderr

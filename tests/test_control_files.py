@@ -82,8 +82,15 @@ def test_status_json_names_the_daemon_and_every_system(mnt: Path, tmp_path: Path
 
 
 def test_status_json_shows_health_latency_and_outages(mnt: Path, testbed: Testbed) -> None:
-    before = _json(mnt, "status.json")["systems"]
-    assert before["gs"]["health"] == "unknown" and before["gs"]["latency_ms"] is None
+    deadline = time.monotonic() + 30
+    while not _json(mnt, "status.json")["startup_check"]["done"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    checked = _json(mnt, "status.json")
+    assert checked["startup_check"]["done"], "the mount's own check of every system ends"
+    before = checked["systems"]
+    assert before["gs"]["health"] == "ok" and before["gs"]["latency_ms"] > 0, "tried at start"
+    assert before["gs"]["buckets"][testbed.bucket]["state"] == "ok"
+    assert before["dead"]["buckets"]["gone"]["state"] == "unreachable"
     for system in ("gs", "azure"):
         os.listdir(mnt / system / testbed.bucket)
     os.listdir(mnt / "clusters" / "cluster-a")

@@ -157,7 +157,7 @@ def places(testbed: Testbed, mnt: Path) -> Iterator[Any]:
         next(gen, None)
 
 
-# -- every row of §2, one file at a time -----------------------------------------------------
+# -- every row of the routes table (docs/SEMANTICS.md, "Copies"), one file at a time --------
 NONE_ROUTES = [
     ("s3", "s3", "store-copy"),
     ("gs", "gs", "store-copy"),

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from rhfs.backends.base import Abilities, Backend, Entry, Reader, RunCommand
 from rhfs.backends.streams import GuardedStream, Stream
-from rhfs.errors import RhfsError, TimedOut, Unavailable, to_errno, translate
+from rhfs.errors import RhfsError, TimedOut, Unavailable, http_status, to_errno, translate
 from rhfs.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -74,19 +74,10 @@ def is_outage(exc: BaseException) -> bool:
         exc, NotImplementedError | ValueError | KeyError | TypeError | AttributeError | ArithmeticError
     ):
         return False  # a bad argument (a time out of range, say) is never an outage
-    status = _http_status(exc)
+    status = http_status(exc)
     if status is not None:
         return status >= 500
     return True
-
-
-def _http_status(exc: BaseException) -> int | None:
-    """The HTTP status of a client library's error (azure ``status_code``, gcsfs ``code``)."""
-    for attr in ("status_code", "status", "code"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, int) and 100 <= value < 600:
-            return value
-    return None
 
 
 class Guarded:

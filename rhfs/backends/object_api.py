@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from rhfs.backends.providers import provider_of, provider_type
-from rhfs.errors import Stale
+from rhfs.errors import Stale, first_line
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs is imported
 
@@ -132,6 +132,68 @@ async def bounded(calls: Iterable[Callable[[], Awaitable[T]]], limit: int = PARA
         if isinstance(r, BaseException):
             raise r
     return results  # type: ignore[return-value]
+
+
+# Where a provider's filesystem passes its ``**kwargs`` on, beyond the classes of its own MRO:
+# fsspec's listings cache, and s3fs's aiobotocore session (where an unknown key fails, but only
+# at the first request).
+_KWARGS_SINKS: dict[str, tuple[tuple[str, str], ...]] = {
+    "s3": (("fsspec.dircache", "DirCache"), ("aiobotocore.session", "AioSession")),
+    "gs": (("fsspec.dircache", "DirCache"),),
+    "az": (("fsspec.dircache", "DirCache"),),
+}
+_FSSPEC_OPTIONS = frozenset({"skip_instance_cache"})  # read by fsspec's instance cache
+
+
+def accepted_options(protocol: str) -> frozenset[str] | None:
+    """Every option key the filesystem of an S3, GCS or Azure store takes, from its signatures;
+    None for any other protocol, whose filesystem may pass any key on (nothing is checked)."""
+    import importlib
+    import inspect
+
+    import fsspec
+
+    sinks = _KWARGS_SINKS.get(provider_of(protocol))
+    if sinks is None:
+        return None
+    cls = fsspec.get_filesystem_class(protocol)
+    inits = [k.__dict__["__init__"] for k in cls.__mro__ if "__init__" in k.__dict__]
+    inits += [getattr(importlib.import_module(module), name).__init__ for module, name in sinks]
+    names: set[str] = set(_FSSPEC_OPTIONS)
+    for init in inits:
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    names.discard("self")
+    return frozenset(names)
+
+
+def option_problems(protocol: str, options: dict[str, Any]) -> list[tuple[str, str]]:
+    """What stops a store of ``protocol`` with ``options`` from working, found without a
+    request: ``(key, what is wrong)`` for a protocol fsspec does not know (or whose package
+    is not installed), and for each option its filesystem does not take."""
+    import difflib
+
+    import fsspec
+
+    def hint(name: str, choices: list[str]) -> str:
+        close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+        return f" (did you mean '{close[0]}'?)" if close else ""
+
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as e:
+        return [("protocol", f"'{protocol}' needs a package that is not installed: {first_line(e)}")]
+    except ValueError:
+        known = sorted(fsspec.available_protocols())
+        return [("protocol", f"unknown protocol '{protocol}'{hint(protocol, known)}")]
+    accepted = accepted_options(protocol)
+    if accepted is None:
+        return []
+    return [
+        ("options", f"unknown key '{key}' for protocol '{protocol}'{hint(key, sorted(accepted))}")
+        for key in options
+        if key not in accepted
+    ]
 
 
 def make_filesystem(protocol: str, options: dict[str, Any]) -> Any:

@@ -17,12 +17,14 @@ What only the provider knows (its own copies, signed requests, unfinished upload
 is :attr:`StoreBackend.provider`, a :class:`~rhfs.backends.providers.Provider`.
 
 Cost invariants: ``list`` is one LIST per page of one level; ``stat`` of a file is
-one HEAD, of a directory one HEAD plus one LIST of at most one key; nothing lists a
-whole subtree except renaming a directory.
+one HEAD, of a directory one HEAD plus one LIST of at most one key, of a configured
+bucket one LIST of at most one key (so that a bucket that does not exist is not shown);
+nothing lists a whole subtree except renaming a directory.
 """
 
 from __future__ import annotations
 
+import errno
 import posixpath
 import threading
 import time
@@ -43,6 +45,8 @@ from rhfs.errors import (
     NotADirectory,
     NotFound,
     PermissionDenied,
+    first_line,
+    to_errno,
 )
 
 T = TypeVar("T")
@@ -121,13 +125,18 @@ class StoreBackend:
         options: dict[str, Any],
         buckets: tuple[str, ...] | list[str] | None = None,
         api: ObjectApi | None = None,
+        on_bucket: Callable[[str, str, str | None], None] | None = None,
     ) -> None:
+        """``on_bucket(bucket, state, error)`` hears what each look-up of a configured bucket
+        found: ``ok``, ``missing`` or ``denied``."""
         self.system = system
         self.protocol = protocol
         self.options = options
         self.configured_buckets = tuple(buckets) if buckets is not None else None
         self._api = api
         self._api_lock = threading.Lock()
+        self._on_bucket = on_bucket
+        self._missing: set[str] = set()  # configured buckets the last look-up did not find
         # the protocol's provider adapter; it makes no client of its own until it needs one
         self.provider: Provider = provider_type(provider_of(protocol))(self)
         self.abilities = Abilities(
@@ -178,14 +187,42 @@ class StoreBackend:
         self._split(path)
 
     def buckets(self) -> list[str]:
+        """The store's buckets: the configured ones (less those a look-up found missing), or all."""
         if self.configured_buckets is not None:
-            return list(self.configured_buckets)
+            return [b for b in self.configured_buckets if b not in self._missing]
         return self._run(self.api.buckets)
+
+    def _bucket(self, bucket: str) -> Entry | None:
+        """A bucket's entry. A configured bucket is asked for (one LIST of at most one key), so
+        that one that does not exist is never shown as an empty directory."""
+        if self.configured_buckets is None:
+            return _dir_entry(bucket) if bucket in self.buckets() else None
+        if bucket not in self.configured_buckets:
+            return None
+        try:
+            self._run(self.api.list_prefix, bucket, "", limit=1)
+        except NotFound as e:
+            self._bucket_found(bucket, "missing", first_line(e))
+            return None
+        except Exception as e:
+            if to_errno(e) == errno.EACCES:
+                self._bucket_found(bucket, "denied", first_line(e))
+            raise
+        self._bucket_found(bucket, "ok", None)
+        return _dir_entry(bucket)
+
+    def _bucket_found(self, bucket: str, state: str, error: str | None) -> None:
+        if state == "missing":
+            self._missing.add(bucket)
+        else:
+            self._missing.discard(bucket)
+        if self._on_bucket is not None:
+            self._on_bucket(bucket, state, error)
 
     def _lookup(self, bucket: str, key: str) -> Entry | None:
         """The entry at ``key``: one HEAD, then (for a directory) one LIST of at most one key."""
         if not key:
-            return _dir_entry(bucket) if bucket in self.buckets() else None
+            return self._bucket(bucket)
         info = self._run(self.api.head, bucket, key)
         if info is not None and not key.endswith("/"):
             return _dir_entry(posixpath.basename(key)) if info.is_folder else _file_entry(info)

@@ -1,10 +1,12 @@
 """``.rhfs/``: read-only control files generated from the daemon's live state.
 
 Files:
-- ``status.json``: the daemon (pid, mount point, config file, version, uptime),
-  each system's kind, health (``ok``, ``down``, or ``unknown`` before its first
-  call), last error, and latency (a moving average of its calls, in ms), and the
-  uploads kept under ``cache_dir/failed/`` (``failed_uploads``, :mod:`rhfs.vfs.kept`);
+- ``status.json``: the daemon (pid, mount point, config file, version, uptime) and
+  each system of the tree: its kind, health (``ok``, ``down``, or ``unknown`` before its
+  first call), last error, latency (a moving average of its calls, in ms) and, for a
+  store with configured buckets, each bucket's state and last error; plus what the
+  daemon adds (its check of every system at start), and the uploads kept under
+  ``cache_dir/failed/`` (``failed_uploads``, :mod:`rhfs.vfs.kept`);
 - ``stats.json``: ops, errors by errno, copies by route, and bytes read, written
   and relayed per system;
 - ``version``: ``rhfs X.Y.Z``;
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import tomli_w
@@ -47,9 +49,12 @@ class ControlView:
         extra_status: Callable[[], dict[str, Any]] | None = None,
         *,
         daemon: dict[str, Any] | None = None,
+        systems: Collection[str] | None = None,
     ) -> None:
         """``daemon``: what status.json says of the daemon serving the tree, beyond its pid and
-        version (its mount point, config file, ...); None in-process, where no daemon serves it."""
+        version (its mount point, config file, ...); None in-process, where no daemon serves it.
+        ``systems``: the systems status.json shows, those of the tree (None: every one counted)."""
+        self.systems = None if systems is None else frozenset(systems)
         self.stats = stats
         self.config = config
         self.extra_status = extra_status
@@ -71,6 +76,8 @@ class ControlView:
         for name, health in self.stats.status().items():
             if health.get("kind") == self.traits.family:
                 continue
+            if self.systems is not None and name not in self.systems:
+                continue  # counted, but not in the tree: the host's own `file` system, say
             if health.get("last_ok_at") is None and health.get("last_error_at") is None:
                 health = {**health, "health": "unknown"}
             systems[name] = health
@@ -91,7 +98,7 @@ class ControlView:
 
     def stat(self, path: str) -> Entry:
         if path == "":
-            return Entry(name="", is_dir=True, mode=0o555)
+            return Entry(name="", is_dir=True, mode=0o555, mtime=self.stats.started_at)
         if path not in self._files:
             raise NotFound(path)
         return self._entry(path)

@@ -101,9 +101,9 @@ class Vfs(FileOps, NamespaceOps):
             return self._open_file_attr(open_file)
         loc = self.resolve(path)
         if isinstance(loc, TreeDir):
-            return dir_attr(mode=0o555)
+            return dir_attr(self.stats.started_at, mode=0o555)  # the tree's own: dated when it began
         if loc.is_system_root:
-            return dir_attr(mode=self._root_mode(loc))
+            return dir_attr(self.stats.started_at, mode=self._root_mode(loc))
         read_only = self.read_only or not loc.backend.traits.writable
         try:
             return attr_of(self.entry(loc), read_only)
@@ -137,10 +137,10 @@ class Vfs(FileOps, NamespaceOps):
     def readdir(self, path: str) -> list[tuple[str, Attr]]:
         path = normalize(path)
         loc = self.resolve(path)
-        here = dir_attr()
+        here = dir_attr(self.stats.started_at)
         if isinstance(loc, TreeDir):
             self._listed.put(path, (None, ()))
-            return [(".", here), ("..", here)] + [(name, dir_attr()) for name in loc.children]
+            return [(".", here), ("..", here)] + [(name, here) for name in loc.children]
         entries = self.cache.get_listing(path)
         if entries is None:
             entries = self._list(loc)
