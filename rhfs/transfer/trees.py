@@ -28,7 +28,7 @@ Each file appears whole or not at all (every route writes a temporary sibling or
 unfinished upload first). A file that fails is named in :attr:`TreeResult.failed`;
 the others complete. Stats count each job under ``trees`` by route, with its files,
 bytes and skipped files. ``progress`` advances as bytes move, as far as the routes tell (a
-cluster session's jobs report their bytes every half second), and by each file's size when
+cluster session's jobs report their bytes four times a second), and by each file's size when
 it is skipped or done.
 """
 
