@@ -114,6 +114,7 @@ class TreeCopy:
         self.result = TreeResult()
         self._lock = threading.Lock()
         self._implied: dict[str, Location] = {}  # directories left to their names (see _mkdir)
+        self._unprepared: tuple[Location, Location] | None = None  # the trees, until prepared
 
     # -- the job ----------------------------------------------------------------------------
     def run(self, src: Location, dst: Location) -> TreeResult:
@@ -130,7 +131,7 @@ class TreeCopy:
         elif target is not None and not target.is_dir:
             raise NotADirectory(f"{dst.path} is not a directory")
         else:
-            self.planner.prepare(src, dst)  # sessions open while the trees are listed
+            self._unprepared = (src, dst)  # until a file needs copying (see _plan)
             self._plan(src, dst, target is not None, files)
         self._set_total(sum(e.size for _, _, e, _ in files))
         self._copy_files(files, self.options.files_in_flight or self.planner.ctx.files_in_flight(src, dst))
@@ -167,11 +168,22 @@ class TreeCopy:
                 self._plan(s, d, existing is not None, files)
             elif entry.link_target is None:
                 files.append((s, d, entry, existing))
+                self._prepare_for(files[-1])
         if self.options.delete:
             names = {e.name for e in entries}
             for name in there:
                 if name not in names:
                     self._delete(dst.child(name))
+
+    def _prepare_for(self, file: File) -> None:
+        """At the first file that will be copied, have the route get ready (open the sessions it
+        needs) while the rest of the trees is listed; a rerun that copies nothing opens none."""
+        if self._unprepared is None:
+            return
+        src, dst, entry, existing = file
+        if existing is None or self.options.checksum or not self._matches(src, entry, dst, existing):
+            self.planner.prepare(*self._unprepared)
+            self._unprepared = None
 
     def _mkdir(self, dst: Location, *, empty: bool) -> None:
         """A directory at ``dst``. Where names imply their directories (a store), only an empty
