@@ -4,7 +4,8 @@
 call here is one call into the same :class:`rhfs.vfs.core.Vfs` that the FUSE
 adapter serves, that of the core ``rhfs.wiring.build_core`` builds from the config
 found the usual way (or ``config=`` in the storage options). One core is shared per
-config file within a process (:func:`shared_core`; the Python API uses it too). A
+config file within a process (:func:`shared_core`; the Python API uses it too); a forked
+child builds its own on first use, and never uses its parent's connections. A
 write makes missing parent directories, as writes to an object store do
 (``auto_mkdir=False`` gives the mount's ENOENT instead).
 
@@ -36,6 +37,19 @@ _CORE_BY_CONFIG: dict[str | None, Core] = {}
 _unclosed: queue.SimpleQueue[RhfsFile] = queue.SimpleQueue()  # put() is safe inside __del__
 _closer_started = threading.Event()
 _CORE_LOCK = threading.Lock()
+_LEFT_BY_PARENT: list[Core] = []  # a forked child keeps its parent's cores, never using them
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: build new cores on first use, as the parent's threads, event loops
+    and connections did not come along (the parent's are kept, so nothing of them is closed)."""
+    global _CORE_LOCK, _unclosed, _closer_started
+    _LEFT_BY_PARENT.extend(_CORE_BY_CONFIG.values())
+    _CORE_BY_CONFIG.clear()
+    _CORE_LOCK, _unclosed, _closer_started = threading.Lock(), queue.SimpleQueue(), threading.Event()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def shared_core(config: str | None = None) -> Core:

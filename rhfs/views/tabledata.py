@@ -4,6 +4,7 @@ Accepted data: pandas DataFrames, pyarrow Tables and RecordBatches, and, when
 those libraries are installed, dask DataFrames, ray Datasets and Hugging Face
 ``datasets.Dataset``. Each is turned into one pyarrow Table; ``data_type``
 records what came in so that ``fetch`` and ``stream`` give the same kind back
+(streaming itself is :mod:`rhfs.views.streaming`)
 (pandas for pandas and dask, pyarrow otherwise).
 
 Parts are written as ``part-<i>.parquet`` (in hive partition directories when
@@ -12,7 +13,7 @@ Parts are written as ``part-<i>.parquet`` (in hive partition directories when
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 PANDAS_TYPES = ("pandas", "dask")
@@ -72,28 +73,3 @@ def dataset(path: str, filesystem: Any = None) -> Any:
 
 def read(path: str, filesystem: Any = None, columns: Sequence[str] | None = None) -> Any:
     return dataset(path, filesystem).to_table(columns=list(columns) if columns else None)
-
-
-def stream(
-    path: str, batch_size: int, filesystem: Any = None, columns: Sequence[str] | None = None
-) -> Iterator[Any]:
-    """pyarrow Tables of exactly ``batch_size`` rows (the last may be shorter)."""
-    import pyarrow as pa
-
-    if batch_size <= 0:
-        raise ValueError("batch_size must be positive")
-    pending: list[Any] = []
-    held = 0
-    scanner = dataset(path, filesystem).to_batches(
-        columns=list(columns) if columns else None, batch_size=batch_size
-    )
-    for batch in scanner:
-        pending.append(batch)
-        held += batch.num_rows
-        while held >= batch_size:
-            joined = pa.Table.from_batches(pending)
-            yield joined.slice(0, batch_size)
-            rest = joined.slice(batch_size)
-            pending, held = rest.to_batches(), rest.num_rows
-    if held:
-        yield pa.Table.from_batches(pending)
