@@ -34,7 +34,7 @@ from typing import Any
 from rhfs.api.blob import Blob
 from rhfs.api.cluster import Cluster
 from rhfs.api.folder import Folder
-from rhfs.api.places import Session, address_of, configure, session
+from rhfs.api.places import Session, address_of, configure, session, session_for
 from rhfs.api.table import Table
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "configure",
     "folder",
     "session",
+    "session_for",
     "table",
 ]
 
