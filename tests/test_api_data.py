@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pickle
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import torch
-from tables_fixtures import api, derived_config
+from tables_fixtures import api, derived_config, numbered_frame, unique
 from testbed import Testbed
 
 from rhfs.catalog import NotInCatalog
@@ -34,17 +33,11 @@ def rh(testbed: Testbed) -> Any:
     return api(testbed.config_path)
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def frame(rows: int = ROWS) -> pd.DataFrame:
-    return pd.DataFrame({"id": np.arange(rows), "part": np.arange(rows) % 8, "x": np.arange(rows) * 0.5})
-
-
 @pytest.fixture
 def s3_table(rh: Any) -> Any:
-    table = rh.table(data=frame(), name=unique("stream"), system="s3", partition_cols=["part"])
+    table = rh.table(
+        data=numbered_frame(ROWS, 8, 0.5), name=unique("stream"), system="s3", partition_cols=["part"]
+    )
     table.write().save()
     yield table
     table.rm()

@@ -11,16 +11,13 @@ from __future__ import annotations
 import os
 import signal
 import traceback
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
-from tables_fixtures import api
+from tables_fixtures import api, numbered_frame, unique
 from testbed import Testbed
 from torch.utils.data import DataLoader
 
@@ -35,26 +32,20 @@ def rh(testbed: Testbed) -> Any:
     return api(testbed.config_path)
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def frame(rows: int = ROWS) -> pd.DataFrame:
-    return pd.DataFrame({"id": np.arange(rows), "part": np.arange(rows) % 6, "y": np.arange(rows) * 2.0})
-
-
 def loaded_ids(loader: DataLoader[Any]) -> list[int]:
     out: list[int] = []
     for batch in loader:
         assert isinstance(batch["id"], torch.Tensor)
-        assert batch["y"].tolist() == [2.0 * i for i in batch["id"].tolist()]
+        assert batch["x"].tolist() == [2.0 * i for i in batch["id"].tolist()]
         out += batch["id"].tolist()
     return out
 
 
 @pytest.mark.parametrize("system", ["s3", "cluster-a"])
 def test_table_batches_are_sharded_across_workers(rh: Any, system: str) -> None:
-    table = rh.table(data=frame(), name=unique("torch"), system=system, partition_cols=["part"])
+    table = rh.table(
+        data=numbered_frame(ROWS, 6, 2.0), name=unique("torch"), system=system, partition_cols=["part"]
+    )
     table.write().save()
     assert len(table) == ROWS  # the parent has a live session on the system before the fork
     dataset = TableBatches(table, batch_size=128)
@@ -67,7 +58,7 @@ def test_table_batches_are_sharded_across_workers(rh: Any, system: str) -> None:
 
 
 def test_shuffled_table_batches_with_workers_and_ranks(rh: Any) -> None:
-    table = rh.table(data=frame(), system="s3", partition_cols=["part"]).write()
+    table = rh.table(data=numbered_frame(ROWS, 6, 2.0), system="s3", partition_cols=["part"]).write()
     runs = []
     for _ in range(2):
         seen = []
@@ -83,7 +74,7 @@ def test_shuffled_table_batches_with_workers_and_ranks(rh: Any) -> None:
 
 
 def test_table_batches_in_spawned_workers(rh: Any) -> None:
-    table = rh.table(data=frame(600), system="cluster-a", partition_cols=["part"]).write()
+    table = rh.table(data=numbered_frame(600, 6, 2.0), system="cluster-a", partition_cols=["part"]).write()
     loader = DataLoader(
         TableBatches(table, batch_size=64), batch_size=None, num_workers=2, multiprocessing_context="spawn"
     )
