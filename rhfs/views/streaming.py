@@ -8,9 +8,10 @@ PyTorch dataset over a table:
    row is read twice.
 2. Batches of exactly ``batch_size`` rows, across parts and row groups; the last may be
    shorter, or is dropped with ``drop_last``.
-3. With ``shuffle_buffer_size``, rows pass through a buffer: once it holds
-   ``shuffle_buffer_size + batch_size`` rows it is shuffled and batches are taken from it
-   until ``shuffle_buffer_size`` rows are left, which mix with the rows read next. The
+3. With ``shuffle_buffer_size`` (N), rows pass through a buffer: once it holds
+   ``max(2N, N + batch_size)`` rows it is shuffled and batches are taken from it until N
+   rows are left, which mix with the rows read next (so each shuffle of the buffer yields at
+   least N rows: the cost per row stays constant whatever N). The
    permutations come from one ``numpy`` generator seeded with ``shuffle_seed``, so the same
    seed over the same table gives the same order.
 4. :func:`prefetched` reads ``prefetch`` batches ahead on a background thread; an error
@@ -113,18 +114,23 @@ def _shuffled(source: Iterable[Any], batch_size: int, shuffle: Shuffle) -> Itera
     import pyarrow as pa
 
     rng = np.random.default_rng(shuffle.seed)
-    buffer: Any = None
+    threshold = max(2 * shuffle.buffer_size, shuffle.buffer_size + batch_size)
+    pending: list[Any] = []  # the buffer, as the tables that came in
+    held = 0
     for table in source:
-        buffer = table if buffer is None else pa.concat_tables([buffer, table])
-        if buffer.num_rows < shuffle.buffer_size + batch_size:
+        pending.append(table)
+        held += table.num_rows
+        if held < threshold:
             continue
+        buffer = pa.concat_tables(pending)
         buffer = buffer.take(rng.permutation(buffer.num_rows))
         start = 0
         while buffer.num_rows - start - batch_size >= shuffle.buffer_size:
             yield buffer.slice(start, batch_size)
             start += batch_size
-        buffer = buffer.slice(start).combine_chunks()
-    if buffer is not None and buffer.num_rows:
+        pending, held = [buffer.slice(start)], buffer.num_rows - start
+    if held:
+        buffer = pa.concat_tables(pending)
         buffer = buffer.take(rng.permutation(buffer.num_rows))
         for start in range(0, buffer.num_rows, batch_size):
             yield buffer.slice(start, batch_size)
