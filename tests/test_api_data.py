@@ -138,8 +138,9 @@ def test_put_get_and_open_files_inside_a_folder(rh: Any, testbed: Testbed) -> No
     assert sorted(folder.ls(sort=True)) == folder.ls()
     folder.rm(contents=["raw.bin"])
     assert not outside.exists(f"{root}/raw.bin") and outside.exists(f"{root}/obj.pkl")
-    with pytest.raises(IsADirectory):
+    with pytest.raises(IsADirectory, match="sub"):
         folder.rm(recursive=False)
+    assert outside.exists(f"{root}/obj.pkl")  # the directory in the way was found first
     folder.rm()
     assert not outside.exists(root) and not folder.exists_in_system()
 
@@ -194,6 +195,25 @@ def test_mount_starts_rhfs_when_none_serves_the_config(testbed: Testbed, tmp_pat
         folder.rm()
     finally:
         subprocess.run(["fusermount3", "-u", str(tmp_path / "mnt")], capture_output=True)
+        api(testbed.config_path)
+
+
+def test_mount_with_no_path_starts_one_under_the_runtime_directory(testbed: Testbed, tmp_path: Path) -> None:
+    from rhfs.api.mounts import default_mountpoint
+    from rhfs.mountpoint import runtime_dir
+
+    config = derived_config(testbed, tmp_path / "default.toml", lambda raw: None)
+    rh = api(config)
+    mountpoint = default_mountpoint(str(config))
+    try:
+        folder = rh.folder(path=f"rhfs-test/{unique('dflt')}", system="s3")
+        folder.put({"g.txt": b"default place"})
+        local = folder.mount()
+        assert local == f"{mountpoint}/s3/{folder.path}" and mountpoint.startswith(runtime_dir())
+        assert Path(local, "g.txt").read_bytes() == b"default place"
+        folder.rm()
+    finally:
+        subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True)
         api(testbed.config_path)
 
 

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from rhfs.api.places import address_of, session, system_name
-from rhfs.api.resource import BaseResource
+from rhfs.api.resource import BaseResource, entry_at
 from rhfs.catalog import Address
 from rhfs.errors import AlreadyExists, InvalidArgument, IsADirectory, to_errno
-from rhfs.location_io import NOT_FOUND, makedirs, read_bytes, remove_tree, write_bytes
+from rhfs.location_io import makedirs, read_bytes, remove_tree, write_bytes
 from rhfs.tree import Location
 
 READ_MODES = ("r", "rb")
@@ -84,28 +84,26 @@ class Folder(BaseResource):
 
     def rm(self, contents: list[str] | None = None, recursive: bool = True) -> None:
         """Delete the folder (and its catalog entry, if it names this place), or only the
-        ``contents`` named inside it; ``recursive=False`` deletes files only, never a directory."""
+        ``contents`` named inside it. ``recursive=False`` deletes files only: a directory in
+        the way is ``IsADirectory``, found before anything is deleted."""
         loc = self._location()
         if contents is None and recursive:
             super().rm()
             return
         names = contents if contents is not None else [e.name for e in loc.backend.list(loc.rel)]
-        for name in names:
-            self._remove_inside(loc.child(name), recursive)
+        found = {name: entry for name in names if (entry := entry_at(loc.child(name))) is not None}
+        if not recursive:
+            directories = sorted(name for name, entry in found.items() if entry.is_dir)
+            if directories:
+                raise IsADirectory(
+                    f"{', '.join(directories)} in {self.url}: directories, and recursive is False"
+                )
+        for name in found:
+            remove_tree(loc.child(name))
         if contents is None:
             loc.backend.rmdir(loc.rel)
             self._forget_catalog_entry()
         self._changed(loc)
-
-    @staticmethod
-    def _remove_inside(loc: Location, recursive: bool) -> None:
-        try:
-            entry = loc.backend.stat(loc.rel)
-        except NOT_FOUND:
-            return
-        if entry.is_dir and not recursive:
-            raise IsADirectory(f"{loc.path} is a directory, and recursive is False")
-        remove_tree(loc)
 
     # -- moving ---------------------------------------------------------------------------
     def mv(self, system: Any, path: str | None = None, overwrite: bool = True) -> None:
@@ -116,7 +114,7 @@ class Folder(BaseResource):
         if dst == self.address:
             return
         src_loc, dst_loc = self._location(), s.systems.locate(dst)
-        there = self._exists(dst_loc)
+        there = entry_at(dst_loc) is not None
         if there and not overwrite:
             raise AlreadyExists(f"{s.systems.url(dst)} already exists, and overwrite is False")
         if there or not self._renamed(src_loc, dst_loc):
@@ -125,14 +123,6 @@ class Folder(BaseResource):
         self._changed(src_loc)
         self._changed(dst_loc)
         self._moved_to(dst)
-
-    @staticmethod
-    def _exists(loc: Location) -> bool:
-        try:
-            loc.backend.stat(loc.rel)
-        except NOT_FOUND:
-            return False
-        return True
 
     @staticmethod
     def _renamed(src: Location, dst: Location) -> bool:
@@ -193,7 +183,7 @@ class Folder(BaseResource):
         loc = self._location()
         encoded = {name: _encoded(name, data, mode) for name, data in contents.items()}
         if not overwrite:
-            there = sorted(name for name in encoded if self._exists(loc.child(name)))
+            there = sorted(name for name in encoded if entry_at(loc.child(name)) is not None)
             if there:
                 raise AlreadyExists(f"{', '.join(there)} already in {self.url}, and overwrite is False")
         makedirs(loc)

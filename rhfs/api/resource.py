@@ -17,6 +17,14 @@ from rhfs.location_io import NOT_FOUND, remove_tree
 from rhfs.tree import Location
 
 
+def entry_at(loc: Location) -> Entry | None:
+    """What the system knows of ``loc``, or None where nothing is there."""
+    try:
+        return loc.backend.stat(loc.rel)
+    except NOT_FOUND:
+        return None
+
+
 class BaseResource:
     kind = "folder"
 
@@ -70,11 +78,7 @@ class BaseResource:
 
     def _entry(self) -> Entry | None:
         """What the system knows of the resource's place, or None where nothing is there."""
-        loc = self._location()
-        try:
-            return loc.backend.stat(loc.rel)
-        except NOT_FOUND:
-            return None
+        return entry_at(self._location())
 
     def exists_in_system(self) -> bool:
         """Whether the data is there: a directory for a folder, a file for a blob."""
