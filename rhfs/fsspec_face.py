@@ -88,8 +88,18 @@ class RhfsFileSystem(AbstractFileSystem):
         self, config: str | None = None, *, vfs: Vfs | None = None, auto_mkdir: bool = True, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.vfs = vfs if vfs is not None else shared_core(config).vfs
         self.auto_mkdir = auto_mkdir  # a write makes its missing parent directories, as on a store
+        self.config_file = config
+        self._vfs = vfs if vfs is not None else shared_core(config).vfs
+        self._pid = os.getpid()
+
+    @property
+    def vfs(self) -> Vfs:
+        """The core this filesystem calls: in a process forked after it was made, that
+        process's own core of the same config, never the parent's."""
+        if self._pid != os.getpid():
+            self._vfs, self._pid = shared_core(self.config_file).vfs, os.getpid()
+        return self._vfs
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:

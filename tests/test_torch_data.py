@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pytest
 import torch
 from tables_fixtures import api, numbered_frame, unique
@@ -128,6 +129,8 @@ def test_a_forked_child_builds_its_own_core(rh: Any, testbed: Testbed, tmp_path:
     whole = rh.session().fs.cat_file(f"gs/{big}")
     folder.to("cluster-b", path=unique("fork-copy"))
     parent_core = rh.session().core
+    made_before = fsspec.filesystem("rhfs", config=str(testbed.config_path))
+    assert made_before.vfs is parent_core.vfs
     pid = os.fork()
     if pid == 0:  # the child: exit status 0 only if all holds within a minute, and why not in child.txt
         status = 1
@@ -141,6 +144,8 @@ def test_a_forked_child_builds_its_own_core(rh: Any, testbed: Testbed, tmp_path:
             assert rhfs.fsspec_face.shared_core(str(testbed.config_path)) is own
             assert child_api.folder(path=folder.path, system="cluster-a").get("f.txt") == b"before"
             assert child_api.session().fs.cat_file(f"gs/{big}") == whole
+            assert made_before.vfs is own.vfs  # a filesystem made before the fork moves to the child's core
+            assert made_before.cat_file(f"clusters/cluster-a/{folder.path}/f.txt") == b"before"
             copy = child_api.folder(path=folder.path, system="cluster-a").to("cluster-b", path=unique("c"))
             assert copy.get("f.txt") == b"before"
             copy.rm()

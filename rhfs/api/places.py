@@ -68,7 +68,7 @@ def configure(config: str | None = None) -> Session:
     from rhfs.fsspec_face import RhfsFileSystem, shared_core
 
     core = shared_core(config)
-    fs = RhfsFileSystem(vfs=core.vfs, skip_instance_cache=True)
+    fs = RhfsFileSystem(config, vfs=core.vfs, skip_instance_cache=True)
     with _session_lock:
         _session = Session(core, fs)
         return _session
