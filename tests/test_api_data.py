@@ -141,6 +141,9 @@ def test_put_get_and_open_files_inside_a_folder(rh: Any, testbed: Testbed) -> No
     with pytest.raises(IsADirectory, match="sub"):
         folder.rm(recursive=False)
     assert outside.exists(f"{root}/obj.pkl")  # the directory in the way was found first
+    folder.rm(contents=["sub"])
+    folder.rm(recursive=False)  # the files go, the folder stays
+    assert folder.ls() == [] and folder.exists_in_system()
     folder.rm()
     assert not outside.exists(root) and not folder.exists_in_system()
 

@@ -84,8 +84,9 @@ class Folder(BaseResource):
 
     def rm(self, contents: list[str] | None = None, recursive: bool = True) -> None:
         """Delete the folder (and its catalog entry, if it names this place), or only the
-        ``contents`` named inside it. ``recursive=False`` deletes files only: a directory in
-        the way is ``IsADirectory``, found before anything is deleted."""
+        ``contents`` named inside it. ``recursive=False`` deletes the files inside and keeps
+        the folder (as Runhouse): a directory in the way is ``IsADirectory``, found before
+        anything is deleted."""
         loc = self._location()
         if contents is None and recursive:
             super().rm()
@@ -100,9 +101,6 @@ class Folder(BaseResource):
                 )
         for name in found:
             remove_tree(loc.child(name))
-        if contents is None:
-            loc.backend.rmdir(loc.rel)
-            self._forget_catalog_entry()
         self._changed(loc)
 
     # -- moving ---------------------------------------------------------------------------
