@@ -66,9 +66,34 @@ def write_parts(data: Any, directory: str, partition_cols: Sequence[str] | None 
 
 
 def dataset(path: str, filesystem: Any = None) -> Any:
+    """The parquet dataset at ``path``; an fsspec ``filesystem`` (``rhfs://``) is read without
+    fsspec's own block cache, as the tree's read-ahead already reads ahead."""
     import pyarrow.dataset as ds
 
+    if filesystem is not None:
+        filesystem = _unbuffered(filesystem)
     return ds.dataset(path, filesystem=filesystem, format="parquet", partitioning="hive")
+
+
+def _unbuffered(filesystem: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    if isinstance(filesystem, pafs.FileSystem):
+        return filesystem
+
+    class Unbuffered(pafs.FSSpecHandler):
+        """Files opened with ``cache_type="none"``: each read of pyarrow's is one read of the
+        file, with no copy through a second buffer of fsspec's."""
+
+        def open_input_file(self, path: str) -> Any:
+            if not self.fs.isfile(path):
+                raise FileNotFoundError(path)
+            return pa.PythonFile(self.fs.open(path, mode="rb", cache_type="none"), mode="r")
+
+        open_input_stream = open_input_file
+
+    return pafs.PyFileSystem(Unbuffered(filesystem))
 
 
 def read(path: str, filesystem: Any = None, columns: Sequence[str] | None = None) -> Any:
