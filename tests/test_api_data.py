@@ -68,6 +68,10 @@ def test_a_seeded_shuffle_buffer_gives_a_reproducible_order(s3_table: Any) -> No
     assert max(plain.index(i) for i in first[:50]) < 2 * 200
     with pytest.raises(InvalidArgument, match="shuffle_seed needs shuffle_buffer_size"):
         s3_table.stream(batch_size=50, shuffle_seed=7)
+    with pytest.raises(InvalidArgument, match="shuffle_buffer_size must be positive"):
+        s3_table.stream(batch_size=50, shuffle_buffer_size=0)
+    with pytest.raises(InvalidArgument, match="batch_size must be positive"):
+        s3_table.stream(batch_size=0)
 
 
 def test_prefetch_reads_ahead_without_changing_the_batches(s3_table: Any) -> None:

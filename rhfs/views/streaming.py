@@ -146,12 +146,25 @@ def batches(
     shuffle: Shuffle | None = None,
     shard: Shard | None = None,
 ) -> Iterator[Any]:
-    """pyarrow Tables of ``batch_size`` rows of the table at ``path`` (see the module's docstring)."""
+    """pyarrow Tables of ``batch_size`` rows of the table at ``path`` (see the module's
+    docstring); the arguments are checked at the call, before anything is read."""
     if batch_size <= 0:
         raise InvalidArgument("batch_size must be positive")
     if shuffle is not None and shuffle.buffer_size <= 0:
         raise InvalidArgument("shuffle_buffer_size must be positive")
-    exact = _exact(_scan(path, filesystem, columns, batch_size, shard or Shard()), batch_size)
+    return _batches(path, batch_size, filesystem, columns, drop_last, shuffle, shard or Shard())
+
+
+def _batches(
+    path: str,
+    batch_size: int,
+    filesystem: Any,
+    columns: Sequence[str] | None,
+    drop_last: bool,
+    shuffle: Shuffle | None,
+    shard: Shard,
+) -> Iterator[Any]:
+    exact = _exact(_scan(path, filesystem, columns, batch_size, shard), batch_size)
     out = exact if shuffle is None else _shuffled(exact, batch_size, shuffle)
     for table in out:
         if drop_last and table.num_rows < batch_size:
