@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
-from rhfs.errors import to_errno
+from rhfs.errors import BadHandle, to_errno
 from rhfs.vfs.core import Vfs
 
 if TYPE_CHECKING:
@@ -224,16 +224,20 @@ class RhfsFileSystem(AbstractFileSystem):
 
 
 class RhfsFile(AbstractBufferedFile):
-    """A file of the tree: ranged reads through one Vfs handle, or a write uploaded at close."""
+    """A file of the tree: ranged reads through one Vfs handle, or a write uploaded at close.
+
+    The handle belongs to the core of the process that opened the file: in a process forked
+    after that, the file is unusable (EBADF) and closing it releases nothing."""
 
     fs: RhfsFileSystem
 
     def __init__(self, fs: RhfsFileSystem, path: str, mode: str = "rb", **kwargs: Any) -> None:
         _start_closer()
         self.fh: int | None = None
+        self.vfs, self.opened_by = fs.vfs, os.getpid()
         if mode == "rb":
             with _errors(path):
-                self.fh = fs.vfs.open(fs._vpath(path), os.O_RDONLY).fh
+                self.fh = self.vfs.open(fs._vpath(path), os.O_RDONLY).fh
         try:
             super().__init__(fs, path, mode, **kwargs)
         except BaseException:
@@ -243,7 +247,12 @@ class RhfsFile(AbstractBufferedFile):
     def _fetch_range(self, start: int, end: int) -> bytes:
         assert self.fh is not None
         with _errors(self.path):
-            return self.fs.vfs.read(self.fh, end - start, start)
+            self._check_process()
+            return self.vfs.read(self.fh, end - start, start)
+
+    def _check_process(self) -> None:
+        if self.opened_by != os.getpid():
+            raise BadHandle("a file opened before a fork is not usable after it: open it again")
 
     def _initiate_upload(self) -> None:
         parent = self.path.rpartition("/")[0]
@@ -251,26 +260,28 @@ class RhfsFile(AbstractBufferedFile):
             self.fs.makedirs(parent, exist_ok=True)
         with _errors(self.path):
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-            self.fh = self.fs.vfs.create(self.fs._vpath(self.path), 0o644, flags).fh
+            self._check_process()
+            self.fh = self.vfs.create(self.fs._vpath(self.path), 0o644, flags).fh
 
     def _upload_chunk(self, final: bool = False) -> bool:
         assert self.fh is not None
         data = self.buffer.getvalue()
         with _errors(self.path):
+            self._check_process()
             if data:
-                self.fs.vfs.write(self.fh, data, self.offset)
+                self.vfs.write(self.fh, data, self.offset)
             if final:
                 try:
-                    self.fs.vfs.flush(self.fh)
+                    self.vfs.flush(self.fh)
                 finally:
                     self._release()
         return True
 
     def _release(self) -> None:
         fh, self.fh = self.fh, None
-        if fh is not None:
+        if fh is not None and self.opened_by == os.getpid():
             with contextlib.suppress(Exception):  # a failed upload was already reported by flush
-                self.fs.vfs.release(fh)
+                self.vfs.release(fh)
 
     def close(self) -> None:
         try:
@@ -283,7 +294,7 @@ class RhfsFile(AbstractBufferedFile):
         # The garbage collector may run this on any thread and inside any lock (the event
         # loop thread of an async backend, an executor's submit): a file left open is
         # handed to a closing thread instead, with a put that takes no lock.
-        if not self.closed:
+        if not self.closed and getattr(self, "opened_by", None) == os.getpid():
             _unclosed.put(self)
 
 

@@ -8,6 +8,7 @@ across the fork would show as a failure on one side or the other.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import traceback
@@ -131,6 +132,8 @@ def test_a_forked_child_builds_its_own_core(rh: Any, testbed: Testbed, tmp_path:
     parent_core = rh.session().core
     made_before = fsspec.filesystem("rhfs", config=str(testbed.config_path))
     assert made_before.vfs is parent_core.vfs
+    f_path = f"clusters/cluster-a/{folder.path}/f.txt"
+    open_before = made_before.open(f_path)  # its handle belongs to the parent's core
     pid = os.fork()
     if pid == 0:  # the child: exit status 0 only if all holds within a minute, and why not in child.txt
         status = 1
@@ -142,10 +145,24 @@ def test_a_forked_child_builds_its_own_core(rh: Any, testbed: Testbed, tmp_path:
             own = child_api.session_for(str(testbed.config_path)).core
             assert own is not parent_core
             assert rhfs.fsspec_face.shared_core(str(testbed.config_path)) is own
+            own_files = [made_before.open(f"gs/{big}")]  # until one has the parent's file's number
+            while own_files[-1].fh < open_before.fh and len(own_files) < 500:
+                own_files.append(made_before.open(f"gs/{big}"))
+            own_file = own_files[-1]
+            assert own_file.fh == open_before.fh
+            try:
+                open_before.read()
+                raise AssertionError("a file opened before the fork was read after it")
+            except OSError as e:
+                assert e.errno == errno.EBADF
+            open_before.close()  # closing the parent's file releases nothing of the child's
+            assert own_file.read(1 << 20) == whole[: 1 << 20]
+            for f in own_files:
+                f.close()
             assert child_api.folder(path=folder.path, system="cluster-a").get("f.txt") == b"before"
             assert child_api.session().fs.cat_file(f"gs/{big}") == whole
             assert made_before.vfs is own.vfs  # a filesystem made before the fork moves to the child's core
-            assert made_before.cat_file(f"clusters/cluster-a/{folder.path}/f.txt") == b"before"
+            assert made_before.cat_file(f_path) == b"before"
             copy = child_api.folder(path=folder.path, system="cluster-a").to("cluster-b", path=unique("c"))
             assert copy.get("f.txt") == b"before"
             copy.rm()
@@ -158,6 +175,8 @@ def test_a_forked_child_builds_its_own_core(rh: Any, testbed: Testbed, tmp_path:
     why = (tmp_path / "child.txt").read_text() if (tmp_path / "child.txt").exists() else ""
     assert os.waitstatus_to_exitcode(status) == 0, why or f"the child ended with status {status}"
     assert rh.session().core is parent_core
+    assert open_before.read() == b"before"
+    open_before.close()
     folder.put({"g.txt": b"after"})
     assert folder.get("g.txt") == b"after" and folder.get("f.txt") == b"before"
     assert rh.session().fs.cat_file(f"gs/{big}") == whole
