@@ -78,8 +78,13 @@ def _scan(
     whole = dataset(path, filesystem)
     chosen = whole
     if shard.count > 1:
-        groups = [group for part in whole.get_fragments() for group in part.split_by_row_group()]
-        mine = groups[shard.index :: shard.count]
+        mine, seen = [], 0  # each part once, with this shard's row groups of it
+        for part in whole.get_fragments():
+            groups = range(part.metadata.num_row_groups)
+            ids = [g for g in groups if (seen + g) % shard.count == shard.index]
+            seen += len(groups)
+            if ids:
+                mine.append(part.subset(row_group_ids=ids))
         chosen = ds.FileSystemDataset(mine, whole.schema, whole.format, filesystem=whole.filesystem)
     return iter(chosen.to_batches(columns=list(columns) if columns else None, batch_size=batch_size))
 
