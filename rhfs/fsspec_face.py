@@ -4,7 +4,8 @@
 call here is one call into the same :class:`rhfs.vfs.core.Vfs` that the FUSE
 adapter serves, that of the core ``rhfs.wiring.build_core`` builds from the config
 found the usual way (or ``config=`` in the storage options). One core is shared per
-config file within a process (:func:`shared_core`; the Python API uses it too). A
+config file within a process (:func:`shared_core`; the Python API uses it too); a forked
+child builds its own on first use, and never uses its parent's connections. A
 write makes missing parent directories, as writes to an object store do
 (``auto_mkdir=False`` gives the mount's ENOENT instead).
 
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
-from rhfs.errors import to_errno
+from rhfs.errors import BadHandle, to_errno
 from rhfs.vfs.core import Vfs
 
 if TYPE_CHECKING:
@@ -36,6 +37,19 @@ _CORE_BY_CONFIG: dict[str | None, Core] = {}
 _unclosed: queue.SimpleQueue[RhfsFile] = queue.SimpleQueue()  # put() is safe inside __del__
 _closer_started = threading.Event()
 _CORE_LOCK = threading.Lock()
+_LEFT_BY_PARENT: list[Core] = []  # a forked child keeps its parent's cores, never using them
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: build new cores on first use, as the parent's threads, event loops
+    and connections did not come along (the parent's are kept, so nothing of them is closed)."""
+    global _CORE_LOCK, _unclosed, _closer_started
+    _LEFT_BY_PARENT.extend(_CORE_BY_CONFIG.values())
+    _CORE_BY_CONFIG.clear()
+    _CORE_LOCK, _unclosed, _closer_started = threading.Lock(), queue.SimpleQueue(), threading.Event()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def shared_core(config: str | None = None) -> Core:
@@ -74,8 +88,18 @@ class RhfsFileSystem(AbstractFileSystem):
         self, config: str | None = None, *, vfs: Vfs | None = None, auto_mkdir: bool = True, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.vfs = vfs if vfs is not None else shared_core(config).vfs
         self.auto_mkdir = auto_mkdir  # a write makes its missing parent directories, as on a store
+        self.config_file = config
+        self._vfs = vfs if vfs is not None else shared_core(config).vfs
+        self._pid = os.getpid()
+
+    @property
+    def vfs(self) -> Vfs:
+        """The core this filesystem calls: in a process forked after it was made, that
+        process's own core of the same config, never the parent's."""
+        if self._pid != os.getpid():
+            self._vfs, self._pid = shared_core(self.config_file).vfs, os.getpid()
+        return self._vfs
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
@@ -200,16 +224,20 @@ class RhfsFileSystem(AbstractFileSystem):
 
 
 class RhfsFile(AbstractBufferedFile):
-    """A file of the tree: ranged reads through one Vfs handle, or a write uploaded at close."""
+    """A file of the tree: ranged reads through one Vfs handle, or a write uploaded at close.
+
+    The handle belongs to the core of the process that opened the file: in a process forked
+    after that, the file is unusable (EBADF) and closing it releases nothing."""
 
     fs: RhfsFileSystem
 
     def __init__(self, fs: RhfsFileSystem, path: str, mode: str = "rb", **kwargs: Any) -> None:
         _start_closer()
         self.fh: int | None = None
+        self.vfs, self.opened_by = fs.vfs, os.getpid()
         if mode == "rb":
             with _errors(path):
-                self.fh = fs.vfs.open(fs._vpath(path), os.O_RDONLY).fh
+                self.fh = self.vfs.open(fs._vpath(path), os.O_RDONLY).fh
         try:
             super().__init__(fs, path, mode, **kwargs)
         except BaseException:
@@ -219,7 +247,12 @@ class RhfsFile(AbstractBufferedFile):
     def _fetch_range(self, start: int, end: int) -> bytes:
         assert self.fh is not None
         with _errors(self.path):
-            return self.fs.vfs.read(self.fh, end - start, start)
+            self._check_process()
+            return self.vfs.read(self.fh, end - start, start)
+
+    def _check_process(self) -> None:
+        if self.opened_by != os.getpid():
+            raise BadHandle("a file opened before a fork is not usable after it: open it again")
 
     def _initiate_upload(self) -> None:
         parent = self.path.rpartition("/")[0]
@@ -227,26 +260,28 @@ class RhfsFile(AbstractBufferedFile):
             self.fs.makedirs(parent, exist_ok=True)
         with _errors(self.path):
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-            self.fh = self.fs.vfs.create(self.fs._vpath(self.path), 0o644, flags).fh
+            self._check_process()
+            self.fh = self.vfs.create(self.fs._vpath(self.path), 0o644, flags).fh
 
     def _upload_chunk(self, final: bool = False) -> bool:
         assert self.fh is not None
         data = self.buffer.getvalue()
         with _errors(self.path):
+            self._check_process()
             if data:
-                self.fs.vfs.write(self.fh, data, self.offset)
+                self.vfs.write(self.fh, data, self.offset)
             if final:
                 try:
-                    self.fs.vfs.flush(self.fh)
+                    self.vfs.flush(self.fh)
                 finally:
                     self._release()
         return True
 
     def _release(self) -> None:
         fh, self.fh = self.fh, None
-        if fh is not None:
+        if fh is not None and self.opened_by == os.getpid():
             with contextlib.suppress(Exception):  # a failed upload was already reported by flush
-                self.fs.vfs.release(fh)
+                self.vfs.release(fh)
 
     def close(self) -> None:
         try:
@@ -259,7 +294,7 @@ class RhfsFile(AbstractBufferedFile):
         # The garbage collector may run this on any thread and inside any lock (the event
         # loop thread of an async backend, an executor's submit): a file left open is
         # handed to a closing thread instead, with a put that takes no lock.
-        if not self.closed:
+        if not self.closed and getattr(self, "opened_by", None) == os.getpid():
             _unclosed.put(self)
 
 

@@ -38,6 +38,15 @@ _secrets_lock = threading.Lock()
 log = logging.getLogger("rhfs")
 
 
+def _new_lock_after_fork() -> None:
+    """A forked child may have been made while another thread held the lock: it gets its own."""
+    global _secrets_lock
+    _secrets_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 def register_secret(value: str) -> None:
     if value and len(value) >= 4:
         with _secrets_lock:

@@ -1,7 +1,8 @@
 """Helpers for the tables, blobs, catalog, API and fsspec-face tests.
 
 - :func:`api` points ``rhfs.api`` (and ``rhfs://``) at a config, once per config file;
-- :func:`sample_frame` and :func:`normalized` make frames that compare across readers;
+- :func:`sample_frame` and :func:`normalized` make frames that compare across readers, and
+  :func:`unique` names that no other test uses;
 - :func:`derived_config` writes a copy of the testbed config with some keys changed;
 - :func:`put_parquet`, :func:`put_bytes` write straight to a system with fsspec, never
   through rhfs, so the tests see rhfs read what others wrote.
@@ -14,10 +15,12 @@ import json
 import os
 import time
 import tomllib
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,6 +36,17 @@ def api(config: Path) -> Any:
 
     rhfs.api.configure(str(config))
     return rhfs.api
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def numbered_frame(rows: int, parts: int, factor: float) -> pd.DataFrame:
+    """Rows ``id`` 0.., ``part`` = id % parts (to partition by), ``x`` = id * factor."""
+    ids = np.arange(rows)
+    return pd.DataFrame({"id": ids, "part": ids % parts, "x": ids * factor})
 
 
 def sample_frame(rows: int = 12, start: int = 0) -> pd.DataFrame:

@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Coroutine
@@ -55,6 +56,15 @@ def scrub(text: str) -> str:
 # -- the event loop ------------------------------------------------------------------------
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()  # guards _loop; a leaf
+
+
+def _forget_loop_after_fork() -> None:
+    """A forked child has no thread running the parent's loop: it starts its own on first use."""
+    global _loop, _loop_lock
+    _loop, _loop_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_loop_after_fork)
 
 
 def on_loop(coro: Coroutine[Any, Any, T], timeout: float, what: str) -> T:

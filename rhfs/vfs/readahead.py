@@ -50,6 +50,7 @@ taken under it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -81,6 +82,15 @@ STALL_OP_TIMEOUTS = 6
 DEFAULT_OP_TIMEOUT = 30.0
 
 _producers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rhfs-readahead")
+
+
+def _new_producers_after_fork() -> None:
+    """A forked child has none of the pool's threads: it gets a pool of its own."""
+    global _producers
+    _producers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rhfs-readahead")
+
+
+os.register_at_fork(after_in_child=_new_producers_after_fork)
 
 
 class BufferPool:

@@ -4,6 +4,7 @@ Accepted data: pandas DataFrames, pyarrow Tables and RecordBatches, and, when
 those libraries are installed, dask DataFrames, ray Datasets and Hugging Face
 ``datasets.Dataset``. Each is turned into one pyarrow Table; ``data_type``
 records what came in so that ``fetch`` and ``stream`` give the same kind back
+(streaming itself is :mod:`rhfs.views.streaming`)
 (pandas for pandas and dask, pyarrow otherwise).
 
 Parts are written as ``part-<i>.parquet`` (in hive partition directories when
@@ -12,7 +13,7 @@ Parts are written as ``part-<i>.parquet`` (in hive partition directories when
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 PANDAS_TYPES = ("pandas", "dask")
@@ -65,35 +66,35 @@ def write_parts(data: Any, directory: str, partition_cols: Sequence[str] | None 
 
 
 def dataset(path: str, filesystem: Any = None) -> Any:
+    """The parquet dataset at ``path``; an fsspec ``filesystem`` (``rhfs://``) is read without
+    fsspec's own block cache, as the tree's read-ahead already reads ahead."""
     import pyarrow.dataset as ds
 
+    if filesystem is not None:
+        filesystem = _unbuffered(filesystem)
     return ds.dataset(path, filesystem=filesystem, format="parquet", partitioning="hive")
+
+
+def _unbuffered(filesystem: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    if isinstance(filesystem, pafs.FileSystem):
+        return filesystem
+
+    class Unbuffered(pafs.FSSpecHandler):
+        """Files opened with ``cache_type="none"``: each read of pyarrow's is one read of the
+        file, with no copy through a second buffer of fsspec's."""
+
+        def open_input_file(self, path: str) -> Any:
+            if not self.fs.isfile(path):
+                raise FileNotFoundError(path)
+            return pa.PythonFile(self.fs.open(path, mode="rb", cache_type="none"), mode="r")
+
+        open_input_stream = open_input_file
+
+    return pafs.PyFileSystem(Unbuffered(filesystem))
 
 
 def read(path: str, filesystem: Any = None, columns: Sequence[str] | None = None) -> Any:
     return dataset(path, filesystem).to_table(columns=list(columns) if columns else None)
-
-
-def stream(
-    path: str, batch_size: int, filesystem: Any = None, columns: Sequence[str] | None = None
-) -> Iterator[Any]:
-    """pyarrow Tables of exactly ``batch_size`` rows (the last may be shorter)."""
-    import pyarrow as pa
-
-    if batch_size <= 0:
-        raise ValueError("batch_size must be positive")
-    pending: list[Any] = []
-    held = 0
-    scanner = dataset(path, filesystem).to_batches(
-        columns=list(columns) if columns else None, batch_size=batch_size
-    )
-    for batch in scanner:
-        pending.append(batch)
-        held += batch.num_rows
-        while held >= batch_size:
-            joined = pa.Table.from_batches(pending)
-            yield joined.slice(0, batch_size)
-            rest = joined.slice(batch_size)
-            pending, held = rest.to_batches(), rest.num_rows
-    if held:
-        yield pa.Table.from_batches(pending)
