@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from rhfs.backends.base import Owner
 from rhfs.errors import FuseUnavailable, NoAttribute, NotSupported, errno_name, is_expected, to_errno
 from rhfs.vfs.attrs import Attr
 from rhfs.vfs.core import Vfs
@@ -85,6 +86,12 @@ def _op(fn: F) -> F:
             raise mfusepy.FuseOSError(code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _caller() -> Owner:
+    """The uid and gid of the process whose request this thread serves (libfuse's context)."""
+    uid, gid, _ = mfusepy.fuse_get_context()
+    return Owner(uid=uid, gid=gid)
 
 
 def _timespec_ns(ts: Any) -> int | None:
@@ -294,7 +301,7 @@ class Operations(mfusepy.Operations):
 
     @_op
     def create(self, path: str, mode: int, fi: Any) -> int:
-        opened = self.vfs.create(path, mode, fi.flags)
+        opened = self.vfs.create(path, mode, fi.flags, _caller())
         fi.fh = opened.fh
         return 0
 
@@ -328,7 +335,12 @@ class Operations(mfusepy.Operations):
 
     @_op
     def mkdir(self, path: str, mode: int) -> int:
-        self.vfs.mkdir(path, mode)
+        self.vfs.mkdir(path, mode, _caller())
+        return 0
+
+    @_op
+    def mknod(self, path: str, mode: int, dev: int) -> int:
+        self.vfs.mknod(path, mode, dev, _caller())
         return 0
 
     @_op
@@ -348,7 +360,7 @@ class Operations(mfusepy.Operations):
 
     @_op
     def symlink(self, path: str, target: str) -> int:
-        self.vfs.symlink(target, path)
+        self.vfs.symlink(target, path, _caller())
         return 0
 
     @_op

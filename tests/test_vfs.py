@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import json
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -381,7 +382,13 @@ def test_a_kept_name_fits_one_name_and_ends_with_the_file_name() -> None:
 
 def test_symlinks_answer_eopnotsupp_where_the_system_has_none(world: World) -> None:
     assert errno_of(world.vfs.symlink, "target", "/box/link") == errno.EOPNOTSUPP
-    assert errno_of(world.vfs.link, "/box/a", "/box/b") == errno.EOPNOTSUPP
+
+
+def test_hard_links_and_special_files_answer_eperm_where_the_system_has_none(world: World) -> None:
+    world.write_file("/box/a", b"x")
+    assert errno_of(world.vfs.link, "/box/a", "/box/b") == errno.EPERM  # as link(2) answers
+    assert errno_of(world.vfs.mknod, "/box/fifo", stat.S_IFIFO | 0o644, 0) == errno.EPERM
+    assert world.box.files.keys() == {"a"}
 
 
 # -- copies --------------------------------------------------------------------------------

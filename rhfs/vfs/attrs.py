@@ -22,6 +22,7 @@ class Attr:
     atime_ns: int | None = None  # None: the mtime stands in (as for ctime_ns)
     mtime_ns: int | None = None  # the exact mtime, where known
     ctime_ns: int | None = None
+    rdev: int = 0
 
     @property
     def is_dir(self) -> bool:
@@ -42,6 +43,7 @@ class Attr:
             # and then skips copy_file_range.
             "st_blocks": (self.size + 511) // 512,
             "st_blksize": BLOCK_SIZE,
+            "st_rdev": self.rdev,
         }
 
 
@@ -53,10 +55,14 @@ def dir_attr(mtime: float = 0.0, mode: int = 0o755) -> Attr:
 
 
 def attr_of(entry: Entry, read_only: bool = False) -> Attr:
+    """The attributes of an entry: its owner and links where the system keeps them, else the
+    daemon's uid and gid and one link (two for a directory)."""
     if entry.link_target is not None:
         file_type, mode, size, nlink = stat.S_IFLNK, 0o777, len(entry.link_target), 1
     elif entry.is_dir:
         file_type, mode, size, nlink = stat.S_IFDIR, 0o755 if entry.mode is None else entry.mode, 0, 2
+    elif entry.node_type is not None:
+        file_type, mode, size, nlink = entry.node_type, entry.mode or 0, 0, 1
     else:
         mode = 0o644 if entry.mode is None else entry.mode
         file_type, size, nlink = stat.S_IFREG, entry.size, 1
@@ -67,10 +73,11 @@ def attr_of(entry: Entry, read_only: bool = False) -> Attr:
         mode=file_type | mode,
         size=size,
         mtime=entry.mtime,
-        nlink=nlink,
-        uid=_UID,
-        gid=_GID,
+        nlink=nlink if entry.nlink is None else entry.nlink,
+        uid=_UID if entry.uid is None else entry.uid,
+        gid=_GID if entry.gid is None else entry.gid,
         atime_ns=atime_ns,
         mtime_ns=mtime_ns,
         ctime_ns=ctime_ns,
+        rdev=entry.rdev,
     )

@@ -20,7 +20,7 @@ import posixpath
 import stat
 from collections.abc import Callable
 
-from rhfs.backends.base import Entry, Reader
+from rhfs.backends.base import Entry, Owner, Reader
 from rhfs.errors import (
     AlreadyExists,
     BadHandle,
@@ -75,7 +75,8 @@ class FileOps(Lookups):
         opened.direct_io = entry.direct_io
         return opened
 
-    def create(self, path: str, mode: int, flags: int) -> OpenReply:
+    def create(self, path: str, mode: int, flags: int, owner: Owner | None = None) -> OpenReply:
+        """Open ``path``, made if missing; a new file gets ``mode`` and ``owner`` at its upload."""
         path = normalize(path)
         loc = self._writable(self._resolve_new(path))
         if loc.is_system_root:
@@ -94,14 +95,22 @@ class FileOps(Lookups):
                 raise AlreadyExists(path)
             if existed and flags & os.O_TRUNC:
                 open_file.truncate(0)
-            elif made and not existed and stat.S_IMODE(mode) != DEFAULT_FILE_MODE:
-                open_file.pending_metadata["set_mode"] = (stat.S_IMODE(mode),)
+            elif made and not existed:
+                self._new_file_metadata(open_file, mode, owner)
         except BaseException:
             self._let_go(open_file)
             raise
         self.cache.invalidate(posixpath.dirname(path))
         self._versions.pop(path, None)
         return self.handles.add(Handle(loc, flags, open_file.entry, open_file=open_file))
+
+    def _new_file_metadata(self, open_file: OpenFile, mode: int, owner: Owner | None) -> None:
+        """What a new file is given after its first upload: its owner, then its mode."""
+        ids = self.owner_of_new(open_file.location, owner)
+        if ids is not None:
+            open_file.pending_metadata["set_owner"] = ids
+        if stat.S_IMODE(mode) != DEFAULT_FILE_MODE:
+            open_file.pending_metadata["set_mode"] = (stat.S_IMODE(mode),)
 
     def _file_entry(self, loc: Location, *, fresh: bool, missing_ok: bool = False) -> Entry | None:
         """The entry of the file at ``loc``; EISDIR for a directory; None if missing and ``missing_ok``."""

@@ -20,10 +20,11 @@ import dataclasses
 import logging
 import os
 import posixpath
+import stat
 from collections.abc import Iterator
 from typing import Protocol
 
-from rhfs.backends.base import Entry, basename, check_name, check_name_length
+from rhfs.backends.base import Entry, Owner, basename, check_name, check_name_length
 from rhfs.errors import IsADirectory, NotFound, ReadOnly, RhfsError, UploadFailed
 from rhfs.stats import Stats
 from rhfs.tree import Location, MountTable, TreeDir, normalize
@@ -142,6 +143,22 @@ class Lookups:
                 check_path(loc.rel)
         return loc
 
+    def owner_of_new(self, loc: Location, owner: Owner | None) -> tuple[int, int | None] | None:
+        """The (uid, gid) a name made at ``loc`` for ``owner`` is given after it is made: None
+        where the system keeps no owners or the daemon's own are right; the gid None in a
+        set-group-ID directory, whose group the system gives by itself."""
+        if owner is None or loc.backend.abilities.set_owner is None:
+            return None
+        parent = loc.parent
+        try:
+            mode = loc.backend.stat("").mode if parent.is_system_root else self.entry(parent).mode
+        except RhfsError:
+            mode = None
+        gid = None if mode is not None and mode & stat.S_ISGID else owner.gid
+        if owner.uid == os.geteuid() and gid in (None, os.getegid()):
+            return None
+        return owner.uid, gid
+
     def _exists(self, loc: Location, *, fresh: bool = False) -> Entry | None:
         try:
             return self.entry(loc, fresh=fresh)
@@ -208,6 +225,8 @@ class Lookups:
 
     def _open_file_attr(self, open_file: OpenFile) -> Attr:
         atime_ns, mtime_ns = open_file.shown_times_ns
+        uid, gid = open_file.owner
+        held = open_file.entry
         entry = Entry(
             name="",
             is_dir=False,
@@ -216,6 +235,9 @@ class Lookups:
             mode=open_file.mode,
             mtime_ns=mtime_ns,
             atime_ns=atime_ns,
+            uid=uid,
+            gid=gid,
+            nlink=held.nlink if held is not None and open_file.remote_exists else None,
         )
         attr = attr_of(entry, self.read_only)
         return dataclasses.replace(attr, nlink=0) if open_file.unlinked else attr

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from rhfs.backends.base import Abilities, Entry
-from rhfs.errors import InvalidArgument, UploadFailed
+from rhfs.errors import InvalidArgument, UploadFailed, is_not_permitted
 from rhfs.local_writes import pwrite_all
 from rhfs.location_io import fetch_into
 from rhfs.tree import Location
@@ -34,12 +34,16 @@ from rhfs.vfs import recovery
 
 log = logging.getLogger(__name__)
 
-MetadataChange = Literal["set_mode", "set_times"]  # the abilities that chmod and utimens use
+# the abilities that chown, chmod and utimens use, in the order they are applied after an
+# upload (a change of owner clears the set-user-ID bit that a mode asked for must keep)
+MetadataChange = Literal["set_owner", "set_mode", "set_times"]
+CHANGE_ORDER: tuple[MetadataChange, ...] = ("set_owner", "set_mode", "set_times")
 
 
 def metadata_setter(abilities: Abilities, change: MetadataChange) -> Callable[..., None] | None:
     """The ability that applies ``change``, or None where the system does not keep it."""
-    return abilities.set_mode if change == "set_mode" else abilities.set_times
+    setter: Callable[..., None] | None = getattr(abilities, change)
+    return setter
 
 
 class OpenFile:
@@ -58,6 +62,7 @@ class OpenFile:
         # chmod/utimens asked for while the spool holds newer bytes: applied after the upload
         self.pending_metadata: dict[MetadataChange, tuple[int | None, ...]] = {}
         self._mode = entry.mode if entry else None  # the mode the system holds, where known
+        self._owner = (entry.uid, entry.gid) if entry else (None, None)  # as the system holds it
         self.unlinked = False
         self.entry = entry
         # the times as the system holds them (an existing file), or as the spool's last write set them
@@ -73,6 +78,12 @@ class OpenFile:
         """Permission bits as they will be after the upload."""
         pending = self.pending_metadata.get("set_mode", (None,))[0]
         return self._mode if pending is None else pending
+
+    @property
+    def owner(self) -> tuple[int | None, int | None]:
+        """(uid, gid) as they will be after the upload; None where the system keeps none."""
+        uid, gid = self.pending_metadata.get("set_owner", (None, None))
+        return (self._owner[0] if uid is None else uid, self._owner[1] if gid is None else gid)
 
     @property
     def shown_times_ns(self) -> tuple[int, int]:
@@ -100,6 +111,9 @@ class OpenFile:
         """The system now holds what ``change`` set: show it from here on."""
         if change == "set_mode" and args[0] is not None:
             self._mode = int(args[0])
+        elif change == "set_owner":
+            uid, gid = args
+            self._owner = (self._owner[0] if uid is None else uid, self._owner[1] if gid is None else gid)
         elif change == "set_times":
             atime_ns, mtime_ns = args
             self.atime_ns = self.atime_ns if atime_ns is None else atime_ns
@@ -181,14 +195,18 @@ class OpenFile:
             return True
 
     def _apply_pending_metadata(self) -> None:
-        for change, args in self.pending_metadata.items():
+        for change in CHANGE_ORDER:
+            args = self.pending_metadata.get(change)
+            if args is None:
+                continue
             setter = metadata_setter(self.location.backend.abilities, change)
             if setter is None:
                 continue
             try:
                 setter(self.location.rel, *args)
-            except Exception as e:  # the bytes are safe; a lost mode or time is only logged
-                log.warning("%s: %s after upload failed: %s", self.path, change, e)
+            except Exception as e:  # the bytes are safe; a lost mode, owner or time is only logged
+                level = logging.DEBUG if change == "set_owner" and is_not_permitted(e) else logging.WARNING
+                log.log(level, "%s: %s after upload failed: %s", self.path, change, e)
             else:
                 self.note_applied(change, args)
         self.pending_metadata.clear()
