@@ -13,10 +13,12 @@ wrapper for that callback, so :class:`RhfsFUSE` adds it.
 from __future__ import annotations
 
 import ctypes.util
+import errno
 import functools
 import itertools
 import logging
 import os
+import posixpath
 import threading
 import time
 from collections.abc import Callable
@@ -94,6 +96,23 @@ def _caller() -> Owner:
     return Owner(uid=uid, gid=gid)
 
 
+def _kernel_forgetter() -> Callable[[str], None]:
+    """Make the kernel forget the attributes it holds of a path (libfuse's fuse_invalidate_path),
+    for the other names of a hard-linked file that changed. Called in a request or in init."""
+    lib = ctypes.CDLL(os.environ["FUSE_LIBRARY_PATH"])
+    lib.fuse_get_context.restype = ctypes.POINTER(mfusepy.fuse_context)
+    lib.fuse_invalidate_path.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.fuse_invalidate_path.restype = ctypes.c_int
+    fuse = lib.fuse_get_context().contents.fuse
+
+    def forget(path: str) -> None:
+        code = lib.fuse_invalidate_path(fuse, path.encode("utf-8", "surrogateescape"))
+        if code not in (0, -errno.ENOENT):  # ENOENT: the kernel holds nothing of it
+            log.debug("the kernel did not forget %s: %s", path, os.strerror(-code))
+
+    return forget
+
+
 def _timespec_ns(ts: Any) -> int | None:
     """A ``struct timespec`` of utimensat(2) in nanoseconds: UTIME_NOW is now, UTIME_OMIT None."""
     if ts.tv_nsec == UTIME_OMIT:
@@ -163,8 +182,9 @@ class RhfsFUSE(mfusepy.FUSE):
         if memo is not None and memo[0] is items:
             return memo[1]
         stats = (mfusepy.c_stat * len(items))()
-        for st, (_, attr) in zip(stats, items, strict=True):
-            mfusepy.set_st_attrs(st, attr.as_stat(), use_ns=True)
+        for st, (name, attr) in zip(stats, items, strict=True):
+            at = posixpath.normpath(posixpath.join(path, name))
+            mfusepy.set_st_attrs(st, attr.as_stat(at), use_ns=True)
         packed = ([name.encode(self.encoding, self.errors) for name, _ in items], stats)
         self._packed.put(path, (items, packed))
         return packed
@@ -241,7 +261,7 @@ class Operations(mfusepy.Operations):
             config.entry_timeout = ttl
             config.negative_timeout = ttl
             config.hard_remove = 1  # no .fuse_hidden renames, which would be copies on a store
-            config.use_ino = 0
+            config.use_ino = 1  # here/'s own inodes (names of one file share one), made up elsewhere
             config.kernel_cache = 0
             config.auto_cache = 0
         if conn is not None:
@@ -252,6 +272,7 @@ class Operations(mfusepy.Operations):
             # readdirplus on every readdir, not only the first of a directory: ls -l of a big
             # directory reads it in several getdents calls
             conn.want &= ~FUSE_CAP_READDIRPLUS_AUTO
+        self.vfs.forget_attrs = _kernel_forgetter()
         if self.on_init:
             self.on_init()
 
@@ -262,13 +283,13 @@ class Operations(mfusepy.Operations):
 
     @_op
     def getattr(self, path: str | None, fh: Any = None) -> dict[str, int]:
-        return self.vfs.getattr(path, fh.fh if fh is not None else None).as_stat()
+        return self.vfs.getattr(path, fh.fh if fh is not None else None).as_stat(path or "")
 
     @_op
     def readdir(self, path: str, fh: int) -> list[tuple[str, dict[str, int], int]]:
         """Defined so that mfusepy registers readdir; RhfsFUSE.readdir_fuse_3 serves it
         from :meth:`readdir_attrs`. This plain form is mfusepy's own readdir protocol."""
-        return [(name, attr.as_stat(), 0) for name, attr in self.vfs.readdir(path)]
+        return [(name, attr.as_stat(posixpath.join(path, name)), 0) for name, attr in self.vfs.readdir(path)]
 
     @_op
     def readdir_attrs(self, path: str) -> list[tuple[str, Attr]]:

@@ -68,6 +68,7 @@ class Entry:
     uid: int | None = None
     gid: int | None = None
     nlink: int | None = None
+    ino: int | None = None  # the file's identity on its system, where it has one (an inode)
     node_type: int | None = None  # S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK for a special file
     rdev: int = 0  # the device of a character or block special file
 

@@ -144,21 +144,19 @@ class IdMap:
         self.local = (os.geteuid(), os.getegid())
 
     def shown(self, uid: int | None, gid: int | None) -> tuple[int | None, int | None]:
-        if self.remote is None:
-            return uid, gid
-        return (
-            self.local[0] if uid == self.remote[0] else uid,
-            self.local[1] if gid == self.remote[1] else gid,
-        )
+        return self._swap(uid, gid, self.remote, self.local)
 
     def sent(self, uid: int | None, gid: int | None) -> tuple[int | None, int | None]:
         """The ids to ask the cluster for, for ids as shown here."""
-        if self.remote is None:
+        return self._swap(uid, gid, self.local, self.remote)
+
+    @staticmethod
+    def _swap(
+        uid: int | None, gid: int | None, src: tuple[int, int] | None, dst: tuple[int, int] | None
+    ) -> tuple[int | None, int | None]:
+        if src is None or dst is None:
             return uid, gid
-        return (
-            self.remote[0] if uid == self.local[0] else uid,
-            self.remote[1] if gid == self.local[1] else gid,
-        )
+        return (dst[0] if uid == src[0] else uid, dst[1] if gid == src[1] else gid)
 
 
 def _ns(seconds: int | None, nanoseconds: int | None) -> int | None:

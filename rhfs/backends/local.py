@@ -61,6 +61,7 @@ def entry_from_stat(name: str, st: os.stat_result, link_target: str | None = Non
         uid=st.st_uid,
         gid=st.st_gid,
         nlink=st.st_nlink,
+        ino=st.st_ino,
         node_type=node_type if node_type in SPECIAL_TYPES else None,
         rdev=st.st_rdev,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -23,12 +24,14 @@ class Attr:
     mtime_ns: int | None = None  # the exact mtime, where known
     ctime_ns: int | None = None
     rdev: int = 0
+    ino: int | None = None  # the file's inode on its system, where it has one
 
     @property
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.mode)
 
-    def as_stat(self) -> dict[str, int]:
+    def as_stat(self, path: str = "") -> dict[str, int]:
+        """A ``struct stat`` as a dict; ``path`` (the tree path) stands in for a missing inode."""
         ns = self.mtime_ns if self.mtime_ns is not None else int(self.mtime * 1e9)
         return {
             "st_mode": self.mode,
@@ -44,10 +47,19 @@ class Attr:
             "st_blocks": (self.size + 511) // 512,
             "st_blksize": BLOCK_SIZE,
             "st_rdev": self.rdev,
+            "st_ino": self.ino if self.ino is not None else synthetic_ino(path),
         }
 
 
 _UID, _GID = os.getuid(), os.getgid()
+SYNTHETIC_INO = 1 << 63  # set in every inode made up from a path, never in a local filesystem's
+
+
+def synthetic_ino(path: str) -> int:
+    """An inode number for a file whose system has none: the same for a path while it exists,
+    and apart from the inodes of ``here/`` (whose files keep their own)."""
+    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return SYNTHETIC_INO | int.from_bytes(digest, "big") >> 1
 
 
 def dir_attr(mtime: float = 0.0, mode: int = 0o755) -> Attr:
@@ -80,4 +92,5 @@ def attr_of(entry: Entry, read_only: bool = False) -> Attr:
         mtime_ns=mtime_ns,
         ctime_ns=ctime_ns,
         rdev=entry.rdev,
+        ino=entry.ino,
     )

@@ -21,7 +21,7 @@ import logging
 import os
 import posixpath
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from rhfs.backends.base import Entry, Owner, basename, check_name, check_name_length
@@ -31,6 +31,7 @@ from rhfs.tree import Location, MountTable, TreeDir, normalize
 from rhfs.vfs.attrs import Attr, attr_of
 from rhfs.vfs.cache import MetadataCache
 from rhfs.vfs.handles import HandleTable
+from rhfs.vfs.links import LinkedNames
 from rhfs.vfs.open_files import OpenFile
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class Lookups:
         self.failed_dir = os.path.join(cache_dir, "failed")
         os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
         self.handles = HandleTable()
+        self.links = LinkedNames()
+        # set by a face that caches attributes itself (the kernel): forget those of a tree path
+        self.forget_attrs: Callable[[str], None] | None = None
         self._versions: dict[str, tuple[object, ...]] = {}  # path -> the version last opened for reading
 
     def resolve(self, path: str) -> Location | TreeDir:
@@ -101,6 +105,7 @@ class Lookups:
         self.stats.add_metadata_call(loc.backend.system, "stat")
         entry = loc.backend.stat(loc.rel)
         self.cache.put_entry(loc.path, entry)
+        self.links.note(loc.backend.system, loc.path, entry)
         return entry
 
     def _relisted(self, path: str) -> bool:
@@ -120,7 +125,10 @@ class Lookups:
     def _list(self, loc: Location) -> list[Entry]:
         """The backend's listing of a directory, uncached (counted in stats)."""
         self.stats.add_metadata_call(loc.backend.system, "list")
-        return loc.backend.list(loc.rel)
+        entries = loc.backend.list(loc.rel)
+        for entry in entries:
+            self.links.note(loc.backend.system, posixpath.join(loc.path, entry.name), entry)
+        return entries
 
     def _resolve_new(self, path: str) -> Location | TreeDir:
         """Resolve a path about to be created: EROFS inside the tree's own directories.
@@ -174,6 +182,15 @@ class Lookups:
     def _changed(self, path: str) -> None:
         self.cache.invalidate(path)
         self._versions.pop(path, None)
+        self._changed_linked(path)
+
+    def _changed_linked(self, path: str) -> None:
+        """``path`` changed: so did the file's other names, if it has any (:mod:`rhfs.vfs.links`)."""
+        for other in self.links.others(path):
+            self.cache.invalidate(other)
+            self._versions.pop(other, None)
+            if self.forget_attrs is not None:
+                self.forget_attrs(other)
 
     def changed_elsewhere(self, path: str, *, subtree: bool = False) -> None:
         """A face changed ``path`` (with ``subtree``, also what is below it) on its system, not
@@ -238,6 +255,7 @@ class Lookups:
             uid=uid,
             gid=gid,
             nlink=held.nlink if held is not None and open_file.remote_exists else None,
+            ino=held.ino if held is not None and open_file.remote_exists else None,
         )
         attr = attr_of(entry, self.read_only)
         return dataclasses.replace(attr, nlink=0) if open_file.unlinked else attr

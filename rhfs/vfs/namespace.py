@@ -105,6 +105,7 @@ class NamespaceOps(Lookups):
             if open_file is not None:
                 self.handles.detach(open_file)
         self._changed(path)
+        self.links.forget(path)
 
     def _keep_readable(self, open_file: OpenFile | None, path: str) -> None:
         """Before ``path`` is removed or replaced: what is open on it keeps its bytes."""
@@ -154,6 +155,8 @@ class NamespaceOps(Lookups):
     def _moved(self, old: str, new: str) -> None:
         """After a rename: re-key open files and handles, drop what was replaced, forget caches."""
         moved_files, moved_handles = self.handles.move(old, new, self.locate)
+        self._changed_linked(new)  # a file replaced there lost a name
+        self.links.moved(old, new)
         for p in [p for p in list(self._versions) if p in (old, new) or p.startswith(old + "/")]:
             # list(): a snapshot taken in one step; other FUSE threads insert while this runs
             del self._versions[p]
@@ -226,6 +229,10 @@ class NamespaceOps(Lookups):
         hard_link(src.rel, dst.rel)
         self._changed(src.path)
         self._changed(dst.path)
+        if self.forget_attrs is not None:  # the kernel holds the old link count of the first name
+            self.forget_attrs(src.path)
+        self.entry(src, fresh=True)  # both names are known from now on (LinkedNames)
+        self.entry(dst, fresh=True)
 
     def chmod(self, path: str, mode: int) -> None:
         self._set_metadata(path, "set_mode", mode)
