@@ -212,8 +212,9 @@ def errno_name(code: int) -> str:
 
 
 def is_expected(code: int) -> bool:
-    """Errors that are normal answers (a lookup of a missing name), logged at debug."""
-    return code in (errno.ENOENT, errno.ENODATA, errno.EEXIST, errno.ENOTEMPTY, errno.EXDEV)
+    """Errors that are normal answers (a lookup of a missing name, a FIFO where a system has
+    none), logged at debug."""
+    return code in (errno.ENOENT, errno.ENODATA, errno.EEXIST, errno.ENOTEMPTY, errno.EXDEV, errno.EPERM)
 
 
 _CLASS_OF_ERRNO: dict[int, type[RhfsError]] = {

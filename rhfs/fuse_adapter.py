@@ -260,7 +260,9 @@ class Operations(mfusepy.Operations):
             config.attr_timeout = ttl
             config.entry_timeout = ttl
             config.negative_timeout = ttl
-            config.hard_remove = 1  # no .fuse_hidden renames, which would be copies on a store
+            # a file unlinked while open is renamed to .fuse_hidden*, so that fstat still finds
+            # it; the VFS removes its name on the system at once and never renames it there
+            config.hard_remove = 0
             config.use_ino = 1  # here/'s own inodes (names of one file share one), made up elsewhere
             config.kernel_cache = 0
             config.auto_cache = 0

@@ -132,6 +132,8 @@ class NamespaceOps(Lookups):
         dst_entry = self._exists(dst)
         if src_entry.is_dir and (dst.path + "/").startswith(src.path + "/"):
             raise InvalidArgument(f"cannot move {old} into itself")
+        if dst_entry is not None and src_entry.ino is not None and src_entry.ino == dst_entry.ino:
+            return  # two names of one file: rename(2) leaves both as they are
         if dst_entry is not None:
             check_rename_over(src_entry.is_dir, dst_entry.is_dir, new)
             if dst_entry.is_dir:
