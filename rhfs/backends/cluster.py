@@ -26,6 +26,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from rhfs.backends import cluster_nodes
 from rhfs.backends.base import (
     SPECIAL_TYPES,
     TMP_MARK,
@@ -267,6 +268,7 @@ class ClusterBackend:
             set_owner=self.set_owner,
             set_times=self.set_times,
             hard_link=self.hard_link,
+            make_node=self.make_node,
             check_path=self.check_path,
             remove_upload_leftovers=self.remove_upload_leftovers,
             ssh=self,
@@ -636,6 +638,10 @@ class ClusterBackend:
         except NotFound:
             self._check_parent(new)
             raise
+
+    def make_node(self, path: str, mode: int, rdev: int) -> None:
+        """A FIFO, device node or socket, by a command on the cluster (SFTP has no mknod)."""
+        cluster_nodes.make_node(self.run, self._abs(path), mode, rdev, self.system)
 
     def set_times(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
         full = self._abs(path)
