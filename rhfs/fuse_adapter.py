@@ -342,6 +342,11 @@ class Operations(mfusepy.Operations):
         return 0
 
     @_op
+    def fallocate(self, path: str | None, mode: int, offset: int, size: int, fi: Any) -> int:
+        self.vfs.fallocate(fi.fh, mode, offset, size)
+        return 0
+
+    @_op
     def flush(self, path: str | None, fi: Any) -> int:
         self.vfs.flush(fi.fh)
         return 0

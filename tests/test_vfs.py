@@ -806,3 +806,24 @@ def test_fstat_of_an_unlinked_file_open_for_reading_answers_with_no_links(world:
     attr = world.vfs.getattr(None, fh)
     assert (attr.size, attr.nlink) == (5, 0)
     world.vfs.release(fh)
+
+
+def test_fallocate_grows_zeroes_or_keeps_the_size_as_locally(world: World) -> None:
+    fh = world.vfs.create("/box/f", 0o644, CREATE).fh
+    try:
+        world.vfs.write(fh, b"abcdef", 0)
+        world.vfs.fallocate(fh, 0, 4, 6)  # plain: grows to 10 bytes of which the new ones are zeros
+        world.vfs.fallocate(fh, 0x01, 0, 100)  # KEEP_SIZE: the size stays
+        world.vfs.fallocate(fh, 0x03, 1, 2)  # PUNCH_HOLE | KEEP_SIZE: zeros in place
+        world.vfs.fallocate(fh, 0x11, 8, 50)  # ZERO_RANGE | KEEP_SIZE: never past the end
+        assert world.vfs.getattr("/box/f", fh).size == 10
+        assert errno_of(world.vfs.fallocate, fh, 0x02, 0, 1) == errno.EOPNOTSUPP  # a hole must keep the size
+        assert errno_of(world.vfs.fallocate, fh, 0x08, 0, 1) == errno.EOPNOTSUPP  # COLLAPSE_RANGE
+    finally:
+        world.vfs.release(fh)
+    assert world.box.files["f"] == b"a\0\0def\0\0\0\0"
+    reader = world.vfs.open("/box/f", os.O_RDONLY).fh
+    try:
+        assert errno_of(world.vfs.fallocate, reader, 0, 0, 20) == errno.EBADF
+    finally:
+        world.vfs.release(reader)

@@ -28,6 +28,7 @@ from rhfs.errors import (
     CrossDevice,
     IsADirectory,
     NotADirectory,
+    NotSupported,
     RhfsError,
     Stale,
     UploadFailed,
@@ -39,6 +40,7 @@ from rhfs.vfs.open_files import OpenFile
 
 log = logging.getLogger(__name__)
 
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10  # linux/falloc.h
 DEFAULT_FILE_MODE = 0o644  # what a new file gets on every system without a chmod
 
 
@@ -194,6 +196,23 @@ class FileOps(Lookups):
         finally:
             temporary.discard()
         self._changed(path)
+
+    def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
+        """fallocate(2) on a file open for writing: plain (the file grows to ``offset + length``,
+        read back as zeros), ``KEEP_SIZE`` (nothing to do: a spool takes space as written),
+        ``PUNCH_HOLE`` and ``ZERO_RANGE`` (the range reads back as zeros). Other modes: EOPNOTSUPP."""
+        keep_size = bool(mode & FALLOC_FL_KEEP_SIZE)
+        if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) or (
+            mode & FALLOC_FL_PUNCH_HOLE and not keep_size
+        ):
+            raise NotSupported(f"fallocate mode {mode:#x}")
+        handle = self.handles.handle(fh)
+        if handle.open_file is None:
+            raise BadHandle("file not open for writing")
+        if mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
+            handle.open_file.write_zeros(offset, length, keep_size=keep_size)
+        elif not keep_size:
+            handle.open_file.grow(offset + length)
 
     def flush(self, fh: int) -> None:
         handle = self.handles.handle(fh)

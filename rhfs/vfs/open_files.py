@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # the abilities that chown, chmod and utimens use, in the order they are applied after an
 # upload (a change of owner clears the set-user-ID bit that a mode asked for must keep)
 MetadataChange = Literal["set_owner", "set_mode", "set_times"]
+ZEROS_CHUNK = 1 << 20  # zeros written at a time by fallocate's hole punching
 CHANGE_ORDER: tuple[MetadataChange, ...] = ("set_owner", "set_mode", "set_times")
 
 
@@ -158,6 +159,19 @@ class OpenFile:
             os.ftruncate(self.fd, size)
             self.size = size
             self._written()
+
+    def grow(self, size: int) -> None:
+        """Make the file at least ``size`` bytes long (the new bytes read as zeros)."""
+        with self.lock:
+            if size > self.size:
+                self.truncate(size)
+
+    def write_zeros(self, offset: int, length: int, *, keep_size: bool) -> None:
+        """Zeros over ``length`` bytes at ``offset``; with ``keep_size``, never past the end."""
+        with self.lock:
+            end = min(offset + length, self.size) if keep_size else offset + length
+            for start in range(offset, end, ZEROS_CHUNK):
+                self.write(bytes(min(ZEROS_CHUNK, end - start)), start)
 
     def adopt_remote(self, entry: Entry) -> None:
         """The remote object now holds this file's content (a server-side copy wrote it)."""
