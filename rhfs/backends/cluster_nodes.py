@@ -10,6 +10,7 @@ device nodes).
 from __future__ import annotations
 
 import os
+import posixpath
 import shlex
 import stat
 
@@ -35,8 +36,10 @@ def node_command(full: str, mode: int, rdev: int) -> str:
     if kind in (stat.S_IFCHR, stat.S_IFBLK):
         letter = "c" if kind == stat.S_IFCHR else "b"
         return f"LC_ALL=C mknod -m {bits} -- {q} {letter} {os.major(rdev)} {os.minor(rdev)}"
-    if kind == stat.S_IFSOCK:
-        return f"python3 -c {shlex.quote(BIND_SOCKET)} {q} && chmod {bits} -- {q}"
+    if kind == stat.S_IFSOCK:  # bound from its directory: a socket's path holds 107 bytes at most
+        where, name = (shlex.quote(p) for p in posixpath.split(full))
+        bind = f"python3 -c {shlex.quote(BIND_SOCKET)} {name} && chmod {bits} -- {name}"
+        return f"cd -- {where} && {bind}"
     raise NotPermitted(f"{full}: no special file of type {kind:o}")
 
 

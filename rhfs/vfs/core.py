@@ -38,7 +38,12 @@ State and the lock that guards it:
   memos, the adapter's packed listings), :class:`~rhfs.stats.Stats`, the catalog's
   document cache, the tool cache, each reader's buffer pool, each cluster session (its
   state, its open session's jobs, its private agent), the copy context's logged-once
-  notes: each its own lock.
+  notes, the other names of hard-linked files (:mod:`rhfs.vfs.links`), the files libfuse
+  hid after an unlink while open (``Vfs._hidden``): each its own lock.
+- ``forget_attrs`` (the adapter's call into libfuse, which tells the kernel to drop a path's
+  attributes and cached pages) waits at most for the kernel to unlock pages of that other name
+  being read, which other worker threads serve; it takes no lock of the VFS, so it may be
+  called under ``OpenFile.lock``.
 - ``ReadAhead._cond``: the runs of one reader; ``ClusterReader._lock``: its remote file.
 - The VFS's ``_versions`` (the version last opened per path) is a plain dict: single
   reads and writes are atomic, and every walk over it iterates a snapshot (``list()``).
