@@ -827,3 +827,24 @@ def test_fallocate_grows_zeroes_or_keeps_the_size_as_locally(world: World) -> No
         assert errno_of(world.vfs.fallocate, reader, 0, 0, 20) == errno.EBADF
     finally:
         world.vfs.release(reader)
+
+
+def test_libfuses_hidden_name_of_an_open_file_never_reaches_the_system(world: World) -> None:
+    world.write_file("/box/f", b"abc")
+    fh = world.vfs.open("/box/f", os.O_RDWR).fh
+    hidden = "/box/.fuse_hidden0000000200000001"
+    try:
+        world.vfs.rename("/box/f", hidden)  # libfuse, on unlink of an open file
+        assert "f" not in world.box.files and not any(".fuse_hidden" in n for n in world.box.files)
+        world.vfs.write(fh, b"xyz!", 0)
+        attr = world.vfs.getattr(hidden)
+        assert (attr.size, attr.nlink) == (4, 0)  # fstat still finds the file
+        world.vfs.chmod(hidden, 0o600)  # accepted, nothing kept
+    finally:
+        world.vfs.release(fh)
+    world.vfs.unlink(hidden)  # libfuse, after the last release
+    assert errno_of(world.vfs.getattr, hidden) == errno.ENOENT
+    assert world.box.files == {}
+    world.write_file("/box/g", b"closed")
+    world.vfs.rename("/box/g", hidden)  # a user's rename of a closed file is a rename
+    assert world.box.files == {hidden.rsplit("/", 1)[1]: b"closed"}

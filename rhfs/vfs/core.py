@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import dataclasses
 import posixpath
+import re
 import threading
 from functools import cached_property
 
@@ -84,7 +85,7 @@ __all__ = ["Copier", "Handle", "OpenReply", "Vfs"]
 LISTINGS_KEPT = 256  # directories whose last readdir is remembered (kernel cache, memo)
 XATTR_URL = "user.rhfs.url"
 XATTR_ETAG = "user.rhfs.etag"
-HIDDEN_PREFIX = ".fuse_hidden"  # libfuse's name for a file unlinked while open
+HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}")  # libfuse's name for a file unlinked while open
 
 
 class Vfs(FileOps, NamespaceOps):
@@ -104,7 +105,7 @@ class Vfs(FileOps, NamespaceOps):
     def is_hiding(self, old: str, new: str) -> bool:
         """Is ``rename(old, new)`` libfuse hiding an open file, rather than a user's rename?"""
         old, new = normalize(old), normalize(new)
-        hidden_name = posixpath.basename(new).startswith(HIDDEN_PREFIX)
+        hidden_name = HIDDEN_NAME.fullmatch(posixpath.basename(new)) is not None
         return hidden_name and posixpath.dirname(new) == posixpath.dirname(old) and self.handles.is_open(old)
 
     def rename(self, old: str, new: str) -> None:
