@@ -90,6 +90,14 @@ class PermissionDenied(RhfsError):
     errno = errno.EACCES
 
 
+class NotPermitted(RhfsError):
+    """An operation the system does not allow here at all: a hard link or a special file
+    where it has none, a change of owner the login may not make (EPERM, as link(2) and
+    mknod(2) answer on a filesystem without them)."""
+
+    errno = errno.EPERM
+
+
 class NameTooLong(RhfsError):
     errno = errno.ENAMETOOLONG
 
@@ -210,14 +218,20 @@ def describe(exc: RhfsError) -> str:
     return message
 
 
+def is_not_permitted(exc: BaseException) -> bool:
+    """Is ``exc`` a refusal by the system's permissions (EPERM or EACCES)?"""
+    return to_errno(exc) in (errno.EPERM, errno.EACCES)
+
+
 def errno_name(code: int) -> str:
     """The symbolic name of an errno (``ENOENT``), or its number when it has none."""
     return errno.errorcode.get(code, str(code))
 
 
 def is_expected(code: int) -> bool:
-    """Errors that are normal answers (a lookup of a missing name), logged at debug."""
-    return code in (errno.ENOENT, errno.ENODATA, errno.EEXIST, errno.ENOTEMPTY, errno.EXDEV)
+    """Errors that are normal answers (a lookup of a missing name, a FIFO where a system has
+    none), logged at debug."""
+    return code in (errno.ENOENT, errno.ENODATA, errno.EEXIST, errno.ENOTEMPTY, errno.EXDEV, errno.EPERM)
 
 
 _CLASS_OF_ERRNO: dict[int, type[RhfsError]] = {
@@ -232,6 +246,7 @@ _CLASS_OF_ERRNO: dict[int, type[RhfsError]] = {
         NotSupported,
         CrossDevice,
         PermissionDenied,
+        NotPermitted,
         NameTooLong,
         NoAttribute,
         TimedOut,

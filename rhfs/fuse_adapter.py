@@ -13,15 +13,18 @@ wrapper for that callback, so :class:`RhfsFUSE` adds it.
 from __future__ import annotations
 
 import ctypes.util
+import errno
 import functools
 import itertools
 import logging
 import os
+import posixpath
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from rhfs.backends.base import Owner
 from rhfs.errors import FuseUnavailable, NoAttribute, NotSupported, errno_name, is_expected, to_errno
 from rhfs.vfs.attrs import Attr
 from rhfs.vfs.core import Vfs
@@ -85,6 +88,29 @@ def _op(fn: F) -> F:
             raise mfusepy.FuseOSError(code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _caller() -> Owner:
+    """The uid and gid of the process whose request this thread serves (libfuse's context)."""
+    uid, gid, _ = mfusepy.fuse_get_context()
+    return Owner(uid=uid, gid=gid)
+
+
+def _kernel_forgetter() -> Callable[[str], None]:
+    """Make the kernel forget the attributes it holds of a path (libfuse's fuse_invalidate_path),
+    for the other names of a hard-linked file that changed. Called in a request or in init."""
+    lib = ctypes.CDLL(os.environ["FUSE_LIBRARY_PATH"])
+    lib.fuse_get_context.restype = ctypes.POINTER(mfusepy.fuse_context)
+    lib.fuse_invalidate_path.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.fuse_invalidate_path.restype = ctypes.c_int
+    fuse = lib.fuse_get_context().contents.fuse
+
+    def forget(path: str) -> None:
+        code = lib.fuse_invalidate_path(fuse, path.encode("utf-8", "surrogateescape"))
+        if code not in (0, -errno.ENOENT):  # ENOENT: the kernel holds nothing of it
+            log.debug("the kernel did not forget %s: %s", path, os.strerror(-code))
+
+    return forget
 
 
 def _timespec_ns(ts: Any) -> int | None:
@@ -156,8 +182,9 @@ class RhfsFUSE(mfusepy.FUSE):
         if memo is not None and memo[0] is items:
             return memo[1]
         stats = (mfusepy.c_stat * len(items))()
-        for st, (_, attr) in zip(stats, items, strict=True):
-            mfusepy.set_st_attrs(st, attr.as_stat(), use_ns=True)
+        for st, (name, attr) in zip(stats, items, strict=True):
+            at = posixpath.normpath(posixpath.join(path, name))
+            mfusepy.set_st_attrs(st, attr.as_stat(at), use_ns=True)
         packed = ([name.encode(self.encoding, self.errors) for name, _ in items], stats)
         self._packed.put(path, (items, packed))
         return packed
@@ -233,8 +260,10 @@ class Operations(mfusepy.Operations):
             config.attr_timeout = ttl
             config.entry_timeout = ttl
             config.negative_timeout = ttl
-            config.hard_remove = 1  # no .fuse_hidden renames, which would be copies on a store
-            config.use_ino = 0
+            # a file unlinked while open is renamed to .fuse_hidden*, so that fstat still finds
+            # it; the VFS removes its name on the system at once and never renames it there
+            config.hard_remove = 0
+            config.use_ino = 1  # here/'s own inodes (names of one file share one), made up elsewhere
             config.kernel_cache = 0
             config.auto_cache = 0
         if conn is not None:
@@ -245,6 +274,7 @@ class Operations(mfusepy.Operations):
             # readdirplus on every readdir, not only the first of a directory: ls -l of a big
             # directory reads it in several getdents calls
             conn.want &= ~FUSE_CAP_READDIRPLUS_AUTO
+        self.vfs.forget_attrs = _kernel_forgetter()
         if self.on_init:
             self.on_init()
 
@@ -255,13 +285,13 @@ class Operations(mfusepy.Operations):
 
     @_op
     def getattr(self, path: str | None, fh: Any = None) -> dict[str, int]:
-        return self.vfs.getattr(path, fh.fh if fh is not None else None).as_stat()
+        return self.vfs.getattr(path, fh.fh if fh is not None else None).as_stat(path or "")
 
     @_op
     def readdir(self, path: str, fh: int) -> list[tuple[str, dict[str, int], int]]:
         """Defined so that mfusepy registers readdir; RhfsFUSE.readdir_fuse_3 serves it
         from :meth:`readdir_attrs`. This plain form is mfusepy's own readdir protocol."""
-        return [(name, attr.as_stat(), 0) for name, attr in self.vfs.readdir(path)]
+        return [(name, attr.as_stat(posixpath.join(path, name)), 0) for name, attr in self.vfs.readdir(path)]
 
     @_op
     def readdir_attrs(self, path: str) -> list[tuple[str, Attr]]:
@@ -294,7 +324,7 @@ class Operations(mfusepy.Operations):
 
     @_op
     def create(self, path: str, mode: int, fi: Any) -> int:
-        opened = self.vfs.create(path, mode, fi.flags)
+        opened = self.vfs.create(path, mode, fi.flags, _caller())
         fi.fh = opened.fh
         return 0
 
@@ -309,6 +339,11 @@ class Operations(mfusepy.Operations):
     @_op
     def truncate(self, path: str | None, length: int, fh: Any = None) -> int:
         self.vfs.truncate(path, length, fh.fh if fh is not None else None)
+        return 0
+
+    @_op
+    def fallocate(self, path: str | None, mode: int, offset: int, size: int, fi: Any) -> int:
+        self.vfs.fallocate(fi.fh, mode, offset, size)
         return 0
 
     @_op
@@ -328,7 +363,12 @@ class Operations(mfusepy.Operations):
 
     @_op
     def mkdir(self, path: str, mode: int) -> int:
-        self.vfs.mkdir(path, mode)
+        self.vfs.mkdir(path, mode, _caller())
+        return 0
+
+    @_op
+    def mknod(self, path: str, mode: int, dev: int) -> int:
+        self.vfs.mknod(path, mode, dev, _caller())
         return 0
 
     @_op
@@ -348,7 +388,7 @@ class Operations(mfusepy.Operations):
 
     @_op
     def symlink(self, path: str, target: str) -> int:
-        self.vfs.symlink(target, path)
+        self.vfs.symlink(target, path, _caller())
         return 0
 
     @_op

@@ -16,6 +16,7 @@ APT_PACKAGES=(
     openssh-server openssh-client
     rsync curl attr
     rclone s3fs
+    fio stress-ng  # the mount tests' verified I/O and filesystem stress runs
     psmisc procps
     systemd  # systemd-analyze, to verify systemd/rhfs.service
 )

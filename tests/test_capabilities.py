@@ -14,6 +14,7 @@ import dataclasses
 import errno
 import os
 import shlex
+import stat
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,48 @@ def test_set_mode_and_set_times_are_kept(place: Place) -> None:
     assert (place.stat("f").mode or 0) & 0o777 == 0o640
     set_times(path, None, 1_500_000_000 * 10**9)
     assert int(place.stat("f").mtime) == 1_500_000_000
+
+
+def test_set_owner_is_kept_and_never_follows_a_link(place: Place) -> None:
+    set_owner = abilities(place).set_owner
+    if set_owner is None:
+        assert place.stat(place.put("f", b"x").rsplit("/", 1)[-1]).uid is None  # no owner kept at all
+        pytest.skip(f"{place.name} keeps no owners")
+    path = place.put("f", b"x")
+    set_owner(path, 1234, 4321)
+    assert (place.stat("f").uid, place.stat("f").gid) == (1234, 4321)
+    set_owner(path, None, 99)  # None leaves the uid as it is
+    assert (place.stat("f").uid, place.stat("f").gid) == (1234, 99)
+    symlink = abilities(place).symlink
+    assert symlink is not None  # every system that keeps owners has links
+    symlink("f", place.p("link"))
+    set_owner(place.p("link"), 777, 777)
+    assert (place.stat("link").uid, place.stat("f").uid) == (777, 1234)
+
+
+def test_hard_link_gives_a_file_a_second_name(place: Place) -> None:
+    hard_link = abilities(place).hard_link
+    if hard_link is None:
+        pytest.skip(f"{place.name} has no hard links")
+    path = place.put("f", PATTERN)
+    hard_link(path, place.p("g"))
+    assert place.read("g") == PATTERN
+    place.backend.remove(path)
+    assert place.read("g") == PATTERN  # the file lives on under its other name
+    assert errno_of(hard_link, place.p("missing"), place.p("h")) == ENOENT
+    assert errno_of(hard_link, place.p("g"), place.p("g")) == errno.EEXIST
+
+
+def test_make_node_makes_fifos_and_sockets(place: Place) -> None:
+    make_node = abilities(place).make_node
+    if make_node is None:
+        pytest.skip(f"{place.name} holds no special files")
+    make_node(place.p("fifo"), stat.S_IFIFO | 0o640, 0)
+    make_node(place.p("sock"), stat.S_IFSOCK | 0o600, 0)
+    entries = place.entries()
+    assert entries["fifo"].node_type == stat.S_IFIFO and not entries["fifo"].is_dir
+    assert entries["sock"].node_type == stat.S_IFSOCK
+    assert place.stat("fifo").node_type == stat.S_IFIFO
 
 
 def test_check_path_refuses_what_the_system_cannot_take(place: Place) -> None:

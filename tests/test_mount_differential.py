@@ -1,7 +1,8 @@
 """A Hypothesis state machine diffs the mount against a plain local directory.
 
 Random sequences of create, write, append, ranged read, truncate, mkdir, unlink,
-rmdir, rename, stat and list run on a fresh directory in the mount and on a local
+rmdir, rename, stat and list (and, on the systems that keep them, hard links, chmod
+and chown: see ``KEEPS``) run on a fresh directory in the mount and on a local
 temp directory; every step must give the same result on both: the same bytes, the
 same listing, or the same errno. Up to three files are also held open for
 writing across steps (written, read and closed later), as concurrent processes
@@ -44,6 +45,14 @@ NAMES = ("a", "b", "c")
 PATHS = [*NAMES, *(f"{p}/{c}" for p in NAMES for c in NAMES)]
 EXAMPLES = int(os.environ.get("RHFS_DIFF_EXAMPLES", "20"))
 STEPS = int(os.environ.get("RHFS_DIFF_STEPS", "40"))
+# what each system keeps beyond names and bytes; a cluster's hard links are left out, since a
+# write through one name gives that name a new file there (docs/SEMANTICS.md, "Owners and links")
+KEEPS: dict[str, frozenset[str]] = {
+    "here": frozenset({"link", "chmod", "chown"}),
+    "cluster-a": frozenset({"chmod", "chown"}),
+}
+MODES = (0o600, 0o640, 0o644, 0o700, 0o755, 0o4755, 0o2750)
+IDS = (-1, 0, 1234, 4321)
 
 # A path is either one that exists now (most of the time) or any name of the small universe.
 Pick = tuple[bool, int, str]
@@ -89,20 +98,22 @@ def _read(path: Path, offset: int, size: int) -> bytes:
         os.close(fd)
 
 
-def _stat(path: Path) -> tuple[str, int]:
+def _stat(path: Path) -> tuple[str, int, int, int, int]:
+    """Type, size (0 for a directory), permission bits, owner and group."""
     st_ = os.stat(path)
-    if stat.S_ISDIR(st_.st_mode):
-        return ("dir", 0)
-    return ("file", st_.st_size)
+    size = 0 if stat.S_ISDIR(st_.st_mode) else st_.st_size
+    kind = "dir" if stat.S_ISDIR(st_.st_mode) else "file"
+    return (kind, size, stat.S_IMODE(st_.st_mode), st_.st_uid, st_.st_gid)
 
 
-def _list(path: Path) -> list[tuple[str, str, int]]:
+def _list(path: Path) -> list[tuple[str, str, int, int, int, int]]:
     return sorted((name, *_stat(path / name)) for name in os.listdir(path))
 
 
 class MountVersusLocal(RuleBasedStateMachine):
     mount_base: Path
     local_base: Path
+    keeps: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         super().__init__()
@@ -110,6 +121,7 @@ class MountVersusLocal(RuleBasedStateMachine):
         self.mounted.mkdir()
         self.local = Path(tempfile.mkdtemp(dir=self.local_base))
         self.writers: list[tuple[int, int, str]] = []  # (fd in the mount, local fd, path opened)
+        self.linked = False  # a hard link was made: no file is held open from then on
 
     def pick(self, choice: Pick, *, dirs: bool = False) -> str:
         existing_first, index, fallback = choice
@@ -188,6 +200,26 @@ class MountVersusLocal(RuleBasedStateMachine):
         src, dst = self.pick(src_choice), self.pick(dst_choice)
         self.both(f"rename {src} {dst}", os.rename, src, dst)
 
+    # Held-open writers and hard links are not mixed: each name of a file open for writing has
+    # its own spool in the mount (docs/SEMANTICS.md, "Owners and links").
+    @precondition(lambda self: "link" in self.keeps and not self.writers)
+    @rule(src_choice=paths, dst_choice=new_paths)
+    def link(self, src_choice: Pick, dst_choice: Pick) -> None:
+        src, dst = self.pick(src_choice), self.pick(dst_choice)
+        self.linked |= self.both(f"link {src} {dst}", os.link, src, dst)[0] == "ok"
+
+    @precondition(lambda self: "chmod" in self.keeps)
+    @rule(choice=paths, mode=st.sampled_from(MODES))
+    def chmod(self, choice: Pick, mode: int) -> None:
+        path = self.pick(choice)
+        self.both(f"chmod {path} {mode:o}", os.chmod, path, mode)
+
+    @precondition(lambda self: "chown" in self.keeps)
+    @rule(choice=paths, uid=st.sampled_from(IDS), gid=st.sampled_from(IDS))
+    def chown(self, choice: Pick, uid: int, gid: int) -> None:
+        path = self.pick(choice)
+        self.both(f"chown {path} {uid}:{gid}", os.chown, path, uid, gid)
+
     @rule(choice=paths)
     def stat(self, choice: Pick) -> None:
         path = self.pick(choice)
@@ -204,7 +236,7 @@ class MountVersusLocal(RuleBasedStateMachine):
         assert mounted == local, f"{what} on {writer[2]}: mount gave {mounted!r}, local gave {local!r}"
         return local
 
-    @precondition(lambda self: len(self.writers) < 3)
+    @precondition(lambda self: len(self.writers) < 3 and not self.linked)
     @rule(choice=paths, truncate=st.booleans())
     def open_writer(self, choice: Pick, truncate: bool) -> None:
         path = self.pick(choice)
@@ -250,8 +282,10 @@ class MountVersusLocal(RuleBasedStateMachine):
             shutil.rmtree(self.local, ignore_errors=True)
 
 
-def test_mount_behaves_like_a_local_directory(system_dir: Path, tmp_path: Path) -> None:
-    machine = type("Machine", (MountVersusLocal,), {"mount_base": system_dir, "local_base": tmp_path})
+def test_mount_behaves_like_a_local_directory(system_dir: Path, system: str, tmp_path: Path) -> None:
+    keeps = KEEPS.get(system, frozenset())
+    attributes = {"mount_base": system_dir, "local_base": tmp_path, "keeps": keeps}
+    machine = type("Machine", (MountVersusLocal,), attributes)
     run_state_machine_as_test(
         machine,
         settings=settings(

@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import json
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -381,7 +382,13 @@ def test_a_kept_name_fits_one_name_and_ends_with_the_file_name() -> None:
 
 def test_symlinks_answer_eopnotsupp_where_the_system_has_none(world: World) -> None:
     assert errno_of(world.vfs.symlink, "target", "/box/link") == errno.EOPNOTSUPP
-    assert errno_of(world.vfs.link, "/box/a", "/box/b") == errno.EOPNOTSUPP
+
+
+def test_hard_links_and_special_files_answer_eperm_where_the_system_has_none(world: World) -> None:
+    world.write_file("/box/a", b"x")
+    assert errno_of(world.vfs.link, "/box/a", "/box/b") == errno.EPERM  # as link(2) answers
+    assert errno_of(world.vfs.mknod, "/box/fifo", stat.S_IFIFO | 0o644, 0) == errno.EPERM
+    assert world.box.files.keys() == {"a"}
 
 
 # -- copies --------------------------------------------------------------------------------
@@ -799,3 +806,45 @@ def test_fstat_of_an_unlinked_file_open_for_reading_answers_with_no_links(world:
     attr = world.vfs.getattr(None, fh)
     assert (attr.size, attr.nlink) == (5, 0)
     world.vfs.release(fh)
+
+
+def test_fallocate_grows_zeroes_or_keeps_the_size_as_locally(world: World) -> None:
+    fh = world.vfs.create("/box/f", 0o644, CREATE).fh
+    try:
+        world.vfs.write(fh, b"abcdef", 0)
+        world.vfs.fallocate(fh, 0, 4, 6)  # plain: grows to 10 bytes of which the new ones are zeros
+        world.vfs.fallocate(fh, 0x01, 0, 100)  # KEEP_SIZE: the size stays
+        world.vfs.fallocate(fh, 0x03, 1, 2)  # PUNCH_HOLE | KEEP_SIZE: zeros in place
+        world.vfs.fallocate(fh, 0x11, 8, 50)  # ZERO_RANGE | KEEP_SIZE: never past the end
+        assert world.vfs.getattr("/box/f", fh).size == 10
+        assert errno_of(world.vfs.fallocate, fh, 0x02, 0, 1) == errno.EOPNOTSUPP  # a hole must keep the size
+        assert errno_of(world.vfs.fallocate, fh, 0x08, 0, 1) == errno.EOPNOTSUPP  # COLLAPSE_RANGE
+    finally:
+        world.vfs.release(fh)
+    assert world.box.files["f"] == b"a\0\0def\0\0\0\0"
+    reader = world.vfs.open("/box/f", os.O_RDONLY).fh
+    try:
+        assert errno_of(world.vfs.fallocate, reader, 0, 0, 20) == errno.EBADF
+    finally:
+        world.vfs.release(reader)
+
+
+def test_libfuses_hidden_name_of_an_open_file_never_reaches_the_system(world: World) -> None:
+    world.write_file("/box/f", b"abc")
+    fh = world.vfs.open("/box/f", os.O_RDWR).fh
+    hidden = "/box/.fuse_hidden0000000200000001"
+    try:
+        world.vfs.rename("/box/f", hidden)  # libfuse, on unlink of an open file
+        assert "f" not in world.box.files and not any(".fuse_hidden" in n for n in world.box.files)
+        world.vfs.write(fh, b"xyz!", 0)
+        attr = world.vfs.getattr(hidden)
+        assert (attr.size, attr.nlink) == (4, 0)  # fstat still finds the file
+        world.vfs.chmod(hidden, 0o600)  # accepted, nothing kept
+    finally:
+        world.vfs.release(fh)
+    world.vfs.unlink(hidden)  # libfuse, after the last release
+    assert errno_of(world.vfs.getattr, hidden) == errno.ENOENT
+    assert world.box.files == {}
+    world.write_file("/box/g", b"closed")
+    world.vfs.rename("/box/g", hidden)  # a user's rename of a closed file is a rename
+    assert world.box.files == {hidden.rsplit("/", 1)[1]: b"closed"}

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import shlex
+import stat
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 MAX_NAME_BYTES = 255
 PATH_MAX = 4096  # Linux's, with the final NUL: the longest path a system call takes
 TMP_MARK = ".rhfs-tmp-"  # an upload's temporary sibling: never listed, renamed over its target
+SPECIAL_TYPES = (stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK)  # an Entry's node_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,13 @@ class Entry:
     mtime_ns: int | None = None
     atime_ns: int | None = None
     ctime_ns: int | None = None
+    # owner and links, where the system keeps them (None: the daemon's uid and gid, one link)
+    uid: int | None = None
+    gid: int | None = None
+    nlink: int | None = None
+    ino: int | None = None  # the file's identity on its system, where it has one (an inode)
+    node_type: int | None = None  # S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK for a special file
+    rdev: int = 0  # the device of a character or block special file
 
     @property
     def times_ns(self) -> tuple[int, int, int]:
@@ -94,6 +103,15 @@ class BytesReader:
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who a new file, directory, link or node belongs to: the uid and gid of the process that
+    made it (from the kernel's request), as a local filesystem gives them."""
+
+    uid: int
+    gid: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +265,10 @@ class Abilities:
     local_path: Callable[[str], str] | None = None  # the path on the daemon host's own disk
     symlink: Callable[[str, str], None] | None = None  # (target, path)
     set_mode: Callable[[str, int], None] | None = None
+    # (path, uid, gid), never following a link; None leaves that id as it is
+    set_owner: Callable[[str, int | None, int | None], None] | None = None
+    hard_link: Callable[[str, str], None] | None = None  # (existing, new): one more name of a file
+    make_node: Callable[[str, int, int], None] | None = None  # (path, mode with its S_IF type, rdev)
     # (path, atime_ns, mtime_ns), in nanoseconds; None leaves one as it is
     set_times: Callable[[str, int | None, int | None], None] | None = None
     check_path: Callable[[str], None] | None = None  # ENAMETOOLONG for a path the system cannot take

@@ -26,7 +26,9 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from rhfs.backends import cluster_nodes
 from rhfs.backends.base import (
+    SPECIAL_TYPES,
     TMP_MARK,
     Abilities,
     Entry,
@@ -99,9 +101,24 @@ async def _advance_mtime(sftp: Any, tmp: str, old: Any) -> None:
         await sftp.utime(tmp, (new.atime or old.mtime, old.mtime + 1))
 
 
-def entry_from_attrs(name: str, attrs: Any, link_target: str | None = None) -> Entry:
+async def _keep_owner(sftp: Any, tmp: str, old: Any, login: tuple[int, int] | None) -> None:
+    """Give an upload's temporary sibling the owner of the file it replaces, where the login may."""
+    if old.uid is None or login is None or (old.uid, old.gid) == login:
+        return
+    try:
+        await sftp.chown(tmp, uid=old.uid, gid=old.gid)
+    except asyncssh_error() as e:
+        log.debug("%s: keeps the login's owner: %s", tmp, e)
+
+
+def entry_from_attrs(
+    name: str, attrs: Any, link_target: str | None = None, ids: IdMap | None = None
+) -> Entry:
+    """An entry from SFTP attributes; owners through ``ids`` (the login's own shown as the daemon's)."""
     mode = attrs.permissions or 0
     is_dir = stat_mod.S_ISDIR(mode)
+    node_type = stat_mod.S_IFMT(mode)
+    uid, gid = (ids or IdMap()).shown(attrs.uid, attrs.gid)
     return Entry(
         name=name,
         is_dir=is_dir,
@@ -112,7 +129,35 @@ def entry_from_attrs(name: str, attrs: Any, link_target: str | None = None) -> E
         link_target=link_target,
         mtime_ns=_ns(attrs.mtime, attrs.mtime_ns),
         atime_ns=_ns(attrs.atime, attrs.atime_ns),
+        uid=uid,
+        gid=gid,
+        node_type=node_type if node_type in SPECIAL_TYPES else None,
     )
+
+
+class IdMap:
+    """The login's uid and gid on the cluster, shown as the daemon's own (sshfs's ``idmap=user``):
+    files the login owns there are the daemon user's here, whatever their numbers on each side.
+    Every other owner is shown by its number on the cluster. Unknown ids (None) map nothing."""
+
+    def __init__(self, remote: tuple[int, int] | None = None) -> None:
+        self.remote = remote
+        self.local = (os.geteuid(), os.getegid())
+
+    def shown(self, uid: int | None, gid: int | None) -> tuple[int | None, int | None]:
+        return self._swap(uid, gid, self.remote, self.local)
+
+    def sent(self, uid: int | None, gid: int | None) -> tuple[int | None, int | None]:
+        """The ids to ask the cluster for, for ids as shown here."""
+        return self._swap(uid, gid, self.local, self.remote)
+
+    @staticmethod
+    def _swap(
+        uid: int | None, gid: int | None, src: tuple[int, int] | None, dst: tuple[int, int] | None
+    ) -> tuple[int | None, int | None]:
+        if src is None or dst is None:
+            return uid, gid
+        return (dst[0] if uid == src[0] else uid, dst[1] if gid == src[1] else gid)
 
 
 def _ns(seconds: int | None, nanoseconds: int | None) -> int | None:
@@ -209,6 +254,7 @@ class ClusterBackend:
         self.op_timeout = op_timeout
         self._fs: Any = None
         self._root: str | None = None
+        self._ids: IdMap | None = None
         self._lock = threading.Lock()
         from rhfs.backends.cluster_session import ClusterSession  # it builds on this module
 
@@ -219,7 +265,10 @@ class ClusterBackend:
             remote_path=self.remote_path,
             symlink=self.symlink,
             set_mode=self.set_mode,
+            set_owner=self.set_owner,
             set_times=self.set_times,
+            hard_link=self.hard_link,
+            make_node=self.make_node,
             check_path=self.check_path,
             remove_upload_leftovers=self.remove_upload_leftovers,
             ssh=self,
@@ -303,6 +352,20 @@ class ClusterBackend:
                 self._root = posixpath.normpath(setting)
         return self._root
 
+    @property
+    def ids(self) -> IdMap:
+        """The login's ids on the cluster (``id -u``, ``id -g``), asked once it answers; a login
+        that runs no commands maps none."""
+        if self._ids is None:
+            try:
+                code, out, _ = self.run("id -u && id -g")
+            except RhfsError as e:
+                log.debug("%s: the login's uid and gid are not known yet: %s", self.system, e)
+                return IdMap()
+            numbers = [int(n) for n in out.split() if n.isdigit()] if code == 0 else []
+            self._ids = IdMap((numbers[0], numbers[1]) if len(numbers) == 2 else None)
+        return self._ids
+
     def _abs(self, path: str) -> str:
         if not path:
             return self.root
@@ -317,17 +380,17 @@ class ClusterBackend:
 
     # -- the Backend protocol -------------------------------------------------------
     def stat(self, path: str) -> Entry:
-        full = self._abs(path)
+        full, ids = self._abs(path), self.ids
 
         async def go(sftp: Any) -> Entry:
             attrs = await sftp.lstat(full)
             target = await sftp.readlink(full) if stat_mod.S_ISLNK(attrs.permissions or 0) else None
-            return entry_from_attrs(posixpath.basename(path), attrs, target)
+            return entry_from_attrs(posixpath.basename(path), attrs, target, ids)
 
         return self._call(go, path)
 
     def list(self, path: str) -> list[Entry]:
-        full = self._abs(path)
+        full, ids = self._abs(path), self.ids
 
         async def go(sftp: Any) -> list[Entry]:
             names = await sftp.readdir(full)
@@ -338,7 +401,7 @@ class ClusterBackend:
                 target = None
                 if stat_mod.S_ISLNK(n.attrs.permissions or 0):
                     target = await sftp.readlink(posixpath.join(full, n.filename))
-                out.append(entry_from_attrs(n.filename, n.attrs, target))
+                out.append(entry_from_attrs(n.filename, n.attrs, target, ids))
             return out
 
         try:
@@ -370,7 +433,7 @@ class ClusterBackend:
         return ClusterReader(self, self._abs(path))
 
     def upload(self, local_path: str, path: str) -> None:
-        full = self._abs(path)
+        full, login = self._abs(path), self.ids.remote
         tmp = posixpath.join(posixpath.dirname(full), upload_tmp_name(posixpath.basename(full)))
 
         async def go(sftp: Any) -> None:
@@ -384,6 +447,7 @@ class ClusterBackend:
                 except asyncssh_error():
                     old = None
                 if old is not None:
+                    await _keep_owner(sftp, tmp, old, login)
                     await sftp.chmod(tmp, stat_mod.S_IMODE(old.permissions or 0o644))
                     await _advance_mtime(sftp, tmp, old)
                 await sftp.posix_rename(tmp, full)
@@ -539,6 +603,45 @@ class ClusterBackend:
             await sftp.chmod(full, stat_mod.S_IMODE(mode))
 
         self._call(go, path)
+
+    def set_owner(self, path: str, uid: int | None, gid: int | None) -> None:
+        """chown through SFTP, on the name itself (OpenSSH's lsetstat); where the login may."""
+        full = self._abs(path)
+        uid, gid = self.ids.sent(uid, gid)
+
+        async def go(sftp: Any) -> None:
+            if uid is None or gid is None:  # SFTP sets both: keep the one left out
+                old = await sftp.lstat(full)
+            await sftp.chown(
+                full,
+                uid=old.uid if uid is None else uid,
+                gid=old.gid if gid is None else gid,
+                follow_symlinks=False,
+            )
+
+        self._call(go, path)
+
+    def hard_link(self, existing: str, new: str) -> None:
+        """link(2) there, through OpenSSH's hardlink@openssh.com."""
+        full_existing, full_new = self._abs(existing), self._abs(new)
+
+        async def go(sftp: Any) -> None:
+            try:
+                await sftp.link(full_existing, full_new)
+            except asyncssh_error() as e:  # sftp-server answers a bare "failure" for EEXIST
+                if await sftp.exists(full_new) or await sftp.islink(full_new):
+                    raise AlreadyExists(new) from None
+                raise e
+
+        try:
+            self._call(go, new)
+        except NotFound:
+            self._check_parent(new)
+            raise
+
+    def make_node(self, path: str, mode: int, rdev: int) -> None:
+        """A FIFO, device node or socket, by a command on the cluster (SFTP has no mknod)."""
+        cluster_nodes.make_node(self.run, self._abs(path), mode, rdev, self.system)
 
     def set_times(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
         full = self._abs(path)

@@ -114,7 +114,10 @@ class Guarded:
             "remote_path",
             "symlink",
             "set_mode",
+            "set_owner",
             "set_times",
+            "hard_link",
+            "make_node",
             "remove_upload_leftovers",
         ):
             fn = getattr(abilities, name)

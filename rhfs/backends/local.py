@@ -17,6 +17,7 @@ import stat as stat_mod
 import threading
 
 from rhfs.backends.base import (
+    SPECIAL_TYPES,
     TMP_MARK,
     Abilities,
     Entry,
@@ -45,10 +46,11 @@ class LocalReader:
 
 
 def entry_from_stat(name: str, st: os.stat_result, link_target: str | None = None) -> Entry:
+    node_type = stat_mod.S_IFMT(st.st_mode)
     return Entry(
         name=name,
         is_dir=stat_mod.S_ISDIR(st.st_mode),
-        size=st.st_size if not stat_mod.S_ISDIR(st.st_mode) else 0,
+        size=st.st_size if node_type in (stat_mod.S_IFREG, stat_mod.S_IFLNK) else 0,
         mtime=st.st_mtime,
         etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
         mode=stat_mod.S_IMODE(st.st_mode),
@@ -56,6 +58,12 @@ def entry_from_stat(name: str, st: os.stat_result, link_target: str | None = Non
         mtime_ns=st.st_mtime_ns,
         atime_ns=st.st_atime_ns,
         ctime_ns=st.st_ctime_ns,
+        uid=st.st_uid,
+        gid=st.st_gid,
+        nlink=st.st_nlink,
+        ino=st.st_ino,
+        node_type=node_type if node_type in SPECIAL_TYPES else None,
+        rdev=st.st_rdev,
     )
 
 
@@ -71,7 +79,10 @@ class LocalBackend:
             local_path=self.local_path,
             symlink=self.symlink,
             set_mode=self.set_mode,
+            set_owner=self.set_owner,
             set_times=self.set_times,
+            hard_link=self.hard_link,
+            make_node=self.make_node,
             check_path=self.check_path,
             remove_upload_leftovers=self.remove_upload_leftovers,
         )
@@ -124,14 +135,22 @@ class LocalBackend:
         return LocalReader(self._abs(path))
 
     def upload(self, local_path: str, path: str) -> None:
+        """A temporary sibling with the old file's owner and mode, renamed over it; a file with
+        more than one name is rewritten in place instead, so that its names stay one file."""
         full = self._abs(path)
+        try:
+            old: os.stat_result | None = os.lstat(full)
+        except FileNotFoundError:
+            old = None
+        if old is not None and old.st_nlink > 1 and stat_mod.S_ISREG(old.st_mode):
+            _rewrite_in_place(local_path, full)
+            return
         tmp = os.path.join(os.path.dirname(full), upload_tmp_name(os.path.basename(full)))
         try:
             shutil.copyfile(local_path, tmp)
-            try:
-                shutil.copymode(full, tmp)
-            except FileNotFoundError:
-                pass
+            if old is not None and stat_mod.S_ISREG(old.st_mode):
+                _keep_owner(tmp, old)
+                os.chmod(tmp, stat_mod.S_IMODE(old.st_mode))
             os.replace(tmp, full)
         except BaseException:
             try:
@@ -188,6 +207,16 @@ class LocalBackend:
         if not os.path.islink(full):  # Linux cannot chmod a link itself; never follow one out
             os.chmod(full, stat_mod.S_IMODE(mode))
 
+    def set_owner(self, path: str, uid: int | None, gid: int | None) -> None:
+        os.lchown(self._abs(path), -1 if uid is None else uid, -1 if gid is None else gid)
+
+    def hard_link(self, existing: str, new: str) -> None:
+        os.link(self._abs(existing), self._abs(new), follow_symlinks=False)
+
+    def make_node(self, path: str, mode: int, rdev: int) -> None:
+        """A FIFO, socket or device node (devices only where the daemon may make them)."""
+        os.mknod(self._abs(path), mode, rdev)
+
     def set_times(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
         full = self._abs(path)
         if atime_ns is None or mtime_ns is None:  # os.utime has no UTIME_OMIT: keep what is there
@@ -195,3 +224,20 @@ class LocalBackend:
             atime_ns = st.st_atime_ns if atime_ns is None else atime_ns
             mtime_ns = st.st_mtime_ns if mtime_ns is None else mtime_ns
         os.utime(full, ns=(atime_ns, mtime_ns), follow_symlinks=False)
+
+
+def _keep_owner(tmp: str, old: os.stat_result) -> None:
+    """Give a replacement the owner of the file it replaces, where the daemon may (as root)."""
+    if (old.st_uid, old.st_gid) == (os.geteuid(), os.getegid()):
+        return
+    try:
+        os.chown(tmp, old.st_uid, old.st_gid)
+    except PermissionError:
+        pass  # a daemon that is not root: the file becomes its own, as any rewrite by it would
+
+
+def _rewrite_in_place(local_path: str, full: str) -> None:
+    """Write ``local_path``'s bytes over ``full`` itself (its inode, owner and mode stay)."""
+    with open(local_path, "rb") as src, open(full, "r+b") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+        dst.truncate()

@@ -38,7 +38,12 @@ State and the lock that guards it:
   memos, the adapter's packed listings), :class:`~rhfs.stats.Stats`, the catalog's
   document cache, the tool cache, each reader's buffer pool, each cluster session (its
   state, its open session's jobs, its private agent), the copy context's logged-once
-  notes: each its own lock.
+  notes, the other names of hard-linked files (:mod:`rhfs.vfs.links`), the files libfuse
+  hid after an unlink while open (``Vfs._hidden``): each its own lock.
+- ``forget_attrs`` (the adapter's call into libfuse, which tells the kernel to drop a path's
+  attributes and cached pages) waits at most for the kernel to unlock pages of that other name
+  being read, which other worker threads serve; it takes no lock of the VFS, so it may be
+  called under ``OpenFile.lock``.
 - ``ReadAhead._cond``: the runs of one reader; ``ClusterReader._lock``: its remote file.
 - The VFS's ``_versions`` (the version last opened per path) is a plain dict: single
   reads and writes are atomic, and every walk over it iterates a snapshot (``list()``).
@@ -59,6 +64,9 @@ Lock order, and what may wait under a lock:
 from __future__ import annotations
 
 import dataclasses
+import posixpath
+import re
+import threading
 from functools import cached_property
 
 from rhfs.backends.base import Entry
@@ -69,6 +77,7 @@ from rhfs.vfs.file_ops import FileOps
 from rhfs.vfs.handles import Handle, OpenReply
 from rhfs.vfs.lookups import Copier
 from rhfs.vfs.namespace import NamespaceOps
+from rhfs.vfs.open_files import MetadataChange, OpenFile
 from rhfs.vfs.recent import RecentMap
 
 __all__ = ["Copier", "Handle", "OpenReply", "Vfs"]
@@ -76,9 +85,58 @@ __all__ = ["Copier", "Handle", "OpenReply", "Vfs"]
 LISTINGS_KEPT = 256  # directories whose last readdir is remembered (kernel cache, memo)
 XATTR_URL = "user.rhfs.url"
 XATTR_ETAG = "user.rhfs.etag"
+HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}")  # libfuse's name for a file unlinked while open
 
 
 class Vfs(FileOps, NamespaceOps):
+    # -- files unlinked while open ------------------------------------------------------
+    # libfuse renames a file that is open to a hidden name instead of unlinking it, and
+    # unlinks that name after the last release; meanwhile fstat reaches the hidden name. The
+    # rename never reaches a system: the file's name is removed there (as by unlink), and the
+    # hidden name answers getattr with what the handles still hold, with a link count of 0.
+    @cached_property
+    def _hidden(self) -> dict[str, tuple[OpenFile | None, Attr]]:
+        return {}
+
+    @cached_property
+    def _hidden_lock(self) -> threading.Lock:
+        return threading.Lock()
+
+    def is_hiding(self, old: str, new: str) -> bool:
+        """Is ``rename(old, new)`` libfuse hiding an open file, rather than a user's rename?"""
+        old, new = normalize(old), normalize(new)
+        hidden_name = HIDDEN_NAME.fullmatch(posixpath.basename(new)) is not None
+        return hidden_name and posixpath.dirname(new) == posixpath.dirname(old) and self.handles.is_open(old)
+
+    def rename(self, old: str, new: str) -> None:
+        if not self.is_hiding(old, new):
+            super().rename(old, new)
+            return
+        old = normalize(old)
+        attr = dataclasses.replace(self.getattr(old), nlink=0)
+        open_file = self.handles.open_file(old)
+        super().unlink(old)
+        with self._hidden_lock:
+            self._hidden[normalize(new)] = (open_file, attr)
+
+    def unlink(self, path: str) -> None:
+        with self._hidden_lock:
+            hidden = self._hidden.pop(normalize(path), None)
+        if hidden is None:
+            super().unlink(path)
+
+    def _hidden_attr(self, path: str) -> Attr | None:
+        with self._hidden_lock:
+            hidden = self._hidden.get(path)
+        if hidden is None:
+            return None
+        open_file, attr = hidden
+        return attr if open_file is None else self._open_file_attr(open_file)
+
+    def _set_metadata(self, path: str, change: MetadataChange, *args: int | None) -> None:
+        if self._hidden_attr(normalize(path)) is None:  # a hidden file keeps what it has
+            super()._set_metadata(path, change, *args)
+
     # -- metadata -----------------------------------------------------------------------
     def getattr(self, path: str | None, fh: int | None = None) -> Attr:
         """Attributes by path, or by handle alone (``path`` None: the file may be unlinked).
@@ -99,6 +157,9 @@ class Vfs(FileOps, NamespaceOps):
         open_file = self.handles.open_file(path)
         if open_file is not None:
             return self._open_file_attr(open_file)
+        hidden = self._hidden_attr(path)
+        if hidden is not None:
+            return hidden
         loc = self.resolve(path)
         if isinstance(loc, TreeDir):
             return dir_attr(self.stats.started_at, mode=0o555)  # the tree's own: dated when it began

@@ -20,7 +20,7 @@ import posixpath
 import stat
 from collections.abc import Callable
 
-from rhfs.backends.base import Entry, Reader
+from rhfs.backends.base import Entry, Owner, Reader
 from rhfs.errors import (
     AlreadyExists,
     BadHandle,
@@ -28,6 +28,7 @@ from rhfs.errors import (
     CrossDevice,
     IsADirectory,
     NotADirectory,
+    NotSupported,
     RhfsError,
     Stale,
     UploadFailed,
@@ -39,6 +40,7 @@ from rhfs.vfs.open_files import OpenFile
 
 log = logging.getLogger(__name__)
 
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10  # linux/falloc.h
 DEFAULT_FILE_MODE = 0o644  # what a new file gets on every system without a chmod
 
 
@@ -75,7 +77,8 @@ class FileOps(Lookups):
         opened.direct_io = entry.direct_io
         return opened
 
-    def create(self, path: str, mode: int, flags: int) -> OpenReply:
+    def create(self, path: str, mode: int, flags: int, owner: Owner | None = None) -> OpenReply:
+        """Open ``path``, made if missing; a new file gets ``mode`` and ``owner`` at its upload."""
         path = normalize(path)
         loc = self._writable(self._resolve_new(path))
         if loc.is_system_root:
@@ -94,14 +97,22 @@ class FileOps(Lookups):
                 raise AlreadyExists(path)
             if existed and flags & os.O_TRUNC:
                 open_file.truncate(0)
-            elif made and not existed and stat.S_IMODE(mode) != DEFAULT_FILE_MODE:
-                open_file.pending_metadata["set_mode"] = (stat.S_IMODE(mode),)
+            elif made and not existed:
+                self._new_file_metadata(open_file, mode, owner)
         except BaseException:
             self._let_go(open_file)
             raise
         self.cache.invalidate(posixpath.dirname(path))
         self._versions.pop(path, None)
         return self.handles.add(Handle(loc, flags, open_file.entry, open_file=open_file))
+
+    def _new_file_metadata(self, open_file: OpenFile, mode: int, owner: Owner | None) -> None:
+        """What a new file is given after its first upload: its owner, then its mode."""
+        ids = self.owner_of_new(open_file.location, owner)
+        if ids is not None:
+            open_file.pending_metadata["set_owner"] = ids
+        if stat.S_IMODE(mode) != DEFAULT_FILE_MODE:
+            open_file.pending_metadata["set_mode"] = (stat.S_IMODE(mode),)
 
     def _file_entry(self, loc: Location, *, fresh: bool, missing_ok: bool = False) -> Entry | None:
         """The entry of the file at ``loc``; EISDIR for a directory; None if missing and ``missing_ok``."""
@@ -185,6 +196,23 @@ class FileOps(Lookups):
         finally:
             temporary.discard()
         self._changed(path)
+
+    def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
+        """fallocate(2) on a file open for writing: plain (the file grows to ``offset + length``,
+        read back as zeros), ``KEEP_SIZE`` (nothing to do: a spool takes space as written),
+        ``PUNCH_HOLE`` and ``ZERO_RANGE`` (the range reads back as zeros). Other modes: EOPNOTSUPP."""
+        keep_size = bool(mode & FALLOC_FL_KEEP_SIZE)
+        if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) or (
+            mode & FALLOC_FL_PUNCH_HOLE and not keep_size
+        ):
+            raise NotSupported(f"fallocate mode {mode:#x}")
+        handle = self.handles.handle(fh)
+        if handle.open_file is None:
+            raise BadHandle("file not open for writing")
+        if mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
+            handle.open_file.write_zeros(offset, length, keep_size=keep_size)
+        elif not keep_size:
+            handle.open_file.grow(offset + length)
 
     def flush(self, fh: int) -> None:
         handle = self.handles.handle(fh)

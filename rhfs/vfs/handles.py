@@ -105,6 +105,11 @@ class HandleTable:
                 open_file.refs += 1
             return open_file
 
+    def is_open(self, path: str) -> bool:
+        """Is any handle open on ``path``?"""
+        with self.lock:
+            return path in self.open_files or any(h.location.path == path for h in self.handles.values())
+
     def generation(self, path: str) -> int:
         """A count that changes whenever an open file of ``path`` leaves the table."""
         with self.lock:

@@ -20,10 +20,11 @@ import dataclasses
 import logging
 import os
 import posixpath
-from collections.abc import Iterator
+import stat
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from rhfs.backends.base import Entry, basename, check_name, check_name_length
+from rhfs.backends.base import Entry, Owner, basename, check_name, check_name_length
 from rhfs.errors import IsADirectory, NotFound, ReadOnly, RhfsError, UploadFailed
 from rhfs.stats import Stats
 from rhfs.tree import Location, MountTable, TreeDir, normalize
@@ -31,6 +32,7 @@ from rhfs.vfs import kept
 from rhfs.vfs.attrs import Attr, attr_of
 from rhfs.vfs.cache import MetadataCache
 from rhfs.vfs.handles import HandleTable
+from rhfs.vfs.links import LinkedNames
 from rhfs.vfs.open_files import OpenFile
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,9 @@ class Lookups:
         self.failed_dir = kept.failed_dir(cache_dir)
         os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
         self.handles = HandleTable()
+        self.links = LinkedNames()
+        # set by a face that caches attributes itself (the kernel): forget those of a tree path
+        self.forget_attrs: Callable[[str], None] | None = None
         self._versions: dict[str, tuple[object, ...]] = {}  # path -> the version last opened for reading
 
     def resolve(self, path: str) -> Location | TreeDir:
@@ -101,6 +106,7 @@ class Lookups:
         self.stats.add_metadata_call(loc.backend.system, "stat")
         entry = loc.backend.stat(loc.rel)
         self.cache.put_entry(loc.path, entry)
+        self.links.note(loc.backend.system, loc.path, entry)
         return entry
 
     def _relisted(self, path: str) -> bool:
@@ -120,7 +126,10 @@ class Lookups:
     def _list(self, loc: Location) -> list[Entry]:
         """The backend's listing of a directory, uncached (counted in stats)."""
         self.stats.add_metadata_call(loc.backend.system, "list")
-        return loc.backend.list(loc.rel)
+        entries = loc.backend.list(loc.rel)
+        for entry in entries:
+            self.links.note(loc.backend.system, posixpath.join(loc.path, entry.name), entry)
+        return entries
 
     def _resolve_new(self, path: str) -> Location | TreeDir:
         """Resolve a path about to be created: EROFS inside the tree's own directories.
@@ -143,6 +152,22 @@ class Lookups:
                 check_path(loc.rel)
         return loc
 
+    def owner_of_new(self, loc: Location, owner: Owner | None) -> tuple[int, int | None] | None:
+        """The (uid, gid) a name made at ``loc`` for ``owner`` is given after it is made: None
+        where the system keeps no owners or the daemon's own are right; the gid None in a
+        set-group-ID directory, whose group the system gives by itself."""
+        if owner is None or loc.backend.abilities.set_owner is None:
+            return None
+        parent = loc.parent
+        try:
+            mode = loc.backend.stat("").mode if parent.is_system_root else self.entry(parent).mode
+        except RhfsError:
+            mode = None
+        gid = None if mode is not None and mode & stat.S_ISGID else owner.gid
+        if owner.uid == os.geteuid() and gid in (None, os.getegid()):
+            return None
+        return owner.uid, gid
+
     def _exists(self, loc: Location, *, fresh: bool = False) -> Entry | None:
         try:
             return self.entry(loc, fresh=fresh)
@@ -158,6 +183,15 @@ class Lookups:
     def _changed(self, path: str) -> None:
         self.cache.invalidate(path)
         self._versions.pop(path, None)
+        self._changed_linked(path)
+
+    def _changed_linked(self, path: str) -> None:
+        """``path`` changed: so did the file's other names, if it has any (:mod:`rhfs.vfs.links`)."""
+        for other in self.links.others(path):
+            self.cache.invalidate(other)
+            self._versions.pop(other, None)
+            if self.forget_attrs is not None:
+                self.forget_attrs(other)
 
     def changed_elsewhere(self, path: str, *, subtree: bool = False) -> None:
         """A face changed ``path`` (with ``subtree``, also what is below it) on its system, not
@@ -209,6 +243,8 @@ class Lookups:
 
     def _open_file_attr(self, open_file: OpenFile) -> Attr:
         atime_ns, mtime_ns = open_file.shown_times_ns
+        uid, gid = open_file.owner
+        held = open_file.entry
         entry = Entry(
             name="",
             is_dir=False,
@@ -217,6 +253,10 @@ class Lookups:
             mode=open_file.mode,
             mtime_ns=mtime_ns,
             atime_ns=atime_ns,
+            uid=uid,
+            gid=gid,
+            nlink=held.nlink if held is not None and open_file.remote_exists else None,
+            ino=held.ino if held is not None and open_file.remote_exists else None,
         )
         attr = attr_of(entry, self.read_only)
         return dataclasses.replace(attr, nlink=0) if open_file.unlinked else attr

@@ -9,6 +9,12 @@
   handles (on a store, moved objects are new objects, whose versions are taken again).
 - ``chmod``, ``chown`` and ``utimens`` are accepted everywhere and applied where the
   system keeps them; on a file with unuploaded writes they wait for its upload.
+- What is made (directories, symbolic links, special files, new files in
+  :mod:`rhfs.vfs.file_ops`) belongs to the caller's :class:`~rhfs.backends.base.Owner` on
+  systems that keep owners, where the daemon may give it (as root); in a set-group-ID
+  directory the group is the directory's, as on a local filesystem.
+- Hard links and special files are made where the system has them; elsewhere EPERM, as
+  link(2) and mknod(2) answer on a filesystem without them.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import logging
 import stat
 
-from rhfs.backends.base import check_rename_over
+from rhfs.backends.base import Owner, check_rename_over
 from rhfs.errors import (
     AlreadyExists,
     Busy,
@@ -25,10 +31,12 @@ from rhfs.errors import (
     InvalidArgument,
     IsADirectory,
     NotFound,
+    NotPermitted,
     NotSupported,
     RhfsError,
+    is_not_permitted,
 )
-from rhfs.tree import TreeDir, normalize
+from rhfs.tree import Location, TreeDir, normalize
 from rhfs.vfs.handles import Handle
 from rhfs.vfs.lookups import Lookups
 from rhfs.vfs.open_files import MetadataChange, OpenFile, metadata_setter
@@ -39,17 +47,33 @@ DEFAULT_DIR_MODE = 0o755
 
 
 class NamespaceOps(Lookups):
-    def mkdir(self, path: str, mode: int = 0o755) -> None:
+    def mkdir(self, path: str, mode: int = 0o755, owner: Owner | None = None) -> None:
         new = self._resolve_new(path)
         if isinstance(new, TreeDir) or new.is_system_root:
             raise AlreadyExists(path)
         loc = self._writable(new)
+        ids = self.owner_of_new(loc, owner)
         loc.backend.mkdir(loc.rel)
         self._changed(loc.path)
         self.cache.new_empty_dir(loc.path)
+        self._give_owner(loc, ids)
         set_mode = loc.backend.abilities.set_mode
         if stat.S_IMODE(mode) != DEFAULT_DIR_MODE and set_mode is not None:
             set_mode(loc.rel, stat.S_IMODE(mode))
+
+    def _give_owner(self, loc: Location, ids: tuple[int, int | None] | None) -> None:
+        """Give a name just made its owner (see :meth:`owner_of_new`); a system that does not
+        let the daemon do it leaves the daemon's (logged at debug)."""
+        set_owner = loc.backend.abilities.set_owner
+        if ids is None or set_owner is None:
+            return
+        try:
+            set_owner(loc.rel, *ids)
+        except RhfsError as e:
+            if not is_not_permitted(e):
+                raise
+            log.debug("%s: left with the daemon's owner: %s", loc.path, e)
+        self._changed(loc.path)
 
     def rmdir(self, path: str) -> None:
         found = self.resolve(path)
@@ -81,6 +105,7 @@ class NamespaceOps(Lookups):
             if open_file is not None:
                 self.handles.detach(open_file)
         self._changed(path)
+        self.links.forget(path)
 
     def _keep_readable(self, open_file: OpenFile | None, path: str) -> None:
         """Before ``path`` is removed or replaced: what is open on it keeps its bytes."""
@@ -107,6 +132,8 @@ class NamespaceOps(Lookups):
         dst_entry = self._exists(dst)
         if src_entry.is_dir and (dst.path + "/").startswith(src.path + "/"):
             raise InvalidArgument(f"cannot move {old} into itself")
+        if dst_entry is not None and src_entry.ino is not None and src_entry.ino == dst_entry.ino:
+            return  # two names of one file: rename(2) leaves both as they are
         if dst_entry is not None:
             check_rename_over(src_entry.is_dir, dst_entry.is_dir, new)
             if dst_entry.is_dir:
@@ -130,6 +157,8 @@ class NamespaceOps(Lookups):
     def _moved(self, old: str, new: str) -> None:
         """After a rename: re-key open files and handles, drop what was replaced, forget caches."""
         moved_files, moved_handles = self.handles.move(old, new, self.locate)
+        self._changed_linked(new)  # a file replaced there lost a name
+        self.links.moved(old, new)
         for p in [p for p in list(self._versions) if p in (old, new) or p.startswith(old + "/")]:
             # list(): a snapshot taken in one step; other FUSE threads insert while this runs
             del self._versions[p]
@@ -158,22 +187,66 @@ class NamespaceOps(Lookups):
             except RhfsError as e:
                 log.warning("%s: cannot follow the rename of an open file: %s", handle.location.path, e)
 
-    def symlink(self, target: str, path: str) -> None:
+    def symlink(self, target: str, path: str, owner: Owner | None = None) -> None:
         loc = self._writable(self._resolve_new(path))
         symlink = loc.backend.abilities.symlink
         if symlink is None:
             raise NotSupported(f"{loc.backend.system} has no symbolic links")
+        ids = self.owner_of_new(loc, owner)
         symlink(target, loc.rel)
         self._changed(loc.path)
+        self._give_owner(loc, ids)
+
+    def mknod(self, path: str, mode: int, rdev: int, owner: Owner | None = None) -> None:
+        """A FIFO, a UNIX socket or a device node; EPERM where the system has none."""
+        new = self._resolve_new(path)
+        if isinstance(new, TreeDir) or new.is_system_root:
+            raise AlreadyExists(path)
+        loc = self._writable(new)
+        make_node = loc.backend.abilities.make_node
+        if make_node is None:
+            raise NotPermitted(f"{loc.backend.system} cannot hold special files")
+        if self.handles.open_file(loc.path) is not None or self._exists(loc, fresh=True) is not None:
+            raise AlreadyExists(path)
+        ids = self.owner_of_new(loc, owner)
+        make_node(loc.rel, mode, rdev)
+        self._changed(loc.path)
+        self._give_owner(loc, ids)
+        set_mode = loc.backend.abilities.set_mode
+        if set_mode is not None:  # the daemon's own umask took bits the caller's mode has
+            set_mode(loc.rel, stat.S_IMODE(mode))
 
     def link(self, target: str, path: str) -> None:
-        raise NotSupported("hard links are not supported")
+        """A hard link: ``path`` becomes one more name of the file at ``target``."""
+        src_found = self.resolve(target)
+        if isinstance(src_found, TreeDir) or src_found.is_system_root:
+            raise NotPermitted(f"{target} is a directory")
+        src, dst = self._writable(src_found), self._writable(self._resolve_new(path))
+        if src.backend is not dst.backend:
+            raise CrossDevice(f"{target} -> {path} crosses systems")
+        hard_link = src.backend.abilities.hard_link
+        if hard_link is None:
+            raise NotPermitted(f"{src.backend.system} has no hard links")
+        self._upload_open_files_under(src.path)  # the new name shows what was written so far
+        hard_link(src.rel, dst.rel)
+        self._changed(src.path)
+        self._changed(dst.path)
+        if self.forget_attrs is not None:  # the kernel holds the old link count of the first name
+            self.forget_attrs(src.path)
+        self.entry(src, fresh=True)  # both names are known from now on (LinkedNames)
+        self.entry(dst, fresh=True)
 
     def chmod(self, path: str, mode: int) -> None:
         self._set_metadata(path, "set_mode", mode)
 
-    def chown(self, path: str, uid: int, gid: int) -> None:
-        self._set_metadata(path, None)
+    def chown(self, path: str, uid: int | None, gid: int | None) -> None:
+        """Change the owner and group (None, or -1 as chown(2) takes it, leaves one as it is)."""
+        uid = None if uid is None or uid < 0 else uid
+        gid = None if gid is None or gid < 0 else gid
+        if uid is None and gid is None:
+            self.entry(self.resolve(path))  # ENOENT for a missing file, and nothing to change
+            return
+        self._set_metadata(path, "set_owner", uid, gid)
 
     def utimens(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
         """Set the times in nanoseconds; None leaves that time as it is (UTIME_OMIT)."""
@@ -182,23 +255,23 @@ class NamespaceOps(Lookups):
             return
         self._set_metadata(path, "set_times", atime_ns, mtime_ns)
 
-    def _set_metadata(self, path: str, change: MetadataChange | None, *args: int | None) -> None:
+    def _set_metadata(self, path: str, change: MetadataChange, *args: int | None) -> None:
         """Accepted everywhere so that cp -a and rsync -a work; applied where the system has it."""
         path = normalize(path)
         found = self.resolve(path)
         if isinstance(found, TreeDir) or found.is_system_root:
             return
         loc = self._writable(found)
-        setter = None if change is None else metadata_setter(loc.backend.abilities, change)
+        setter = metadata_setter(loc.backend.abilities, change)
         with self._holding(path) as open_file:
             if open_file is not None:
                 with open_file.lock:
                     if open_file.dirty or not open_file.remote_exists:
-                        if change is not None and setter is not None:  # the upload would undo it now
+                        if setter is not None:  # the upload would undo it now
                             open_file.set_later(change, args)
                         return
             self.entry(loc)  # ENOENT for a missing file
-            if change is not None and setter is not None:
+            if setter is not None:
                 setter(loc.rel, *args)
                 if open_file is not None:
                     open_file.note_applied(change, args)

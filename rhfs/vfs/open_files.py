@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from rhfs.backends.base import Abilities, Entry
-from rhfs.errors import InvalidArgument, UploadFailed
+from rhfs.errors import InvalidArgument, UploadFailed, is_not_permitted
 from rhfs.local_writes import pwrite_all
 from rhfs.location_io import fetch_into
 from rhfs.tree import Location
@@ -35,12 +35,17 @@ from rhfs.vfs import recovery
 
 log = logging.getLogger(__name__)
 
-MetadataChange = Literal["set_mode", "set_times"]  # the abilities that chmod and utimens use
+# the abilities that chown, chmod and utimens use, in the order they are applied after an
+# upload (a change of owner clears the set-user-ID bit that a mode asked for must keep)
+MetadataChange = Literal["set_owner", "set_mode", "set_times"]
+ZEROS_CHUNK = 1 << 20  # zeros written at a time by fallocate's hole punching
+CHANGE_ORDER: tuple[MetadataChange, ...] = ("set_owner", "set_mode", "set_times")
 
 
 def metadata_setter(abilities: Abilities, change: MetadataChange) -> Callable[..., None] | None:
     """The ability that applies ``change``, or None where the system does not keep it."""
-    return abilities.set_mode if change == "set_mode" else abilities.set_times
+    setter: Callable[..., None] | None = getattr(abilities, change)
+    return setter
 
 
 class OpenFile:
@@ -59,6 +64,7 @@ class OpenFile:
         # chmod/utimens asked for while the spool holds newer bytes: applied after the upload
         self.pending_metadata: dict[MetadataChange, tuple[int | None, ...]] = {}
         self._mode = entry.mode if entry else None  # the mode the system holds, where known
+        self._owner = (entry.uid, entry.gid) if entry else (None, None)  # as the system holds it
         self.unlinked = False
         self.entry = entry
         # the times as the system holds them (an existing file), or as the spool's last write set them
@@ -74,6 +80,12 @@ class OpenFile:
         """Permission bits as they will be after the upload."""
         pending = self.pending_metadata.get("set_mode", (None,))[0]
         return self._mode if pending is None else pending
+
+    @property
+    def owner(self) -> tuple[int | None, int | None]:
+        """(uid, gid) as they will be after the upload; None where the system keeps none."""
+        uid, gid = self.pending_metadata.get("set_owner", (None, None))
+        return (self._owner[0] if uid is None else uid, self._owner[1] if gid is None else gid)
 
     @property
     def shown_times_ns(self) -> tuple[int, int]:
@@ -101,6 +113,9 @@ class OpenFile:
         """The system now holds what ``change`` set: show it from here on."""
         if change == "set_mode" and args[0] is not None:
             self._mode = int(args[0])
+        elif change == "set_owner":
+            uid, gid = args
+            self._owner = (self._owner[0] if uid is None else uid, self._owner[1] if gid is None else gid)
         elif change == "set_times":
             atime_ns, mtime_ns = args
             self.atime_ns = self.atime_ns if atime_ns is None else atime_ns
@@ -146,6 +161,19 @@ class OpenFile:
             self.size = size
             self._written()
 
+    def grow(self, size: int) -> None:
+        """Make the file at least ``size`` bytes long (the new bytes read as zeros)."""
+        with self.lock:
+            if size > self.size:
+                self.truncate(size)
+
+    def write_zeros(self, offset: int, length: int, *, keep_size: bool) -> None:
+        """Zeros over ``length`` bytes at ``offset``; with ``keep_size``, never past the end."""
+        with self.lock:
+            end = min(offset + length, self.size) if keep_size else offset + length
+            for start in range(offset, end, ZEROS_CHUNK):
+                self.write(bytes(min(ZEROS_CHUNK, end - start)), start)
+
     def adopt_remote(self, entry: Entry) -> None:
         """The remote object now holds this file's content (a server-side copy wrote it)."""
         with self.lock:
@@ -184,14 +212,18 @@ class OpenFile:
             return True
 
     def _apply_pending_metadata(self) -> None:
-        for change, args in self.pending_metadata.items():
+        for change in CHANGE_ORDER:
+            args = self.pending_metadata.get(change)
+            if args is None:
+                continue
             setter = metadata_setter(self.location.backend.abilities, change)
             if setter is None:
                 continue
             try:
                 setter(self.location.rel, *args)
-            except Exception as e:  # the bytes are safe; a lost mode or time is only logged
-                log.warning("%s: %s after upload failed: %s", self.path, change, e)
+            except Exception as e:  # the bytes are safe; a lost mode, owner or time is only logged
+                level = logging.DEBUG if change == "set_owner" and is_not_permitted(e) else logging.WARNING
+                log.log(level, "%s: %s after upload failed: %s", self.path, change, e)
             else:
                 self.note_applied(change, args)
         self.pending_metadata.clear()
