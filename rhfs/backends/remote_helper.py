@@ -61,7 +61,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 CHUNK = 1 << 20  # bytes per read and write of a file
-FRAME = 256 << 10  # bytes per data frame sent to a peer
+FRAME = 1 << 20  # bytes per data frame sent to a peer
 PARTS_IN_FLIGHT = 4
 FILES_IN_FLIGHT = 8  # files of one copy-many or push-many job moving at once
 TIMEOUT = 120  # seconds an HTTP request may stall
