@@ -179,7 +179,7 @@ def test_a_file_cut_off_by_the_end_of_stdin_leaves_nothing(helper: Helper, tmp_p
 
 
 def test_progress_is_answered_in_bytes(python: str, tmp_path: Path) -> None:
-    eager = PROGRAM.replace(b"PROGRESS_EVERY = 0.5", b"PROGRESS_EVERY = 0")
+    eager = PROGRAM.replace(b"PROGRESS_EVERY = 0.25", b"PROGRESS_EVERY = 0")
     assert eager != PROGRAM
     helper = Helper(python, tmp_path, program=eager)
     size = 3 * MiB + 1
@@ -271,7 +271,7 @@ class SlowServer:
 
 
 def test_a_cancelled_job_stops_at_its_next_chunk_and_leaves_nothing(python: str, tmp_path: Path) -> None:
-    eager = PROGRAM.replace(b"PROGRESS_EVERY = 0.5", b"PROGRESS_EVERY = 0")
+    eager = PROGRAM.replace(b"PROGRESS_EVERY = 0.25", b"PROGRESS_EVERY = 0")
     helper, server = Helper(python, tmp_path, program=eager), SlowServer(chunks=30)
     try:
         dst = str(tmp_path / "d")
