@@ -37,6 +37,14 @@ SECTIONS: tuple[tuple[str, type, str], ...] = (
     ),
 )
 
+
+def _files_in_flight(system: str) -> str:
+    return (
+        "Files (or batches of files) a tree job (`rhfs cp -r`, `.to()`) moves at once to or from "
+        f"this {system}; a job between two systems takes the lesser of their two."
+    )
+
+
 HELP: dict[type, dict[str, str]] = {
     cfg.MountConfig: {
         "attr_ttl": "Seconds that attributes, listings and the kernel's entries are cached: changes "
@@ -72,8 +80,7 @@ HELP: dict[type, dict[str, str]] = {
         "buckets": "The buckets shown under `NAME/`; without it, every bucket the credentials can list.",
         "transfer_cluster": "A configured cluster that streams copies between this store and a "
         "store of another account, so that the bytes do not pass through the daemon.",
-        "files_in_flight": "Files (or batches of files) a tree job (`rhfs cp -r`, `.to()`) moves at "
-        "once to or from this store; a job between two systems takes the lesser of their two.",
+        "files_in_flight": _files_in_flight("store"),
         "options": "Passed as they are to the protocol's fsspec filesystem (`s3fs.S3FileSystem`, "
         '`gcsfs.GCSFileSystem`, `adlfs.AzureBlobFileSystem`); see "Store options" below. Without '
         "keys, the provider's standard credential chain applies.",
@@ -92,8 +99,7 @@ HELP: dict[type, dict[str, str]] = {
         "network, say), for cluster-to-cluster copies; default: `host`.",
         "session_idle": "Seconds the kept ssh session that runs copies on the cluster outlives its "
         "last job; 0: no session, one command per file.",
-        "files_in_flight": "Files (or batches of files) a tree job (`rhfs cp -r`, `.to()`) moves at "
-        "once to or from this cluster; a job between two systems takes the lesser of their two.",
+        "files_in_flight": _files_in_flight("cluster"),
     },
 }
 

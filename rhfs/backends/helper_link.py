@@ -187,12 +187,7 @@ class Helper:
 
     def submit(self, fields: dict[str, Any], timeout: float, progress: Progress | None) -> Answer:
         """Send one job and wait for its answer; TimedOut (and the job cancelled) after ``timeout``."""
-        ident = next(self._ids)
-        future: concurrent.futures.Future[Answer] = concurrent.futures.Future()
-        with self._lock:
-            if self.ended is not None:
-                raise self._ended_error()
-            self._pending[ident] = (future, progress)
+        ident, future = self._expect(progress)
         try:
             self._send({"id": ident, **fields})
             try:
@@ -211,24 +206,34 @@ class Helper:
         """Send files of this host to the helper, framed on its stdin as a push's peer frames
         them (``recv-open``, ``recv-data``, ``recv-close``); each file's failure."""
         deadline = time.monotonic() + timeout
-        waiting: list[tuple[int, concurrent.futures.Future[Answer]] | RhfsError] = []
+        expected: list[tuple[int, concurrent.futures.Future[Answer]]] = []
+        failed: dict[int, RhfsError] = {}  # files that failed here, before the helper saw them whole
         stream = FrameStream(self, progress)
         try:
             for file in files:
-                ident = next(self._ids)
-                future: concurrent.futures.Future[Answer] = concurrent.futures.Future()
-                with self._lock:
-                    if self.ended is not None:
-                        raise self._ended_error()
-                    self._pending[ident] = (future, None)
-                waiting.append(stream.file(ident, file) or (ident, future))
+                expected.append(self._expect(None))
+                failure = stream.file(expected[-1][0], file)
+                if failure is not None:
+                    failed[expected[-1][0]] = failure
             stream.flush()
-            return [w if isinstance(w, RhfsError) else self._received(*w, deadline) for w in waiting]
+            return [
+                failed[ident] if ident in failed else self._received(ident, future, deadline)
+                for ident, future in expected
+            ]
         finally:
             with self._lock:
-                for w in waiting:
-                    if not isinstance(w, RhfsError):
-                        self._pending.pop(w[0], None)
+                for ident, _ in expected:
+                    self._pending.pop(ident, None)
+
+    def _expect(self, progress: Progress | None) -> tuple[int, concurrent.futures.Future[Answer]]:
+        """A new id, and the future its answer will settle; the helper must not have ended."""
+        ident = next(self._ids)
+        future: concurrent.futures.Future[Answer] = concurrent.futures.Future()
+        with self._lock:
+            if self.ended is not None:
+                raise self._ended_error()
+            self._pending[ident] = (future, progress)
+        return ident, future
 
     def _received(
         self, ident: int, future: concurrent.futures.Future[Answer], deadline: float
